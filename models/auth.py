@@ -1,0 +1,54 @@
+"""API tokens: issued once in plain text, stored only as SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from models.audit import record_audit
+from models.tables import ApiToken, User
+from models.types import utcnow
+
+TOKEN_PREFIX = "rtqa_"
+"""Every token starts with this, so leaked tokens are easy to recognise and scan for."""
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest of a token (tokens carry 256 random bits, so a fast hash is enough)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def issue_token(
+    session: Session, *, user: User, actor: str, label: str = "", expires_at: datetime | None = None
+) -> str:
+    """Create a token for ``user``; returns the plain token, which is not stored anywhere."""
+    if user.id is None:
+        raise ValueError("user must be saved before a token is issued")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, token_sha256=hash_token(token), label=label, expires_at=expires_at)
+    session.add(row)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="token.issued",
+        subject_type="app_user",
+        subject_id=user.id,
+        after={"token_id": row.id, "label": label, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return token
+
+
+def user_for_token(session: Session, token: str, *, now: datetime | None = None) -> User | None:
+    """The active user owning ``token``, or None if it is unknown, revoked or expired."""
+    now = now or utcnow()
+    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))).first()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    return user

@@ -1,0 +1,74 @@
+"""Controlled vocabularies, stored in the database by value."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TechniqueFamily(StrEnum):
+    """Stereotactic technique family."""
+
+    SABR = "sabr"
+    SRS = "srs"
+
+
+class QAStage(StrEnum):
+    """Radiotherapy trial QA stages, Global Harmonisation Group vocabulary (Melidis et al., IJROBP 2014)."""
+
+    FACILITY_QUESTIONNAIRE = "facility_questionnaire"
+    BEAM_OUTPUT_AUDIT = "beam_output_audit"
+    BENCHMARK_CASE = "benchmark_case"
+    DUMMY_RUN = "dummy_run"
+    COMPLEX_TREATMENT_DOSIMETRY_CHECK = "complex_treatment_dosimetry_check"
+    VIRTUAL_PHANTOM = "virtual_phantom"
+    INDIVIDUAL_CASE_REVIEW = "individual_case_review"
+    TREATMENT_RECORD_REVIEW = "treatment_record_review"
+    PROTOCOL_COMPLIANCE_VISIT = "protocol_compliance_visit"
+
+
+class SubmissionStatus(StrEnum):
+    """Lifecycle: received → validated → scored → decided, or rejected (with a reason) at any step."""
+
+    RECEIVED = "received"
+    VALIDATED = "validated"
+    SCORED = "scored"
+    DECIDED = "decided"
+    REJECTED = "rejected"
+
+
+class OutcomeLevel(StrEnum):
+    """Benchmark / plan review outcome (RTTQA, NRG; QUARTET adds justified variation)."""
+
+    PER_PROTOCOL = "per_protocol"
+    ACCEPTABLE_VARIATION = "acceptable_variation"
+    UNACCEPTABLE_VARIATION = "unacceptable_variation"
+    JUSTIFIED_VARIATION = "justified_variation"
+
+    @property
+    def passes(self) -> bool:
+        """Whether this outcome counts towards a credential."""
+        return self is not OutcomeLevel.UNACCEPTABLE_VARIATION
+
+
+class OutcomeSource(StrEnum):
+    """Who decided an outcome."""
+
+    AUTOMATIC = "automatic"
+    OVERRIDE = "override"
+
+
+class CredentialStatus(StrEnum):
+    """State of a provider's credential for a technique or a trial."""
+
+    PENDING = "pending"
+    CREDENTIALED = "credentialed"
+    LAPSED = "lapsed"
+    SUSPENDED = "suspended"
+
+
+class Role(StrEnum):
+    """What a user may do: QA staff, a centre (bound to one provider), or a commissioner / trial unit."""
+
+    STAFF = "staff"
+    CENTRE = "centre"
+    COMMISSIONER = "commissioner"

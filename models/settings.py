@@ -1,0 +1,67 @@
+"""Runtime settings, read from ``RTQA_*`` environment variables.
+
+No settings object is created at import time: call :func:`get_settings` (or build :class:`Settings` directly in
+tests) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".rtqa")
+"""Where the embedded default keeps its SQLite file and stored submissions, relative to the working directory."""
+
+
+class Settings(BaseSettings):
+    """rtqa configuration.
+
+    ``database_url`` defaults to a SQLite file inside ``data_dir``; set ``RTQA_DATABASE_URL`` to use PostgreSQL
+    (``postgresql+psycopg://user@host:5432/db``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RTQA_", extra="ignore")
+
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Directory for the database file and uploads.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; None means SQLite in data_dir.")
+    credential_validity_days: int = Field(
+        default=730,
+        ge=1,
+        description=(
+            "Policy setting: how long a credential stays valid after it is granted. Re-credentialing is normally "
+            "triggered by changes (new linac, planning system, technique), so this is a backstop, not a fact."
+        ),
+    )
+    expiry_warning_days: int = Field(default=60, ge=0, description="Credentials expiring within this are flagged.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: ``database_url`` or the SQLite file in ``data_dir``."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'rtqa.db').resolve()}"
+
+    @property
+    def submissions_dir(self) -> Path:
+        """Where accepted submissions are stored, one folder per content hash."""
+        return self.data_dir / "submissions"
+
+    @property
+    def cases_dir(self) -> Path:
+        """Where built benchmark cases are stored."""
+        return self.data_dir / "cases"
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for bare ``postgresql://`` URLs (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment now."""
+    return Settings()
