@@ -1,0 +1,123 @@
+"""Publishing benchmark cases: build the reference files and register the case and its trial in the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from sqlmodel import Session, select
+
+from benchmarks.cases import build_case, get_case
+from benchmarks.protocols import load_protocol
+from flows._store import engine_for
+from flows.credentialing import settings_for
+from models.audit import record_audit
+from models.enums import QAStage
+from models.tables import BenchmarkCase, Technique, Trial, TrialRequirement
+
+
+class CatalogueError(ValueError):
+    """A case or protocol names something the database does not know (e.g. a technique code)."""
+
+
+@task(retries=1, retry_delay_seconds=2)
+def build_reference(case_code: str, cases_dir: str) -> dict[str, Any]:
+    """Build (or find, if already built) the reference files of a case; returns where they are and their hash."""
+    built = build_case(case_code, Path(cases_dir))
+    return {
+        "case_code": built.spec.case_id,
+        "version": built.spec.version,
+        "reference_path": str(built.dicom_dir.resolve()),
+        "sha256": built.content_sha256,
+    }
+
+
+@task
+def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -> int:
+    """Insert the benchmark case (idempotent by code and version) and the trial its protocol defines."""
+    spec = get_case(reference["case_code"])
+    protocol = load_protocol(spec.protocol_id)
+    with Session(engine_for(database_url)) as session:
+        technique = session.exec(select(Technique).where(Technique.code == spec.technique)).first()
+        if technique is None or technique.id is None:
+            raise CatalogueError(f"case {spec.case_id!r}: unknown technique {spec.technique!r}; run `rtqa db init`")
+        case = session.exec(
+            select(BenchmarkCase).where(BenchmarkCase.case_code == spec.case_id, BenchmarkCase.version == spec.version)
+        ).first()
+        if case is not None:
+            if case.reference_sha256 != reference["sha256"]:
+                raise CatalogueError(
+                    f"case {spec.case_id}@{spec.version}: rebuilt reference hash {reference['sha256']} differs from "
+                    f"the registered {case.reference_sha256}; bump the case version instead of changing it"
+                )
+        else:
+            case = BenchmarkCase(
+                case_code=spec.case_id,
+                version=spec.version,
+                title=spec.title,
+                technique_id=technique.id,
+                stage=QAStage(spec.stage),
+                protocol_id=protocol.id,
+                protocol_version=protocol.version,
+                reference_sha256=reference["sha256"],
+                reference_path=reference["reference_path"],
+            )
+            session.add(case)
+            session.flush()
+            record_audit(
+                session,
+                actor=actor,
+                action="case.registered",
+                subject_type="benchmark_case",
+                subject_id=case.id or 0,
+                after={"case": f"{spec.case_id}@{spec.version}", "sha256": reference["sha256"]},
+            )
+        _register_trial(
+            session,
+            protocol_id=protocol.id,
+            title=protocol.title,
+            technique_codes=sorted({r.technique for r in protocol.required_credentials}),
+            actor=actor,
+        )
+        session.commit()
+        assert case.id is not None
+        return case.id
+
+
+def _register_trial(session: Session, *, protocol_id: str, title: str, technique_codes: list[str], actor: str) -> None:
+    trial = session.exec(select(Trial).where(Trial.code == protocol_id)).first()
+    if trial is None:
+        trial = Trial(code=protocol_id, title=title, protocol_id=protocol_id)
+        session.add(trial)
+        session.flush()
+        record_audit(
+            session,
+            actor=actor,
+            action="trial.registered",
+            subject_type="trial",
+            subject_id=trial.id or 0,
+            after={"code": protocol_id, "requires": technique_codes},
+        )
+    assert trial.id is not None
+    for code in technique_codes:
+        technique = session.exec(select(Technique).where(Technique.code == code)).first()
+        if technique is None or technique.id is None:
+            raise CatalogueError(f"protocol {protocol_id!r} requires unknown technique {code!r}")
+        exists = session.exec(
+            select(TrialRequirement).where(
+                TrialRequirement.trial_id == trial.id, TrialRequirement.technique_id == technique.id
+            )
+        ).first()
+        if exists is None:
+            session.add(TrialRequirement(trial_id=trial.id, technique_id=technique.id))
+
+
+@flow(name="publish-case")
+def publish_case(
+    case_code: str, actor: str = "rtqa-flow", database_url: str | None = None, data_dir: str | None = None
+) -> int:
+    """Build a benchmark case's reference files and register it; returns the case's database id."""
+    settings = settings_for(database_url, data_dir)
+    reference = build_reference(case_code, str(settings.cases_dir))
+    return register_case(reference, actor=actor, database_url=settings.resolved_database_url)

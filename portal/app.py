@@ -1,0 +1,107 @@
+"""The rtqa web service: a JSON API for commissioners, trial units, centres and QA staff.
+
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. Centre tokens see only their own provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models.auth import user_for_token
+from models.credentials import credentials_for_provider
+from models.db import create_db_engine
+from models.enums import Role
+from models.settings import Settings, get_settings
+from models.tables import Network, Provider, User
+
+_bearer = HTTPBearer(auto_error=False, description="An rtqa API token (`rtqa tokens issue`).")
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: from the environment). The engine is created here, not at import."""
+    settings = settings or get_settings()
+    app = FastAPI(title="rtqa", version="0.1.0", summary="Radiotherapy trials QA credentialing")
+    app.state.settings = settings
+    app.state.engine = engine or create_db_engine(settings.resolved_database_url)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/v1/me", tags=["auth"])
+    def me(user: CurrentUser) -> dict[str, Any]:
+        return {"email": user.email, "name": user.name, "role": user.role.value, "provider_id": user.provider_id}
+
+    @app.get("/api/v1/providers", tags=["providers"])
+    def list_providers(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
+        query = select(Provider, Network).where(Provider.network_id == Network.id).order_by(Provider.name)
+        if user.role is Role.CENTRE:
+            query = query.where(Provider.id == user.provider_id)
+        return [_provider_json(p, n) for p, n in session.exec(query).all()]
+
+    @app.get("/api/v1/providers/{provider_code}/credentials", tags=["credentials"])
+    def provider_credentials(provider_code: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+        provider = session.exec(select(Provider).where(Provider.code == provider_code)).first()
+        if user.role is Role.CENTRE and (provider is None or provider.id != user.provider_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"a centre token may only read its own provider's credentials, not {provider_code!r}",
+            )
+        if provider is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no provider with code {provider_code!r}")
+        network = session.get(Network, provider.network_id)
+        assert network is not None
+        return {
+            "provider": _provider_json(provider, network),
+            "credentials": [c.as_dict() for c in credentials_for_provider(session, provider)],
+        }
+
+    return app
+
+
+def _provider_json(provider: Provider, network: Network) -> dict[str, Any]:
+    return {
+        "code": provider.code,
+        "name": provider.name,
+        "ods_code": provider.ods_code,
+        "network": {"code": network.code, "name": network.name},
+    }
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for one request."""
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The user behind the bearer token; 401 when it is missing, unknown, revoked or expired."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing bearer token: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = user_for_token(session, credentials.credentials)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="invalid, revoked or expired token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]

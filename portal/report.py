@@ -1,0 +1,52 @@
+"""Tables for the terminal: providers × techniques with credential status."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from sqlmodel import Session, col, select
+
+from models.db import create_db_engine
+from models.enums import CredentialStatus
+from models.tables import Credential, Network, Provider, Technique
+
+_STYLE = {
+    CredentialStatus.CREDENTIALED: "bold green",
+    CredentialStatus.PENDING: "yellow",
+    CredentialStatus.LAPSED: "red",
+    CredentialStatus.SUSPENDED: "bold red",
+}
+
+
+def credential_matrix(database_url: str, *, include_empty: bool = True) -> Table:
+    """One row per provider, one column per technique; cells show the technique credential's status."""
+    engine = create_db_engine(database_url)
+    try:
+        with Session(engine) as session:
+            techniques = session.exec(select(Technique).order_by(Technique.code)).all()
+            rows = session.exec(
+                select(Provider, Network).where(Provider.network_id == Network.id).order_by(Network.name, Provider.name)
+            ).all()
+            creds = session.exec(select(Credential).where(col(Credential.technique_id).is_not(None))).all()
+    finally:
+        engine.dispose()
+    status = {(c.provider_id, c.technique_id): c for c in creds}
+    table = Table(title="Credentials: providers × techniques", show_lines=False)
+    table.add_column("provider")
+    table.add_column("network")
+    for t in techniques:
+        table.add_column(t.code)
+    shown = 0
+    for provider, network in rows:
+        cells = []
+        for t in techniques:
+            c = status.get((provider.id, t.id))
+            if c is None:
+                cells.append("·")
+            else:
+                until = f" → {c.valid_until:%Y-%m-%d}" if c.valid_until else ""
+                cells.append(f"[{_STYLE[c.status]}]{c.status.value}{until}[/]")
+        if include_empty or any(cell != "·" for cell in cells):
+            table.add_row(provider.name, network.code, *cells)
+            shown += 1
+    table.caption = f"{shown} of {len(rows)} providers shown; · = no submission yet"
+    return table
