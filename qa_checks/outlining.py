@@ -1,0 +1,107 @@
+"""Outlining benchmark scoring: compare a centre's structure set with the reference, structure by structure.
+
+Submitted names are mapped to TG-263 names first (:func:`qa_checks.names.map_structure_names`); each matched
+structure and its reference are rasterised on the same grid (the reference CT, so nothing is resampled) and
+compared. The mapping, with the reason for every match, is returned so a reviewer can see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa_checks.contours import dice
+from qa_checks.geometry import Grid, axis_spacing_mm
+from qa_checks.names import map_structure_names
+from qa_checks.rasterise import rasterise
+from qa_checks.structures import StructureSet
+
+__all__ = ["OutliningScore", "StructureScore", "score_outlining"]
+
+
+@dataclass(frozen=True)
+class StructureScore:
+    """Metrics for one structure.
+
+    Attributes:
+        structure: TG-263 name (as in the reference).
+        submitted_name: the centre's (3006,0026) *ROIName* that was mapped to it.
+        match_reason: why the submitted name was taken as this structure.
+        dice: Dice similarity coefficient on the grid, or None when both masks are empty.
+        reference_volume_cc, submitted_volume_cc: voxel-count volumes on the grid, in cm³.
+    """
+
+    structure: str
+    submitted_name: str
+    match_reason: str
+    dice: float | None
+    reference_volume_cc: float
+    submitted_volume_cc: float
+
+
+@dataclass(frozen=True)
+class OutliningScore:
+    """Per-structure scores plus what could not be scored.
+
+    Attributes:
+        scores: one entry per structure found in both sets.
+        missing: wanted structures the submission does not contain (after name mapping).
+        unmatched_submitted: submitted names that map to no wanted structure.
+        ambiguous: submitted names with several candidate structures (never resolved silently).
+        spacing_mm: (z, y, x) spacing of the comparison grid, in mm.
+    """
+
+    scores: tuple[StructureScore, ...]
+    missing: tuple[str, ...]
+    unmatched_submitted: tuple[str, ...]
+    ambiguous: tuple[tuple[str, tuple[str, ...]], ...]
+    spacing_mm: tuple[float, float, float]
+
+
+def score_outlining(
+    reference: StructureSet, submitted: StructureSet, grid: Grid, *, structures: Iterable[str]
+) -> OutliningScore:
+    """Score ``submitted`` against ``reference`` for each of ``structures`` (TG-263 names) on ``grid``.
+
+    Rasterisation follows :func:`qa_checks.rasterise.rasterise` (voxel centres, even-odd rule) for both sets on
+    the same grid, so Dice is exact by voxel count on that grid.
+    """
+    wanted = tuple(dict.fromkeys(structures))
+    mapping = map_structure_names(submitted.names, targets=wanted)
+    spacing = (
+        axis_spacing_mm(np.asarray(grid.z_mm), name="z_mm"),
+        axis_spacing_mm(np.asarray(grid.y_mm), name="y_mm"),
+        axis_spacing_mm(np.asarray(grid.x_mm), name="x_mm"),
+    )
+    voxel_cc = spacing[0] * spacing[1] * spacing[2] / 1000.0
+    by_target = {m.tg263: m for m in mapping.matches}
+    scores: list[StructureScore] = []
+    missing: list[str] = []
+    for name in wanted:
+        match = by_target.get(name)
+        ref_structure = reference.get(name)
+        if match is None or ref_structure is None:
+            missing.append(name)
+            continue
+        ref_mask = rasterise(ref_structure, grid)
+        sub_mask = rasterise(submitted[match.submitted], grid)
+        both_empty = not ref_mask.any() and not sub_mask.any()
+        scores.append(
+            StructureScore(
+                structure=name,
+                submitted_name=match.submitted,
+                match_reason=match.reason,
+                dice=None if both_empty else dice(ref_mask, sub_mask),
+                reference_volume_cc=float(np.count_nonzero(ref_mask)) * voxel_cc,
+                submitted_volume_cc=float(np.count_nonzero(sub_mask)) * voxel_cc,
+            )
+        )
+    return OutliningScore(
+        scores=tuple(scores),
+        missing=tuple(missing),
+        unmatched_submitted=tuple(mapping.unmatched),
+        ambiguous=tuple((k, tuple(v)) for k, v in mapping.ambiguous.items()),
+        spacing_mm=spacing,
+    )
