@@ -28,7 +28,7 @@ def build_reference(case_code: str, cases_dir: str) -> dict[str, Any]:
     return {
         "case_code": built.spec.case_id,
         "version": built.spec.version,
-        "reference_path": str(built.dicom_dir.resolve()),
+        "reference_path": str(built.directory.resolve()),
         "sha256": built.content_sha256,
     }
 

@@ -7,14 +7,17 @@ flows.credentialing DIR --provider CODE --case CODE`` runs it on the embedded de
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.exceptions import MissingContextError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from benchmarks.cases import reference_files
 from benchmarks.protocols import load_protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from models.audit import record_audit
@@ -27,6 +30,14 @@ from qa_checks.dicom_io import load_submission
 from qa_checks.errors import QAChecksError
 from qa_checks.outlining import score_outlining
 from qa_checks.protocol import evaluate
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run; the module logger when a task body is called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 class IngestError(ValueError):
@@ -76,6 +87,12 @@ def _set_status(
         after={"status": status.value},
         reason=reason,
     )
+
+
+def _current_outcome(session: Session, submission_id: int) -> Outcome | None:
+    return session.exec(
+        select(Outcome).where(Outcome.submission_id == submission_id, col(Outcome.is_current).is_(True))
+    ).first()
 
 
 def _load(session: Session, submission_id: int) -> tuple[Submission, BenchmarkCase]:
@@ -176,7 +193,7 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
             return sub.status is not SubmissionStatus.REJECTED
         try:
             submitted = load_submission(sub.storage_path)
-            reference = load_submission(case.reference_path)
+            reference = load_submission(reference_files(Path(case.reference_path)))
             if submitted.structure_set is None:
                 raise SubmissionMismatchError(
                     f"{sub.storage_path}: no RTSTRUCT file (Modality 'RTSTRUCT') in the submission"
@@ -200,9 +217,13 @@ def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
     """Dice per protocol structure against the reference on the reference CT grid; returns the number of results."""
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
+        if sub.status is not SubmissionStatus.VALIDATED:  # already scored (re-run) or not scorable
+            return len(
+                session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
+            )
         protocol = load_protocol(case.protocol_id)
         submitted = load_submission(sub.storage_path)
-        reference = load_submission(case.reference_path)
+        reference = load_submission(reference_files(Path(case.reference_path)))
         assert submitted.structure_set is not None and reference.structure_set is not None and reference.ct is not None
         structures = [c.structure for c in protocol.outlining_criteria()]
         score = score_outlining(reference.structure_set, submitted.structure_set, reference.ct, structures=structures)
@@ -231,7 +252,7 @@ def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
         before = sub.status
         _set_status(session, sub, SubmissionStatus.SCORED, actor=actor)
         session.commit()
-        get_run_logger().info(
+        _logger().info(
             "submission %s scored (%s -> scored): %d structures, missing %s",
             submission_id,
             before.value,
@@ -246,6 +267,9 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
     """Apply the protocol's outlining criteria to the stored results; record the automatic outcome."""
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
+        if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
+            current = _current_outcome(session, submission_id)
+            return current.level.value if current else sub.status.value
         protocol = load_protocol(case.protocol_id)
         results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
         measured = {(r.structure, r.metric): r.value for r in results if r.value is not None}
@@ -287,9 +311,7 @@ def submission_summary(submission_id: int, *, database_url: str) -> dict[str, An
     """Status, attempt and current outcome of a submission, as plain data."""
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
-        outcome = session.exec(
-            select(Outcome).where(Outcome.submission_id == submission_id, col(Outcome.is_current).is_(True))
-        ).first()
+        outcome = _current_outcome(session, submission_id)
         return {
             "submission_id": submission_id,
             "case": f"{case.case_code}@{case.version}",
@@ -323,13 +345,9 @@ def credential_submission(
         database_url=url,
         data_dir=str(settings.data_dir),
     )
-    status = submission_summary(submission_id, database_url=url)["status"]
-    if status == SubmissionStatus.RECEIVED.value and validate_submission(submission_id, actor=actor, database_url=url):
-        status = SubmissionStatus.VALIDATED.value
-    if status == SubmissionStatus.VALIDATED.value:
+    # Each task does nothing when its step is already done, so re-submitting the same files is harmless.
+    if validate_submission(submission_id, actor=actor, database_url=url):
         score_contours(submission_id, actor=actor, database_url=url)
-        status = SubmissionStatus.SCORED.value
-    if status == SubmissionStatus.SCORED.value:
         decide_outcome(submission_id, actor=actor, database_url=url)
         update_credentials(
             submission_id, actor=actor, database_url=url, validity_days=settings.credential_validity_days

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 180)
+"""Wide enough for the credential table when output goes to a file or a pipe."""
 
 
 def configure_prefect(settings: Settings) -> None:
@@ -28,7 +30,8 @@ def configure_prefect(settings: Settings) -> None:
 
     Values already in the environment win. Must run before Prefect is imported.
     """
-    os.environ.setdefault("PREFECT_HOME", str((settings.data_dir / "prefect").resolve()))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str((settings.data_dir / "prefect").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -25,7 +25,7 @@ DEMO_CENTRES: tuple[tuple[str, list[str]], ...] = (
 def run_demo(settings: Settings, console: Console) -> None:
     """Run the demo against ``settings`` (its data directory and database)."""
     from benchmarks.cases import build_case
-    from benchmarks.simulator import parse_deviation, simulate_submission
+    from benchmarks.simulator import Deviation, simulate_submission
     from flows.catalogue import publish_case
     from flows.credentialing import credential_submission
     from models.db import create_db_engine, session_scope
@@ -55,7 +55,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         simulated = simulate_submission(
             built,
             provider=provider,
-            deviations=[parse_deviation(d) for d in deviations],
+            deviations=[Deviation.parse(d) for d in deviations],
             seed=seed,
             out_dir=settings.data_dir / "incoming" / provider,
         )
@@ -88,4 +88,3 @@ def run_demo(settings: Settings, console: Console) -> None:
 
 def _short(reason: str, limit: int = 90) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
-

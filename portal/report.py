@@ -29,7 +29,7 @@ def credential_matrix(database_url: str, *, include_empty: bool = True) -> Table
             creds = session.exec(select(Credential).where(col(Credential.technique_id).is_not(None))).all()
     finally:
         engine.dispose()
-    status = {(c.provider_id, c.technique_id): c for c in creds}
+    status: dict[tuple[int, int | None], Credential] = {(c.provider_id, c.technique_id): c for c in creds}
     table = Table(title="Credentials: providers × techniques", show_lines=False)
     table.add_column("provider")
     table.add_column("network")
@@ -39,14 +39,14 @@ def credential_matrix(database_url: str, *, include_empty: bool = True) -> Table
     for provider, network in rows:
         cells = []
         for t in techniques:
-            c = status.get((provider.id, t.id))
+            c = status.get((provider.id or 0, t.id))
             if c is None:
                 cells.append("·")
             else:
-                until = f" → {c.valid_until:%Y-%m-%d}" if c.valid_until else ""
+                until = f" to {c.valid_until:%Y-%m-%d}" if c.valid_until else ""
                 cells.append(f"[{_STYLE[c.status]}]{c.status.value}{until}[/]")
         if include_empty or any(cell != "·" for cell in cells):
-            table.add_row(provider.name, network.code, *cells)
+            table.add_row(provider.code, network.code, *cells)
             shown += 1
     table.caption = f"{shown} of {len(rows)} providers shown; · = no submission yet"
     return table

@@ -62,7 +62,9 @@ def test_downgrade_removes_audit_triggers(fresh_url: str) -> None:
             if engine.dialect.name == "sqlite":
                 rows = conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).all()
             else:
-                rows = conn.execute(sa.text("SELECT proname FROM pg_proc WHERE proname = 'audit_event_append_only'")).all()
+                rows = conn.execute(
+                    sa.text("SELECT proname FROM pg_proc WHERE proname = 'audit_event_append_only'")
+                ).all()
         assert rows == []
     finally:
         engine.dispose()

@@ -129,9 +129,7 @@ class TestEnumsByValue:
     def test_unknown_value_rejected_by_the_database(self, engine: Engine) -> None:
         # The CHECK constraint guards raw SQL too, not only the ORM.
         with engine.connect() as conn, pytest.raises(IntegrityError, match=r"(?i)check"):
-            conn.execute(
-                sa.text("INSERT INTO technique (code, name, family, site) VALUES ('x', 'x', 'proton', 'x')")
-            )
+            conn.execute(sa.text("INSERT INTO technique (code, name, family, site) VALUES ('x', 'x', 'proton', 'x')"))
 
     def test_members_by_value(self) -> None:
         assert [s.value for s in SubmissionStatus] == ["received", "validated", "scored", "decided", "rejected"]
@@ -171,9 +169,7 @@ class TestUtcTimes:
 
 
 class TestAuditAppendOnly:
-    @pytest.mark.parametrize(
-        "statement", ["UPDATE audit_event SET actor = 'someone else'", "DELETE FROM audit_event"]
-    )
+    @pytest.mark.parametrize("statement", ["UPDATE audit_event SET actor = 'someone else'", "DELETE FROM audit_event"])
     def test_update_and_delete_refused(self, engine: Engine, statement: str) -> None:
         with Session(engine) as session:
             record_audit(session, actor="t", action="a", subject_type="s", subject_id=1)

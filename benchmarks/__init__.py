@@ -1,0 +1,1 @@
+"""rtqa: benchmarks."""

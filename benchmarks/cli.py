@@ -1,0 +1,112 @@
+"""Command-line entry points for the benchmark library (mounted into the ``rtqa`` CLI by ``portal.cli``).
+
+* ``rtqa cases list``: the case library.
+* ``rtqa cases build CASE --out DIR``: build a case (idempotent).
+* ``rtqa simulate CASE --provider P --deviation margin_mm:PTV:3 ... --out DIR``: a simulated centre submission
+  and the oracle's expected outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from benchmarks.cases import BuiltCase, CaseError, build_case, list_cases
+from benchmarks.protocols import ProtocolError
+from benchmarks.simulator import SimulationError, parse_deviation, simulate_submission
+
+__all__ = ["cases_app", "simulate"]
+
+DEFAULT_CASES_DIR = Path(".rtqa") / "cases"
+"""Where ``simulate`` builds (or finds) the case when no ``--cases-dir`` is given."""
+
+cases_app = typer.Typer(no_args_is_help=True, help="Benchmark cases: list and build.")
+console = Console()
+
+
+def _build_with_progress(case_id: str, out_dir: Path) -> BuiltCase:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(f"{case_id}: checking", total=None)
+        return build_case(
+            case_id, out_dir, progress=lambda text: progress.update(task, description=f"{case_id}: {text}")
+        )
+
+
+@cases_app.command("list")
+def list_command() -> None:
+    """List the benchmark cases."""
+    for spec in list_cases():
+        console.print(
+            f"[bold]{spec.case_id}[/bold] {spec.version}  technique {spec.technique}  stage {spec.stage}  "
+            f"protocol {spec.protocol_id}",
+            soft_wrap=True,
+        )
+        console.print(f"    {spec.title}", soft_wrap=True)
+
+
+@cases_app.command("build")
+def build_command(
+    case: Annotated[str, typer.Argument(help="Case id (see `rtqa cases list`).")],
+    out: Annotated[Path, typer.Option("--out", help="Parent directory; the case goes in <out>/<case>-<version>.")],
+) -> None:
+    """Build a benchmark case's reference CT and RT Structure Set (idempotent)."""
+    try:
+        built = _build_with_progress(case, out)
+    except CaseError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(f"{built.spec.case_id} {built.spec.version} in {built.directory}")
+    console.print(f"content sha256 {built.content_sha256}")
+
+
+def simulate(
+    case: Annotated[str, typer.Argument(help="Case id (see `rtqa cases list`).")],
+    provider: Annotated[str, typer.Option("--provider", help="Submitting provider (centre) code or name.")],
+    out: Annotated[Path, typer.Option("--out", help="Submission directory to write (CT/ + RTSTRUCT).")],
+    deviation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deviation",
+            "-d",
+            help=(
+                "kind:structure[:value], repeatable. Kinds: margin_mm (mm, negative shrinks), shift_mm (dz,dy,dx "
+                "mm), rename (new name), drop_slices (count; negative = inferior), smooth (sigma mm), "
+                "swap_laterality, omit, jitter_mm (mm). Structure '*' means all. "
+                "E.g. margin_mm:PTV:3, shift_mm:GTV:0,0,5, rename:SpinalCord:Cord."
+            ),
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for UIDs and random deviations.")] = 0,
+    cases_dir: Annotated[
+        Path, typer.Option("--cases-dir", help="Where the case is built (or found already built).")
+    ] = DEFAULT_CASES_DIR,
+    expected_json: Annotated[
+        Path | None, typer.Option("--expected-json", help="Also write the oracle's expected outcome here (JSON).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace whatever --out holds.")] = False,
+) -> None:
+    """Simulate a centre's submission for a case and print the outcome the protocol should give."""
+    try:
+        deviations = [parse_deviation(text) for text in deviation or []]
+        built = _build_with_progress(case, cases_dir)
+        with console.status("writing the centre's structure set"):
+            simulated = simulate_submission(
+                built, provider=provider, deviations=deviations, seed=seed, out_dir=out, overwrite=overwrite
+            )
+    except (CaseError, SimulationError, ProtocolError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(f"submission of {provider} for {case} in {simulated.directory}")
+    console.print(f"expected outcome: [bold]{simulated.expected_outcome.value}[/bold]")
+    console.print(f"reason: {simulated.expected_reason}")
+    if expected_json is not None:
+        expected_json.parent.mkdir(parents=True, exist_ok=True)
+        expected_json.write_text(json.dumps(simulated.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"expected outcome written to {expected_json}")

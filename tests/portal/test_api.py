@@ -1,0 +1,131 @@
+"""The credential endpoint's authentication and authorisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from models.auth import hash_token, issue_token
+from models.enums import Role
+from models.settings import Settings
+from models.tables import ApiToken, Provider, User
+from models.types import utcnow
+from portal.app import create_app
+
+OWN = "the-christie"
+OTHER = "leeds-teaching-hospitals"
+
+
+@pytest.fixture
+def tokens(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        own = session.exec(select(Provider).where(Provider.code == OWN)).one()
+        users = {
+            "commissioner": User(email="comm@nhs.test", name="Commissioner", role=Role.COMMISSIONER),
+            "staff": User(email="qa@rttqa.test", name="QA", role=Role.STAFF),
+            "centre": User(email="phys@christie.test", name="Physicist", role=Role.CENTRE, provider_id=own.id),
+        }
+        for user in users.values():
+            session.add(user)
+        session.flush()
+        out = {key: issue_token(session, user=user, actor="tests") for key, user in users.items()}
+        out["expired"] = issue_token(
+            session, user=users["commissioner"], actor="tests", expires_at=utcnow() - timedelta(seconds=1)
+        )
+        session.commit()
+    return out
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, engine=engine)) as c:
+        yield c
+
+
+def _get(client: TestClient, path: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.get(path, headers=headers)
+    return response.status_code, response.json()
+
+
+URL = "/api/v1/providers/{}/credentials"
+
+
+def test_no_token_is_401(client: TestClient) -> None:
+    response = client.get(URL.format(OWN))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "missing bearer token" in response.json()["detail"]
+
+
+def test_unknown_token_is_401(client: TestClient, tokens: dict[str, str]) -> None:
+    status, body = _get(client, URL.format(OWN), "rtqa_not-a-real-token")
+    assert status == 401 and "invalid" in str(body["detail"])
+
+
+def test_expired_token_is_401(client: TestClient, tokens: dict[str, str]) -> None:
+    assert _get(client, URL.format(OWN), tokens["expired"])[0] == 401
+
+
+def test_revoked_token_is_401(client: TestClient, tokens: dict[str, str], engine: Engine) -> None:
+    with Session(engine) as session:
+        row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(tokens["staff"]))).one()
+        row.revoked_at = utcnow()
+        session.add(row)
+        session.commit()
+    assert _get(client, URL.format(OWN), tokens["staff"])[0] == 401
+
+
+def test_centre_reading_another_provider_is_403(client: TestClient, tokens: dict[str, str]) -> None:
+    status, body = _get(client, URL.format(OTHER), tokens["centre"])
+    assert status == 403 and OTHER in str(body["detail"])
+
+
+def test_centre_reading_an_unknown_provider_is_403_not_404(client: TestClient, tokens: dict[str, str]) -> None:
+    # A centre learns nothing about which provider codes exist.
+    assert _get(client, URL.format("no-such-trust"), tokens["centre"])[0] == 403
+
+
+def test_centre_reading_its_own_provider_is_200(client: TestClient, tokens: dict[str, str]) -> None:
+    status, body = _get(client, URL.format(OWN), tokens["centre"])
+    assert status == 200
+    assert body["provider"] == {
+        "code": OWN,
+        "name": "The Christie NHS Foundation Trust",
+        "ods_code": None,
+        "network": {
+            "code": "north-west",
+            "name": "Lancashire and South Cumbria, Greater Manchester, Cheshire and Merseyside",
+        },
+    }
+    assert body["credentials"] == []
+
+
+@pytest.mark.parametrize("role", ["commissioner", "staff"])
+def test_commissioner_and_staff_read_any_provider(client: TestClient, tokens: dict[str, str], role: str) -> None:
+    status, body = _get(client, URL.format(OTHER), tokens[role])
+    assert status == 200
+    assert body["provider"]["code"] == OTHER  # type: ignore[index]
+
+
+def test_unknown_provider_is_404_for_commissioner(client: TestClient, tokens: dict[str, str]) -> None:
+    status, body = _get(client, URL.format("no-such-trust"), tokens["commissioner"])
+    assert status == 404 and "no-such-trust" in str(body["detail"])
+
+
+def test_token_is_stored_only_as_hash(engine: Engine, tokens: dict[str, str]) -> None:
+    with Session(engine) as session:
+        stored = [row.token_sha256 for row in session.exec(select(ApiToken)).all()]
+    assert hash_token(tokens["staff"]) in stored
+    assert all(token not in stored for token in tokens.values())
+
+
+def test_provider_list_is_scoped_for_centres(client: TestClient, tokens: dict[str, str]) -> None:
+    assert len(client.get("/api/v1/providers", headers={"Authorization": f"Bearer {tokens['staff']}"}).json()) == 52
+    own = client.get("/api/v1/providers", headers={"Authorization": f"Bearer {tokens['centre']}"}).json()
+    assert [p["code"] for p in own] == [OWN]
