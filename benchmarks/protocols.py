@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,19 +53,6 @@ TG263_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_^~]{0,15}$")
 """A TG-263 primary name: starts with a letter, letters/digits/underscore (and TG-263's ``^``/``~``), at most
 16 characters."""
 
-QA_STAGES: Final = (
-    "facility_questionnaire",
-    "beam_output_audit",
-    "benchmark_case",
-    "dummy_run",
-    "complex_treatment_dosimetry_check",
-    "virtual_phantom",
-    "individual_case_review",
-    "treatment_record_review",
-    "protocol_compliance_visit",
-)
-"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case."""
-
 QaStage = Literal[
     "facility_questionnaire",
     "beam_output_audit",
@@ -77,6 +64,10 @@ QaStage = Literal[
     "treatment_record_review",
     "protocol_compliance_visit",
 ]
+"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case."""
+
+QA_STAGES: Final = get_args(QaStage)
+"""The :data:`QaStage` values as a tuple."""
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 

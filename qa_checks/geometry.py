@@ -116,8 +116,36 @@ def _check_values(values: npt.NDArray[np.generic], z: np.ndarray, y: np.ndarray,
         )
 
 
+class _GridGeometry:
+    """Shape, spacing and voxel volume derived from the (z, y, x) voxel-centre coordinate vectors."""
+
+    z_mm: npt.NDArray[np.float64]
+    y_mm: npt.NDArray[np.float64]
+    x_mm: npt.NDArray[np.float64]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(z, y, x) number of voxels."""
+        return (self.z_mm.size, self.y_mm.size, self.x_mm.size)
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """(z, y, x) voxel spacing in mm, positive."""
+        return (
+            axis_spacing_mm(self.z_mm, name="z_mm"),
+            axis_spacing_mm(self.y_mm, name="y_mm"),
+            axis_spacing_mm(self.x_mm, name="x_mm"),
+        )
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel in mm³."""
+        dz, dy, dx = self.spacing_mm
+        return dz * dy * dx
+
+
 @dataclass(frozen=True, eq=False)
-class ImageVolume:
+class ImageVolume(_GridGeometry):
     """A CT volume in Hounsfield units, indexed (z, y, x).
 
     Attributes:
@@ -154,29 +182,9 @@ class ImageVolume:
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "sop_instance_uids", tuple(self.sop_instance_uids))
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(z, y, x) number of voxels."""
-        return (self.z_mm.size, self.y_mm.size, self.x_mm.size)
-
-    @property
-    def spacing_mm(self) -> tuple[float, float, float]:
-        """(z, y, x) voxel spacing in mm, positive."""
-        return (
-            axis_spacing_mm(self.z_mm, name="z_mm"),
-            axis_spacing_mm(self.y_mm, name="y_mm"),
-            axis_spacing_mm(self.x_mm, name="x_mm"),
-        )
-
-    @property
-    def voxel_volume_mm3(self) -> float:
-        """Volume of one voxel in mm³."""
-        dz, dy, dx = self.spacing_mm
-        return dz * dy * dx
-
 
 @dataclass(frozen=True, eq=False)
-class DoseGrid:
+class DoseGrid(_GridGeometry):
     """A dose distribution indexed (z, y, x).
 
     ``DoseGrid(values_gy, z_mm, y_mm, x_mm)`` is enough; the other fields record where the grid came from.
@@ -220,23 +228,3 @@ class DoseGrid:
         object.__setattr__(self, "y_mm", y)
         object.__setattr__(self, "x_mm", x)
         object.__setattr__(self, "values_gy", values)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(z, y, x) number of voxels."""
-        return (self.z_mm.size, self.y_mm.size, self.x_mm.size)
-
-    @property
-    def spacing_mm(self) -> tuple[float, float, float]:
-        """(z, y, x) voxel spacing in mm, positive."""
-        return (
-            axis_spacing_mm(self.z_mm, name="z_mm"),
-            axis_spacing_mm(self.y_mm, name="y_mm"),
-            axis_spacing_mm(self.x_mm, name="x_mm"),
-        )
-
-    @property
-    def voxel_volume_mm3(self) -> float:
-        """Volume of one voxel in mm³."""
-        dz, dy, dx = self.spacing_mm
-        return dz * dy * dx
