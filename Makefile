@@ -3,12 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEERS_STAMP := $(VENV)/.installed-peers
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export DO_NOT_TRACK ?= 1
 
-.PHONY: demo test lint typecheck migrations-check serve clean venv
+.PHONY: demo test lint typecheck migrations-check serve clean venv perf
 
 venv: $(STAMP)
 
@@ -18,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The peers (pymedphys, surface-distance) are only for agreement tests and perf/ benchmarks.
+$(PEERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,peers]'
+	touch $(PEERS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rtqa demo
@@ -35,8 +41,13 @@ typecheck: $(STAMP)
 migrations-check: $(STAMP)
 	$(BIN)/python -m models.migrate check
 
-test: lint typecheck migrations-check
+test: $(PEERS_STAMP) lint typecheck migrations-check
 	$(BIN)/python -m pytest
+
+perf: $(PEERS_STAMP)
+	$(BIN)/python perf/bench_rasterise.py
+	$(BIN)/python perf/bench_surface.py
+	$(BIN)/python perf/bench_gamma.py
 
 clean:
 	rm -rf $(VENV) .rtqa .pytest_cache .mypy_cache .ruff_cache
