@@ -1,0 +1,204 @@
+"""Time ``qa_checks.gamma.gamma_3d`` against ``pymedphys.gamma`` (0.41) on a SABR-like dose.
+
+Run with ``python perf/bench_gamma.py`` (full: 150 x 200 x 200 voxels (z, y, x) at 2 mm) or
+``python perf/bench_gamma.py --quick`` (75 x 100 x 100). The reference dose is a steep fall-off spheroid (a
+SABR-like 60 Gy target of about 30 mm diameter with a low-dose bath); the evaluated dose is the same dose shifted
+1 mm in y, scaled by 1.02 and with Gaussian noise of 1% of the prescription (seeded). Both implementations get
+the same parameters: global gamma, 10% low-dose threshold, normalisation to the maximum reference dose, search
+step distance / 10 (pymedphys ``interp_fraction=10``), at 3%/2 mm and 2%/1 mm.
+
+Each implementation runs in its own subprocess pinned to the same 2 cores (BLAS, OpenMP and numba limited to 2
+threads), so that its peak resident memory (``resource.getrusage`` max RSS, which includes the Python
+interpreter and the input arrays) can be measured separately. pymedphys's numba JIT is warmed up on a tiny grid
+before timing. Times are the median (and minimum) of ``--repeat`` runs in the same process; the machine may be
+shared, so the median is the figure to quote. Target: ours >= 20x faster, peak memory <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+FULL_SHAPE_ZYX = (150, 200, 200)
+QUICK_SHAPE_ZYX = (75, 100, 100)
+SPACING_MM = 2.0
+CRITERIA = ((3.0, 2.0), (2.0, 1.0))
+"""(dose %, distance mm) pairs to time."""
+THREADS = 2
+
+
+def sabr_like_dose(
+    shape_zyx: tuple[int, int, int],
+    spacing_mm: float,
+    *,
+    shift_zyx_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    scale: float = 1.0,
+    noise_fraction: float = 0.0,
+    rng: np.random.Generator | None = None,
+    prescription_gy: float = 60.0,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(z_mm, y_mm, x_mm, dose_gy (z, y, x)): a spheroidal target with a steep sigmoid edge and a low-dose bath."""
+    axes = [(np.arange(n, dtype=np.float64) - (n - 1) / 2) * spacing_mm for n in shape_zyx]
+    z, y, x = np.meshgrid(*(a - s for a, s in zip(axes, shift_zyx_mm, strict=True)), indexing="ij", sparse=True)
+    radius_mm = np.sqrt(z**2 + (y / 1.2) ** 2 + (x / 0.9) ** 2)
+    core = 1.0 / (1.0 + np.exp((radius_mm - 15.0) / 2.5))
+    bath = np.exp(-np.maximum(radius_mm - 15.0, 0.0) / 25.0)
+    dose: npt.NDArray[np.float64] = prescription_gy * scale * (0.75 * core + 0.25 * bath)
+    if noise_fraction:
+        if rng is None:
+            raise ValueError("noise needs an rng")
+        dose = np.clip(dose + rng.normal(0.0, noise_fraction * prescription_gy, dose.shape), 0.0, None)
+    return axes[0], axes[1], axes[2], dose
+
+
+def _case(shape_zyx: tuple[int, int, int]) -> tuple[tuple[npt.NDArray[np.float64], ...], ...]:
+    rng = np.random.default_rng(20261123)
+    z, y, x, reference = sabr_like_dose(shape_zyx, SPACING_MM)
+    _, _, _, evaluated = sabr_like_dose(
+        shape_zyx, SPACING_MM, shift_zyx_mm=(0.0, 1.0, 0.0), scale=1.02, noise_fraction=0.01, rng=rng
+    )
+    return (z, y, x), (reference, evaluated)
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _worker(
+    implementation: str, shape_zyx: tuple[int, int, int], dose_percent: float, distance_mm: float, repeat: int
+) -> None:
+    """Run one implementation ``repeat`` times and print a JSON line with timings, pass rate and memory."""
+    (z, y, x), (reference, evaluated) = _case(shape_zyx)
+    rss_before_mb = _rss_mb()
+    times = []
+    if implementation == "ours":
+        from qa_checks.gamma import gamma_3d
+        from qa_checks.geometry import DoseGrid
+
+        ref_grid = DoseGrid(reference, z, y, x)
+        eval_grid = DoseGrid(evaluated, z, y, x)
+        rss_before_mb = _rss_mb()
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = gamma_3d(
+                ref_grid, eval_grid, dose_percent=dose_percent, distance_mm=distance_mm, lower_cutoff_percent=10.0
+            )
+            times.append(time.perf_counter() - start)
+        pass_rate, n_evaluated = result.pass_rate_percent, result.n_evaluated
+    else:
+        import pymedphys
+
+        small = (z[:6], y[:6], x[:6])
+        pymedphys.gamma(small, reference[:6, :6, :6], small, evaluated[:6, :6, :6], 3, 2, lower_percent_dose_cutoff=0)
+        rss_before_mb = _rss_mb()
+        for _ in range(repeat):
+            start = time.perf_counter()
+            gamma = pymedphys.gamma(
+                (z, y, x),
+                reference,
+                (z, y, x),
+                evaluated,
+                dose_percent,
+                distance_mm,
+                lower_percent_dose_cutoff=10,
+                interp_fraction=10,
+                local_gamma=False,
+                random_subset=None,
+            )
+            times.append(time.perf_counter() - start)
+        valid = gamma[~np.isnan(gamma)]
+        pass_rate, n_evaluated = 100.0 * float(np.mean(valid <= 1)), int(valid.size)
+    print(
+        json.dumps(
+            {
+                "times_s": times,
+                "pass_rate_percent": pass_rate,
+                "n_evaluated": n_evaluated,
+                "rss_before_mb": rss_before_mb,
+                "peak_rss_mb": _rss_mb(),
+            }
+        )
+    )
+
+
+def _run(
+    implementation: str, shape_zyx: tuple[int, int, int], criterion: tuple[float, float], repeat: int
+) -> dict[str, object]:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[name] = str(THREADS)
+    root = Path(__file__).resolve().parent.parent
+    env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        implementation,
+        "--shape",
+        *(str(n) for n in shape_zyx),
+        "--criterion",
+        *(str(v) for v in criterion),
+        "--repeat",
+        str(repeat),
+    ]
+    cpus = sorted(os.sched_getaffinity(0))[:THREADS] if hasattr(os, "sched_getaffinity") else []
+    preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=True, preexec_fn=preexec)
+    output: dict[str, object] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help=f"use a {QUICK_SHAPE_ZYX} grid instead of {FULL_SHAPE_ZYX}"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per implementation (default 3)")
+    parser.add_argument("--worker", choices=("ours", "pymedphys"), help=argparse.SUPPRESS)
+    parser.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--criterion", type=float, nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker, tuple(args.shape), args.criterion[0], args.criterion[1], args.repeat)
+        return
+
+    shape = QUICK_SHAPE_ZYX if args.quick else FULL_SHAPE_ZYX
+    print(f"grid (z, y, x) {shape} at {SPACING_MM} mm; {THREADS} cores; median of {args.repeat} runs (min)")
+    header = (
+        f"{'criterion':>10} {'ours s':>14} {'pymedphys s':>16} {'ratio':>7} {'ours %':>8} {'pmp %':>8} "
+        f"{'diff pp':>8} {'ours MB':>8} {'pmp MB':>8}"
+    )
+    print(header)
+    for criterion in CRITERIA:
+        ours = _run("ours", shape, criterion, args.repeat)
+        peer = _run("pymedphys", shape, criterion, args.repeat)
+        ours_times = list(ours["times_s"])  # type: ignore[call-overload]
+        peer_times = list(peer["times_s"])  # type: ignore[call-overload]
+        ours_s, peer_s = statistics.median(ours_times), statistics.median(peer_times)
+        ours_rate, peer_rate = float(ours["pass_rate_percent"]), float(peer["pass_rate_percent"])  # type: ignore[arg-type]
+        print(
+            f"{criterion[0]:>4.0f}%/{criterion[1]:.0f}mm "
+            f"{ours_s:>7.3f} ({min(ours_times):.3f}) {peer_s:>8.2f} ({min(peer_times):.2f}) {peer_s / ours_s:>6.1f}x "
+            f"{ours_rate:>8.3f} {peer_rate:>8.3f} {ours_rate - peer_rate:>+8.3f} "
+            f"{float(ours['peak_rss_mb']):>8.0f} {float(peer['peak_rss_mb']):>8.0f}"  # type: ignore[arg-type]
+        )
+        print(
+            f"{'':>10} points evaluated: ours {ours['n_evaluated']}, pymedphys {peer['n_evaluated']}; "
+            f"RSS before the timed runs: ours {float(ours['rss_before_mb']):.0f} MB, "  # type: ignore[arg-type]
+            f"pymedphys {float(peer['rss_before_mb']):.0f} MB"  # type: ignore[arg-type]
+        )
+
+
+if __name__ == "__main__":
+    main()

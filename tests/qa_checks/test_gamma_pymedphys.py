@@ -1,0 +1,107 @@
+"""3D gamma against the peer implementation ``pymedphys.gamma`` (0.41), at identical parameters.
+
+pymedphys is an optional extra: the module is skipped when it is not installed. Both are run with the same dose
+and distance criteria, low-dose threshold, global or local normalisation, search step (pymedphys
+``interp_fraction`` = 20, i.e. ``search_step_mm = distance_mm / 20``) and ``max_gamma = 2`` (pymedphys then
+searches to 2 x DTA, as ``gamma_3d`` does by default, and caps gamma at 2). Requirement: pass rates within 0.1
+percentage point. Because ``gamma_3d`` samples the same positions, the gamma maps themselves also agree, to the
+float32 rounding of ``gamma_3d`` (``GAMMA_ATOL`` in ``test_gamma``), and NaN exactly where pymedphys has NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from qa_checks.gamma import gamma_3d
+from qa_checks.geometry import DoseGrid
+from tests.qa_checks.test_gamma import GAMMA_ATOL, sabr_like_grid
+
+pymedphys = pytest.importorskip("pymedphys")
+
+# about 80 s in all, mostly pymedphys
+pytestmark = pytest.mark.slow
+
+PASS_RATE_TOLERANCE_PP = 0.1
+"""Required agreement of pass rates, in percentage points."""
+
+INTERP_FRACTION = 20
+MAX_GAMMA = 2.0
+
+
+def _reference() -> DoseGrid:
+    return sabr_like_grid()
+
+
+CASES: dict[str, Callable[[], DoseGrid]] = {
+    "identical": lambda: sabr_like_grid(),
+    "shift_1mm": lambda: sabr_like_grid(centre_zyx_mm=(0.0, 1.0, 0.0)),
+    "shift_3mm": lambda: sabr_like_grid(centre_zyx_mm=(3.0, 0.0, 0.0)),
+    "scaled_2pc": lambda: sabr_like_grid(scale=1.02),
+    "noise_1pc": lambda: sabr_like_grid(noise_fraction=0.01, rng=np.random.default_rng(20261123)),
+    "scaled_2pc_noise_1pc": lambda: sabr_like_grid(scale=1.02, noise_fraction=0.01, rng=np.random.default_rng(7)),
+    # a different grid: 2.5 mm spacing, origin off the reference lattice, and a shifted, scaled dose
+    "other_grid": lambda: sabr_like_grid(
+        (20, 24, 24), 2.5, origin_zyx_mm=(-23.3, -28.1, -29.4), centre_zyx_mm=(0.5, 1.0, 0.0), scale=1.01
+    ),
+}
+
+CRITERIA = [(3.0, 3.0), (3.0, 2.0), (2.0, 2.0), (2.0, 1.0)]
+
+
+def _compare(evaluated: DoseGrid, dose_percent: float, distance_mm: float, cutoff_percent: float, local: bool) -> None:
+    reference = _reference()
+    ours = gamma_3d(
+        reference,
+        evaluated,
+        dose_percent=dose_percent,
+        distance_mm=distance_mm,
+        lower_cutoff_percent=cutoff_percent,
+        local=local,
+        search_step_mm=distance_mm / INTERP_FRACTION,
+        max_gamma=MAX_GAMMA,
+    )
+    peer = pymedphys.gamma(
+        (reference.z_mm, reference.y_mm, reference.x_mm),
+        reference.values_gy,
+        (evaluated.z_mm, evaluated.y_mm, evaluated.x_mm),
+        evaluated.values_gy,
+        dose_percent,
+        distance_mm,
+        lower_percent_dose_cutoff=cutoff_percent,
+        interp_fraction=INTERP_FRACTION,
+        max_gamma=MAX_GAMMA,
+        local_gamma=local,
+        random_subset=None,
+    )
+    valid = ~np.isnan(peer)
+    peer_pass_rate = 100.0 * float(np.mean(peer[valid] <= 1.0))
+    assert abs(ours.pass_rate_percent - peer_pass_rate) <= PASS_RATE_TOLERANCE_PP
+    assert ours.n_evaluated == int(valid.sum())
+    np.testing.assert_array_equal(np.isnan(ours.gamma), ~valid)
+    np.testing.assert_allclose(ours.gamma[valid], peer[valid], atol=GAMMA_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("cutoff_percent", [10.0, 20.0])
+@pytest.mark.parametrize(("dose_percent", "distance_mm"), CRITERIA)
+@pytest.mark.parametrize("case", list(CASES))
+def test_global_matches_pymedphys(case: str, dose_percent: float, distance_mm: float, cutoff_percent: float) -> None:
+    _compare(CASES[case](), dose_percent, distance_mm, cutoff_percent, local=False)
+
+
+@pytest.mark.parametrize(("dose_percent", "distance_mm"), [(3.0, 3.0), (2.0, 2.0)])
+@pytest.mark.parametrize("case", ["shift_1mm", "scaled_2pc_noise_1pc", "other_grid"])
+def test_local_matches_pymedphys(case: str, dose_percent: float, distance_mm: float) -> None:
+    _compare(CASES[case](), dose_percent, distance_mm, 10.0, local=True)
+
+
+def test_cases_are_not_trivial() -> None:
+    """The comparison is only informative if the cases differ: check a spread of pass rates and mean gamma."""
+    reference = _reference()
+    results = {case: gamma_3d(reference, make(), dose_percent=2.0, distance_mm=1.0) for case, make in CASES.items()}
+    assert results["identical"].pass_rate_percent == 100.0
+    assert results["shift_3mm"].pass_rate_percent < 80.0
+    assert results["other_grid"].pass_rate_percent < 99.0
+    assert results["scaled_2pc_noise_1pc"].mean_gamma > 0.1
