@@ -231,13 +231,11 @@ def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
             "grid": "reference CT",
             "spacing_mm": list(score.spacing_mm),
             "rasterisation": "voxel centre inside polygon, even-odd rule",
+            "surfaces": "surfels of the voxel masks (surface-distance definition); HD95 = max of directed 95th",
         }
         for s in score.scores:
-            params = {**base, "name_match": s.match_reason}
-            for metric, value, unit in (
-                ("dice", s.dice, "1"),
-                ("volume_cc", s.submitted_volume_cc, "cc"),
-            ):
+            params = {**base, "name_match": s.match_reason, "tolerance_mm": s.surface.tolerance_mm}
+            for metric, (value, unit) in s.measurements().items():
                 session.add(
                     StructureResult(
                         submission_id=submission_id,

@@ -7,12 +7,13 @@ compared. The mapping, with the reason for every match, is returned so a reviewe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from qa_checks.contours import dice
+from qa_checks.contours import SurfaceMetrics, centroid_distance_mm, dice, jaccard, surface_metrics, volume_ratio
 from qa_checks.geometry import Grid, axis_spacing_mm
 from qa_checks.names import map_structure_names
 from qa_checks.rasterise import rasterise
@@ -30,15 +31,40 @@ class StructureScore:
         submitted_name: the centre's (3006,0026) *ROIName* that was mapped to it.
         match_reason: why the submitted name was taken as this structure.
         dice: Dice similarity coefficient on the grid, or None when both masks are empty.
+        jaccard: Jaccard index on the grid, or None when both masks are empty.
         reference_volume_cc, submitted_volume_cc: voxel-count volumes on the grid, in cm³.
+        volume_ratio: submitted / reference volume, or None when the reference is empty.
+        centroid_distance_mm: distance between the masks' centroids, or None if either is empty.
+        surface: surface distances and surface Dice (:func:`qa_checks.contours.surface_metrics`).
     """
 
     structure: str
     submitted_name: str
     match_reason: str
     dice: float | None
+    jaccard: float | None
     reference_volume_cc: float
     submitted_volume_cc: float
+    volume_ratio: float | None
+    centroid_distance_mm: float | None
+    surface: SurfaceMetrics
+
+    def measurements(self) -> dict[str, tuple[float | None, str]]:
+        """Metric name (as protocols name them) -> (value, unit); None where the value is undefined or infinite."""
+        s = self.surface
+        values: dict[str, tuple[float | None, str]] = {
+            "dice": (self.dice, "1"),
+            "jaccard": (self.jaccard, "1"),
+            "volume_cc": (self.submitted_volume_cc, "cc"),
+            "volume_ratio": (self.volume_ratio, "1"),
+            "centroid_distance_mm": (self.centroid_distance_mm, "mm"),
+            "hausdorff_mm": (s.hausdorff_mm, "mm"),
+            "hd95_mm": (s.hd95_mm, "mm"),
+            "msd_mm": (s.mean_surface_distance_mm, "mm"),
+            "surface_dice": (s.surface_dice, "1"),
+            "added_path_length_mm": (s.added_path_length_mm, "mm"),
+        }
+        return {k: (_finite_or_none(v), unit) for k, (v, unit) in values.items()}
 
 
 @dataclass(frozen=True)
@@ -60,13 +86,23 @@ class OutliningScore:
     spacing_mm: tuple[float, float, float]
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def score_outlining(
-    reference: StructureSet, submitted: StructureSet, grid: Grid, *, structures: Iterable[str]
+    reference: StructureSet,
+    submitted: StructureSet,
+    grid: Grid,
+    *,
+    structures: Iterable[str],
+    tolerance_mm: float = 2.0,
 ) -> OutliningScore:
     """Score ``submitted`` against ``reference`` for each of ``structures`` (TG-263 names) on ``grid``.
 
     Rasterisation follows :func:`qa_checks.rasterise.rasterise` (voxel centres, even-odd rule) for both sets on
-    the same grid, so Dice is exact by voxel count on that grid.
+    the same grid, so Dice is exact by voxel count on that grid. Surface Dice and added path length use
+    ``tolerance_mm``.
     """
     wanted = tuple(dict.fromkeys(structures))
     mapping = map_structure_names(submitted.names, targets=wanted)
@@ -87,15 +123,18 @@ def score_outlining(
             continue
         ref_mask = rasterise(ref_structure, grid)
         sub_mask = rasterise(submitted[match.submitted], grid)
-        both_empty = not ref_mask.any() and not sub_mask.any()
         scores.append(
             StructureScore(
                 structure=name,
                 submitted_name=match.submitted,
                 match_reason=match.reason,
-                dice=None if both_empty else dice(ref_mask, sub_mask),
+                dice=_finite_or_none(dice(ref_mask, sub_mask)),
+                jaccard=_finite_or_none(jaccard(ref_mask, sub_mask)),
                 reference_volume_cc=float(np.count_nonzero(ref_mask)) * voxel_cc,
                 submitted_volume_cc=float(np.count_nonzero(sub_mask)) * voxel_cc,
+                volume_ratio=_finite_or_none(volume_ratio(ref_mask, sub_mask)),
+                centroid_distance_mm=_finite_or_none(centroid_distance_mm(ref_mask, sub_mask, spacing_mm=spacing)),
+                surface=surface_metrics(ref_mask, sub_mask, spacing_mm=spacing, tolerance_mm=tolerance_mm),
             )
         )
     return OutliningScore(

@@ -129,6 +129,18 @@ class TestTasks:
         assert lung.value == pytest.approx(1.0)  # unchanged contours: identical masks on the same grid
         assert lung.parameters["grid"] == "reference CT" and len(lung.parameters["spacing_mm"]) == 3
         assert {r.structure for r in rows} == {"Body", "GTV", "PTV", "SpinalCord", "Lung_L", "Lung_R", "Heart"}
+        with Session(engine) as session:
+            metrics = {
+                r.metric: r
+                for r in session.exec(
+                    select(StructureResult).where(
+                        StructureResult.submission_id == sid, StructureResult.structure == "Lung_L"
+                    )
+                ).all()
+            }
+        assert {"hd95_mm", "hausdorff_mm", "msd_mm", "surface_dice", "added_path_length_mm"} <= set(metrics)
+        assert metrics["hd95_mm"].value == 0.0 and metrics["hd95_mm"].unit == "mm"
+        assert metrics["surface_dice"].parameters["tolerance_mm"] == 2.0
 
     def test_reingest_returns_the_same_submission(
         self, settings: Settings, engine: Engine, built: BuiltCase, registered: int, tmp_path: Path
