@@ -197,24 +197,48 @@ class CredentialView:
 def credentials_for_provider(session: Session, provider: Provider) -> list[CredentialView]:
     """Every credential row of the provider, techniques first, then trials, each sorted by code."""
     rows = session.exec(select(Credential).where(Credential.provider_id == provider.id)).all()
-    views: list[CredentialView] = []
-    for cred in rows:
-        if cred.technique_id is not None:
-            tech = session.get(Technique, cred.technique_id)
-            scope, code = "technique", tech.code if tech else "?"
-        else:
-            trial = session.get(Trial, cred.trial_id)
-            scope, code = "trial", trial.code if trial else "?"
-        views.append(
-            CredentialView(
-                provider_code=provider.code,
-                provider_name=provider.name,
-                scope=scope,
-                code=code,
-                status=cred.status,
-                granted_at=cred.granted_at,
-                valid_until=cred.valid_until,
-                evidence=dict(cred.evidence),
-            )
-        )
+    views = [credential_view(session, cred) for cred in rows]
     return sorted(views, key=lambda v: (v.scope != "technique", v.code))
+
+
+def credential_view(session: Session, cred: Credential) -> CredentialView:
+    """A credential with its provider and scope resolved to codes."""
+    provider = session.get(Provider, cred.provider_id)
+    assert provider is not None
+    if cred.technique_id is not None:
+        tech = session.get(Technique, cred.technique_id)
+        scope, code = "technique", tech.code if tech else "?"
+    else:
+        trial = session.get(Trial, cred.trial_id)
+        scope, code = "trial", trial.code if trial else "?"
+    return CredentialView(
+        provider_code=provider.code,
+        provider_name=provider.name,
+        scope=scope,
+        code=code,
+        status=cred.status,
+        granted_at=cred.granted_at,
+        valid_until=cred.valid_until,
+        evidence=dict(cred.evidence),
+    )
+
+
+def credentialed_for_trial(session: Session, trial: Trial) -> list[CredentialView]:
+    """Providers currently credentialed for ``trial`` (eligible to recruit), by provider code."""
+    rows = session.exec(
+        select(Credential).where(Credential.trial_id == trial.id, Credential.status == CredentialStatus.CREDENTIALED)
+    ).all()
+    return sorted((credential_view(session, c) for c in rows), key=lambda v: v.provider_code)
+
+
+def expiring_credentials(session: Session, *, within_days: int, now: datetime | None = None) -> list[CredentialView]:
+    """Credentialed rows whose validity ends within ``within_days`` from ``now``, soonest first."""
+    now = now or utcnow()
+    rows = session.exec(
+        select(Credential).where(
+            Credential.status == CredentialStatus.CREDENTIALED,
+            col(Credential.valid_until).is_not(None),
+            col(Credential.valid_until) <= now + timedelta(days=within_days),
+        )
+    ).all()
+    return sorted((credential_view(session, c) for c in rows), key=lambda v: (v.valid_until or now, v.provider_code))

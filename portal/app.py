@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from models.auth import user_for_token
-from models.credentials import credentials_for_provider
+from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
 from models.enums import Role
 from models.settings import Settings, get_settings
-from models.tables import Network, Provider, User
+from models.tables import Network, Provider, Technique, Trial, TrialRequirement, User
 
 _bearer = HTTPBearer(auto_error=False, description="An rtqa API token (`rtqa tokens issue`).")
 
@@ -62,7 +62,41 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "credentials": [c.as_dict() for c in credentials_for_provider(session, provider)],
         }
 
+    @app.get("/api/v1/trials", tags=["trials"])
+    def list_trials(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
+        return [_trial_json(session, t) for t in session.exec(select(Trial).order_by(Trial.code)).all()]
+
+    @app.get("/api/v1/trials/{trial_code}/eligible-providers", tags=["trials"])
+    def eligible_providers(trial_code: str, user: StaffOrCommissioner, session: SessionDep) -> dict[str, Any]:
+        trial = session.exec(select(Trial).where(Trial.code == trial_code)).first()
+        if trial is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no trial with code {trial_code!r}")
+        return {
+            "trial": _trial_json(session, trial),
+            "providers": [c.as_dict() for c in credentialed_for_trial(session, trial)],
+        }
+
+    @app.get("/api/v1/credentials/expiring", tags=["credentials"])
+    def expiring(
+        user: StaffOrCommissioner,
+        session: SessionDep,
+        within_days: Annotated[
+            int | None, Query(ge=0, le=3650, description="Default: RTQA_EXPIRY_WARNING_DAYS")
+        ] = None,
+    ) -> list[dict[str, Any]]:
+        days = settings.expiry_warning_days if within_days is None else within_days
+        return [c.as_dict() for c in expiring_credentials(session, within_days=days)]
+
     return app
+
+
+def _trial_json(session: Session, trial: Trial) -> dict[str, Any]:
+    techniques = session.exec(
+        select(Technique.code)
+        .where(TrialRequirement.trial_id == trial.id, TrialRequirement.technique_id == Technique.id)
+        .order_by(Technique.code)
+    ).all()
+    return {"code": trial.code, "title": trial.title, "protocol": trial.protocol_id, "requires": list(techniques)}
 
 
 def _provider_json(provider: Provider, network: Network) -> dict[str, Any]:
@@ -105,3 +139,13 @@ def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def staff_or_commissioner(user: CurrentUser) -> User:
+    """The user, if they may see every provider (403 for centre tokens)."""
+    if user.role is Role.CENTRE:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="centre tokens may only read their own provider")
+    return user
+
+
+StaffOrCommissioner = Annotated[User, Depends(staff_or_commissioner)]

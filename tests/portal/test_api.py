@@ -129,3 +129,101 @@ def test_provider_list_is_scoped_for_centres(client: TestClient, tokens: dict[st
     assert len(client.get("/api/v1/providers", headers={"Authorization": f"Bearer {tokens['staff']}"}).json()) == 52
     own = client.get("/api/v1/providers", headers={"Authorization": f"Bearer {tokens['centre']}"}).json()
     assert [p["code"] for p in own] == [OWN]
+
+
+class TestCommissionerQueries:
+    """Who may recruit to a trial, and what expires soon."""
+
+    @pytest.fixture
+    def credentialed(self, engine: Engine) -> None:
+        from datetime import UTC, datetime
+
+        from models.credentials import apply_outcome
+        from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
+        from models.tables import BenchmarkCase, Outcome, Submission, Technique, Trial, TrialRequirement
+
+        with Session(engine) as session:
+            lung = session.exec(select(Technique).where(Technique.code == "sabr_lung")).one()
+            trial = Trial(code="LUNG-1", title="Lung SABR trial")
+            session.add(trial)
+            case = BenchmarkCase(
+                case_code="c",
+                version="1",
+                title="t",
+                technique_id=lung.id or 0,
+                stage=QAStage.BENCHMARK_CASE,
+                protocol_id="p",
+                protocol_version="1",
+                reference_sha256="0" * 64,
+                reference_path="/x",
+            )
+            session.add(case)
+            session.flush()
+            session.add(TrialRequirement(trial_id=trial.id or 0, technique_id=lung.id or 0))
+            for i, (code, level) in enumerate(
+                [(OWN, OutcomeLevel.PER_PROTOCOL), (OTHER, OutcomeLevel.UNACCEPTABLE_VARIATION)]
+            ):
+                provider = session.exec(select(Provider).where(Provider.code == code)).one()
+                sub = Submission(
+                    provider_id=provider.id or 0,
+                    case_id=case.id or 0,
+                    attempt=1,
+                    content_sha256=f"{i:064d}",
+                    status=SubmissionStatus.DECIDED,
+                    storage_path="/x",
+                    submitted_by="t",
+                )
+                session.add(sub)
+                session.flush()
+                session.add(
+                    Outcome(
+                        submission_id=sub.id or 0,
+                        level=level,
+                        source=OutcomeSource.AUTOMATIC,
+                        decided_by="t",
+                        protocol_id="p",
+                        protocol_version="1",
+                    )
+                )
+                session.flush()
+                # Granted now, valid 30 days: inside the default 60-day expiry window.
+                apply_outcome(session, submission_id=sub.id or 0, actor="t", validity_days=30, now=datetime.now(UTC))
+            session.commit()
+
+    def test_eligible_providers(self, client: TestClient, tokens: dict[str, str], credentialed: None) -> None:
+        status, body = _get(client, "/api/v1/trials/LUNG-1/eligible-providers", tokens["commissioner"])
+        assert status == 200
+        assert body["trial"] == {
+            "code": "LUNG-1",
+            "title": "Lung SABR trial",
+            "protocol": None,
+            "requires": ["sabr_lung"],
+        }
+        assert [p["provider"] for p in body["providers"]] == [OWN]  # type: ignore[index, union-attr]
+
+    def test_unknown_trial_is_404(self, client: TestClient, tokens: dict[str, str]) -> None:
+        status, body = _get(client, "/api/v1/trials/NOPE/eligible-providers", tokens["staff"])
+        assert status == 404 and "NOPE" in str(body["detail"])
+
+    def test_centre_may_not_list_eligibility(self, client: TestClient, tokens: dict[str, str]) -> None:
+        assert _get(client, "/api/v1/trials/LUNG-1/eligible-providers", tokens["centre"])[0] == 403
+        assert _get(client, "/api/v1/credentials/expiring", tokens["centre"])[0] == 403
+
+    def test_expiring(self, client: TestClient, tokens: dict[str, str], credentialed: None) -> None:
+        response = client.get("/api/v1/credentials/expiring", headers={"Authorization": f"Bearer {tokens['staff']}"})
+        assert response.status_code == 200
+        assert {(c["provider"], c["scope"], c["code"]) for c in response.json()} == {
+            (OWN, "technique", "sabr_lung"),
+            (OWN, "trial", "LUNG-1"),
+        }
+        narrow = client.get(
+            "/api/v1/credentials/expiring?within_days=10", headers={"Authorization": f"Bearer {tokens['staff']}"}
+        )
+        assert narrow.json() == []
+
+    def test_negative_window_is_422_naming_the_parameter(self, client: TestClient, tokens: dict[str, str]) -> None:
+        response = client.get(
+            "/api/v1/credentials/expiring?within_days=-1", headers={"Authorization": f"Bearer {tokens['staff']}"}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "within_days"]
