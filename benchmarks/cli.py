@@ -1,7 +1,9 @@
 """Command-line entry points for the benchmark library (mounted into the ``rtqa`` CLI by ``portal.cli``).
 
 * ``rtqa cases list``: the case library.
-* ``rtqa cases build CASE --out DIR``: build a case (idempotent).
+* ``rtqa cases build CASE --out DIR``: build a case (idempotent), printing each step.
+* ``rtqa cases simulate-plan CASE --provider P --deviation dose_scale_percent:3 ... --out DIR``: a simulated centre
+  plan / TPS-check submission of a planning case (RTPLAN + RTDOSE) and the expected effect of each deviation.
 * ``rtqa simulate CASE --provider P --deviation margin_mm:PTV:3 ... --out DIR``: a simulated centre submission
   and the oracle's expected outcome.
 """
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +21,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from benchmarks.cases import BuiltCase, CaseError, build_case, list_cases
 from benchmarks.protocols import ProtocolError
-from benchmarks.simulator import SimulationError, parse_deviation, simulate_submission
+from benchmarks.simulator import (
+    PlanDeviation,
+    SimulationError,
+    parse_deviation,
+    simulate_plan_submission,
+    simulate_submission,
+)
 
 __all__ = ["cases_app", "simulate"]
 
@@ -34,9 +43,14 @@ def _build_with_progress(case_id: str, out_dir: Path) -> BuiltCase:
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
         task = progress.add_task(f"{case_id}: checking", total=None)
-        return build_case(
-            case_id, out_dir, progress=lambda text: progress.update(task, description=f"{case_id}: {text}")
-        )
+        started = time.monotonic()
+
+        def report(text: str) -> None:
+            # A persistent line per step (visible in logs and non-interactive terminals) and the live spinner.
+            progress.console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim]  {case_id}: {text}", soft_wrap=True)
+            progress.update(task, description=f"{case_id}: {text}")
+
+        return build_case(case_id, out_dir, progress=report)
 
 
 @cases_app.command("list")
@@ -56,7 +70,8 @@ def build_command(
     case: Annotated[str, typer.Argument(help="Case id (see `rtqa cases list`).")],
     out: Annotated[Path, typer.Option("--out", help="Parent directory; the case goes in <out>/<case>-<version>.")],
 ) -> None:
-    """Build a benchmark case's reference CT and RT Structure Set (idempotent)."""
+    """Build a benchmark case's reference CT and RT Structure Set, and for planning cases the reference RT Plan
+    and RT Dose (idempotent; each build step is printed as it starts)."""
     try:
         built = _build_with_progress(case, out)
     except CaseError as exc:
@@ -110,3 +125,55 @@ def simulate(
         expected_json.parent.mkdir(parents=True, exist_ok=True)
         expected_json.write_text(json.dumps(simulated.to_json_dict(), indent=2) + "\n", encoding="utf-8")
         console.print(f"expected outcome written to {expected_json}")
+
+
+@cases_app.command("simulate-plan")
+def simulate_plan_command(
+    case: Annotated[str, typer.Argument(help="Planning case id (see `rtqa cases list`).")],
+    provider: Annotated[str, typer.Option("--provider", help="Submitting provider (centre) code or name.")],
+    out: Annotated[Path, typer.Option("--out", help="Submission directory to write (CT/, RTSTRUCT, RTPLAN, RTDOSE).")],
+    deviation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--deviation",
+            "-d",
+            help=(
+                "kind:value, repeatable. Planning: under_coverage:85 (PTV coverage %), hot_spot:150 (max % of Rx), "
+                "poor_conformity:1.5 (R50 factor), organ_overdose:SpinalCord:25 (Gy). TPS check: "
+                "dose_scale_percent:3, dose_shift_mm:0,0,2 (dz,dy,dx), dose_noise_percent:2."
+            ),
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for UIDs and noise.")] = 0,
+    cases_dir: Annotated[
+        Path, typer.Option("--cases-dir", help="Where the case is built (or found already built).")
+    ] = DEFAULT_CASES_DIR,
+    expected_json: Annotated[
+        Path | None, typer.Option("--expected-json", help="Also write the expected effects here (JSON).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace whatever --out holds.")] = False,
+) -> None:
+    """Simulate a centre's plan (or TPS-check dose) for a planning case and print each deviation's expected effect."""
+    try:
+        deviations = [PlanDeviation.parse(text) for text in deviation or []]
+        built = _build_with_progress(case, cases_dir)
+        with console.status("modelling and writing the centre's plan and dose"):
+            simulated = simulate_plan_submission(
+                built, provider=provider, deviations=deviations, seed=seed, out_dir=out, overwrite=overwrite
+            )
+    except (CaseError, SimulationError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    console.print(f"plan submission of {provider} for {case} in {simulated.directory}", soft_wrap=True)
+    for effect in simulated.expected_effects:
+        console.print(
+            f"{effect.deviation}: {effect.structure or 'dose'} {effect.metric} {effect.reference:.4g} -> expected "
+            f"{effect.expected:.4g} +/- {effect.tolerance:.2g} (model {effect.measured:.4g})",
+            soft_wrap=True,
+        )
+    outcome = simulated.expected_gamma_outcome.value if simulated.expected_gamma_outcome else "not predicted"
+    console.print(f"expected gamma outcome: [bold]{outcome}[/bold] ({simulated.expected_gamma_reason})", soft_wrap=True)
+    if expected_json is not None:
+        expected_json.parent.mkdir(parents=True, exist_ok=True)
+        expected_json.write_text(json.dumps(simulated.to_json_dict(), indent=2) + "\n", encoding="utf-8")
+        console.print(f"expected effects written to {expected_json}")

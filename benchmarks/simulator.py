@@ -10,6 +10,13 @@ round trip) and scores them with the case's protocol, giving ``expected_outcome`
 the TG-263 name it stands for (``rename`` keeps that meaning; ``swap_laterality`` swaps the masks under correct
 names), so a rename to a name no mapper could recognise makes the oracle more lenient than the pipeline.
 
+Planning cases also take simulated plan submissions (:func:`simulate_plan_submission`): the case's CT and
+reference structures with the centre's RTPLAN and RTDOSE, the dose being the case's analytic reference dose with
+:class:`PlanDeviation` s applied (planning deviations such as under-coverage or an organ overdose, and TPS-check
+deviations such as a scaled, shifted or noisy dose). Each deviation carries :class:`ExpectedEffect` s: the value a
+measurement should take according to the deviation's definition, and the oracle's own measurement of it on the
+modelled dose grid.
+
 Conventions: masks are (z, y, x); shifts are given as (dz, dy, dx) in LPS mm (+x patient left, +y posterior,
 +z superior).
 """
@@ -17,10 +24,11 @@ Conventions: masks are (z, y, x); shifts are given as (dz, dy, dx) in LPS mm (+x
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
@@ -29,26 +37,38 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from benchmarks.cases import CT_DIR_NAME, BuiltCase
+from benchmarks.cases import CT_DIR_NAME, BuiltCase, PlanSpec, model_dose, write_plan_and_dose
 from benchmarks.dicom_writer import read_ct_series_info, write_rtstruct
+from benchmarks.dose_model import ModelDose, add_organ_overdose
+from benchmarks.phantoms import Phantom
 from benchmarks.protocols import load_protocol
+from qa_checks.geometry import DoseGrid
 from qa_checks.protocol import Evaluation, OutcomeLevel, evaluate
 
 __all__ = [
     "JITTER_CORRELATION_MM",
     "Deviation",
     "DeviationKind",
+    "ExpectedEffect",
+    "PlanDeviation",
+    "PlanDeviationKind",
+    "SimulatedPlanSubmission",
     "SimulatedSubmission",
     "SimulationError",
     "SubmittedStructure",
     "apply_deviations",
+    "apply_plan_deviations",
     "distance_to_voxels_mm",
+    "dose_centroid_mm",
+    "expected_gamma_outcome",
     "grow_mm",
     "oracle_measurements",
     "parse_deviation",
     "shift_mm",
+    "simulate_plan_submission",
     "simulate_submission",
     "smooth_mm",
+    "target_measurements",
 ]
 
 logger = logging.getLogger(__name__)
@@ -616,4 +636,619 @@ def simulate_submission(
         structure_names={s.name: s.canonical for s in submitted},
         measurements=measurements,
         evaluation=evaluation,
+    )
+
+
+# Plan and dose deviations -----------------------------------------------------------------------------------------
+
+
+class PlanDeviationKind(StrEnum):
+    """Kinds of planning deviation (applied to the analytic dose model) and TPS-check dose deviation (applied to
+    the dose values).
+
+    Planning deviations (every target):
+
+    * ``under_coverage`` (value: PTV coverage in %, e.g. 85): the prescription isodose covers only this much.
+    * ``hot_spot`` (value: maximum dose in % of prescription, e.g. 150): a Gaussian dose peak of this height
+      (width :data:`HOT_SPOT_SIGMA_FRACTION` of the PTV's equivalent radius, at least 3 mm) centred on the PTV
+      voxel nearest the PTV centroid; the dose elsewhere keeps the larger of the two.
+    * ``poor_conformity`` (value: factor > 1 on R50%, e.g. 1.5): a shallower dose fall-off.
+    * ``organ_overdose`` (structure; value: Gy): the organ's part nearest the targets receives at least this dose
+      (see :func:`benchmarks.dose_model.add_organ_overdose`).
+
+    TPS-check dose deviations (applied in the order given, after the planning deviations):
+
+    * ``dose_scale_percent`` (value: %): dose multiplied by ``1 + value / 100``.
+    * ``dose_shift_mm`` (value: (dz, dy, dx) mm): dose translated (trilinear interpolation, edge values repeated).
+    * ``dose_noise_percent`` (value: %): Gaussian noise of standard deviation ``value`` % of the maximum dose, drawn
+      from the seeded generator, added inside the body and clipped at 0 Gy.
+    """
+
+    UNDER_COVERAGE = "under_coverage"
+    HOT_SPOT = "hot_spot"
+    POOR_CONFORMITY = "poor_conformity"
+    ORGAN_OVERDOSE = "organ_overdose"
+    DOSE_SCALE_PERCENT = "dose_scale_percent"
+    DOSE_SHIFT_MM = "dose_shift_mm"
+    DOSE_NOISE_PERCENT = "dose_noise_percent"
+
+
+_MODEL_KINDS: Final = (PlanDeviationKind.UNDER_COVERAGE, PlanDeviationKind.POOR_CONFORMITY)
+"""Planning deviations that change the dose-model options."""
+
+HOT_SPOT_SIGMA_FRACTION: Final = 0.25
+"""Gaussian sigma of the ``hot_spot`` peak as a fraction of the PTV's equivalent-sphere radius."""
+
+
+def _add_hot_spot(model: ModelDose, percent: float) -> ModelDose:
+    values = model.dose.values_gy.copy()
+    z, y, x = model.dose.z_mm, model.dose.y_mm, model.dose.x_mm
+    for rx in model.prescriptions:
+        profile = model.profiles[rx.structure]
+        index = np.argwhere(model.masks[rx.structure])
+        coords = np.stack([z[index[:, 0]], y[index[:, 1]], x[index[:, 2]]], axis=1)
+        k = int(np.argmin(((coords - np.asarray(profile.centre_zyx_mm)) ** 2).sum(axis=1)))
+        cz, cy, cx = coords[k]
+        sigma = max(3.0, HOT_SPOT_SIGMA_FRACTION * profile.radius_mm)
+        r2 = (z[:, None, None] - cz) ** 2 + (y[None, :, None] - cy) ** 2 + (x[None, None, :] - cx) ** 2
+        peak = percent / 100.0 * rx.dose_gy * np.exp(-r2 / (2.0 * sigma**2))
+        np.maximum(values, peak, out=values)
+    return model.with_values(values)
+
+
+@dataclass(frozen=True)
+class PlanDeviation:
+    """One deviation of a centre's plan or dose from the reference (see :class:`PlanDeviationKind`).
+
+    Attributes:
+        kind: a :class:`PlanDeviationKind` (strings are normalised).
+        value: the amount: a number, or (dz, dy, dx) mm for ``dose_shift_mm``.
+        structure: the organ of ``organ_overdose`` (required there, not allowed elsewhere).
+    """
+
+    kind: PlanDeviationKind
+    value: float | tuple[float, float, float]
+    structure: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            kind = PlanDeviationKind(self.kind)
+        except ValueError:
+            known = ", ".join(k.value for k in PlanDeviationKind)
+            raise SimulationError(f"unknown plan deviation kind {self.kind!r}; known kinds: {known}") from None
+        object.__setattr__(self, "kind", kind)
+        value = self.value
+        if kind is PlanDeviationKind.DOSE_SHIFT_MM:
+            if not isinstance(value, tuple | list) or len(value) != 3:
+                raise SimulationError(f"dose_shift_mm: value must be (dz, dy, dx) in mm, got {value!r}")
+            object.__setattr__(self, "value", tuple(float(v) for v in value))
+        else:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise SimulationError(f"{kind.value}: value must be a finite number, got {value!r}")
+            number = float(value)
+            limits = {
+                PlanDeviationKind.UNDER_COVERAGE: (50.0, 99.9),
+                PlanDeviationKind.HOT_SPOT: (101.0, 200.0),
+                PlanDeviationKind.POOR_CONFORMITY: (1.0, 5.0),
+                PlanDeviationKind.ORGAN_OVERDOSE: (0.0, 200.0),
+                PlanDeviationKind.DOSE_SCALE_PERCENT: (-50.0, 100.0),
+                PlanDeviationKind.DOSE_NOISE_PERCENT: (0.0, 50.0),
+            }
+            lo, hi = limits[kind]
+            if not lo <= number <= hi:
+                raise SimulationError(f"{kind.value}: value {number:g} outside [{lo:g}, {hi:g}]")
+            object.__setattr__(self, "value", number)
+        if (kind is PlanDeviationKind.ORGAN_OVERDOSE) != (self.structure is not None):
+            raise SimulationError(f"{kind.value}: a structure is required for organ_overdose and only there")
+
+    @classmethod
+    def parse(cls, text: str) -> PlanDeviation:
+        """Parse ``"kind:value"`` or ``"organ_overdose:Structure:Gy"``, e.g. ``"dose_scale_percent:3"``,
+        ``"dose_shift_mm:0,0,2"`` ((dz, dy, dx) mm), ``"organ_overdose:SpinalCord:25"``.
+
+        Raises:
+            SimulationError: naming the text and the problem.
+        """
+        parts = [p.strip() for p in text.split(":")]
+        try:
+            kind = PlanDeviationKind(parts[0])
+        except ValueError:
+            known = ", ".join(k.value for k in PlanDeviationKind)
+            raise SimulationError(f"plan deviation {text!r}: unknown kind {parts[0]!r}; known: {known}") from None
+        expected = 3 if kind is PlanDeviationKind.ORGAN_OVERDOSE else 2
+        if len(parts) != expected:
+            form = "organ_overdose:Structure:Gy" if expected == 3 else f"{kind.value}:value"
+            raise SimulationError(f"plan deviation {text!r}: expected {form!r}")
+        try:
+            value: float | tuple[float, float, float]
+            if kind is PlanDeviationKind.DOSE_SHIFT_MM:
+                numbers = [float(v) for v in parts[1].split(",")]
+                if len(numbers) != 3:
+                    raise SimulationError(f"plan deviation {text!r}: shift needs dz,dy,dx in mm")
+                value = (numbers[0], numbers[1], numbers[2])
+            else:
+                value = float(parts[-1])
+        except ValueError as exc:
+            if isinstance(exc, SimulationError):
+                raise
+            raise SimulationError(f"plan deviation {text!r}: bad number") from None
+        try:
+            return cls(kind, value, parts[1] if expected == 3 else None)
+        except SimulationError as exc:
+            raise SimulationError(f"plan deviation {text!r}: {exc}") from None
+
+    @property
+    def amount(self) -> float:
+        """The numeric value (every kind but ``dose_shift_mm``)."""
+        if isinstance(self.value, tuple):
+            raise SimulationError(f"{self.kind.value}: value {self.value!r} is not a single number")
+        return float(self.value)
+
+    def __str__(self) -> str:
+        if isinstance(self.value, tuple):
+            return f"{self.kind.value}:{','.join(f'{v:g}' for v in self.value)}"
+        if self.structure is not None:
+            return f"{self.kind.value}:{self.structure}:{self.value:g}"
+        return f"{self.kind.value}:{self.value:g}"
+
+
+@dataclass(frozen=True)
+class ExpectedEffect:
+    """What a deviation should do to one measurement.
+
+    Attributes:
+        deviation: the deviation (as text).
+        structure: the structure measured (``None`` for whole-grid measurements).
+        metric: what is measured, e.g. ``"coverage_percent"``, ``"d95_gy"``, ``"dmax_percent"``, ``"r50"``,
+            ``"dmax_gy"``, ``"dose_centroid_shift_mm"``, ``"difference_sd_gy"``.
+        reference: the measurement on the dose before this deviation.
+        expected: the value the deviation should give (from its definition, not from the modified dose).
+        tolerance: how far a correct measurement may lie from ``expected`` (absolute, same unit).
+        measured: the oracle's measurement on the modelled dose grid (no DICOM round trip).
+        basis: how ``expected`` and ``tolerance`` were derived.
+    """
+
+    deviation: str
+    structure: str | None
+    metric: str
+    reference: float
+    expected: float
+    tolerance: float
+    measured: float
+    basis: str
+
+    @property
+    def met(self) -> bool:
+        """True when the oracle's measurement lies within ``tolerance`` of ``expected``."""
+        return abs(self.measured - self.expected) <= self.tolerance
+
+
+def _target_regions(model: ModelDose) -> dict[str, NDArray[np.bool_]]:
+    """Voxels nearer to each target than to any other (all voxels for a single target)."""
+    names = [rx.structure for rx in model.prescriptions]
+    if len(names) == 1:
+        return {names[0]: np.ones(model.dose.shape, dtype=bool)}
+    distances = np.stack(
+        [ndimage.distance_transform_edt(~model.masks[n], sampling=model.dose.spacing_mm) for n in names]
+    )
+    nearest = np.argmin(distances, axis=0)
+    return {n: nearest == i for i, n in enumerate(names)}
+
+
+def target_measurements(model: ModelDose, values_gy: NDArray[np.float64]) -> dict[tuple[str, str], float]:
+    """Voxel-based plan measurements of every target on the model's dose grid.
+
+    Per PTV: ``coverage_percent`` (% of PTV voxels >= prescription), ``d95_gy`` (5th percentile of the PTV voxel
+    doses), ``dmax_percent`` (maximum PTV voxel dose, % of prescription) and ``r50`` (voxels >= 50% of the
+    prescription in the target's own region, see :func:`_target_regions`, over PTV voxels).
+    """
+    out: dict[tuple[str, str], float] = {}
+    for rx in model.prescriptions:
+        ptv = model.masks[rx.structure]
+        region = _target_regions(model)[rx.structure] if len(model.prescriptions) > 1 else None
+        doses = values_gy[ptv]
+        out[(rx.structure, "coverage_percent")] = 100.0 * float(np.count_nonzero(doses >= rx.dose_gy)) / doses.size
+        out[(rx.structure, "d95_gy")] = float(np.quantile(doses, 0.05))
+        out[(rx.structure, "dmax_percent")] = 100.0 * float(doses.max()) / rx.dose_gy
+        half = values_gy >= 0.5 * rx.dose_gy
+        if region is not None:
+            half &= region
+        out[(rx.structure, "r50")] = float(np.count_nonzero(half)) / doses.size
+    return out
+
+
+def dose_centroid_mm(values_gy: NDArray[np.float64], grid: DoseGrid) -> tuple[float, float, float]:
+    """Centroid (z, y, x) mm of ``max(dose - 50% of its maximum, 0)``: the high-dose cloud's centre, which moves
+    exactly with a translation of the dose (away from the grid edges)."""
+    weights = np.clip(values_gy - 0.5 * float(values_gy.max()), 0.0, None)
+    total = float(weights.sum())
+    return (
+        float((weights.sum(axis=(1, 2)) * grid.z_mm).sum() / total),
+        float((weights.sum(axis=(0, 2)) * grid.y_mm).sum() / total),
+        float((weights.sum(axis=(0, 1)) * grid.x_mm).sum() / total),
+    )
+
+
+def _apply_dose_deviation(
+    deviation: PlanDeviation, values: NDArray[np.float64], model: ModelDose, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    kind = deviation.kind
+    if kind is PlanDeviationKind.DOSE_SCALE_PERCENT:
+        assert isinstance(deviation.value, float)
+        return values * (1.0 + deviation.value / 100.0)
+    if kind is PlanDeviationKind.DOSE_SHIFT_MM:
+        assert isinstance(deviation.value, tuple)
+        shift_vox = [v / s for v, s in zip(deviation.value, model.dose.spacing_mm, strict=True)]
+        shifted: NDArray[np.float64] = ndimage.shift(values, shift_vox, order=1, mode="nearest")
+        return shifted
+    assert isinstance(deviation.value, float)
+    sd_gy = deviation.value / 100.0 * float(values.max())
+    noisy = values + rng.normal(0.0, sd_gy, size=values.shape)
+    if "Body" in model.masks:
+        noisy = np.where(model.masks["Body"], noisy, values)
+    return np.clip(noisy, 0.0, None)
+
+
+# Tolerances of the expected effects (see each use).
+COVERAGE_TOLERANCE_PERCENT: Final = 1.0
+"""Coverage is tuned by bisection on the dose grid itself, so it lands within one grid shell's share of a
+percent; 1 percentage point also absorbs the tilt's discreteness on small targets."""
+
+R50_RELATIVE_TOLERANCE: Final = 0.05
+"""R50% is set by a voxel quantile of the distance map; the bath and tilt move the 50% isodose by a fraction of a
+voxel, a few % of the volume on small targets."""
+
+
+def _expected_effects(
+    deviation: PlanDeviation,
+    before: ModelDose,
+    after: ModelDose,
+    reference_r50: dict[str, float],
+) -> list[ExpectedEffect]:
+    text = str(deviation)
+    kind = deviation.kind
+    m0 = target_measurements(before, before.dose.values_gy)
+    m1 = target_measurements(after, after.dose.values_gy)
+    effects: list[ExpectedEffect] = []
+    for rx in before.prescriptions:
+        s = rx.structure
+        if kind is PlanDeviationKind.UNDER_COVERAGE:
+            effects.append(
+                ExpectedEffect(
+                    text,
+                    s,
+                    "coverage_percent",
+                    m0[(s, "coverage_percent")],
+                    deviation.amount,
+                    COVERAGE_TOLERANCE_PERCENT,
+                    m1[(s, "coverage_percent")],
+                    "coverage set by the dose model",
+                )
+            )
+        elif kind is PlanDeviationKind.HOT_SPOT:
+            value = max(deviation.amount, m0[(s, "dmax_percent")])
+            # The peak sits exactly on a PTV voxel centre, so the maximum is the requested value (or the
+            # original maximum if that was higher); the tolerance covers floating-point round-off only.
+            tol = 1e-6 * value
+            effects.append(
+                ExpectedEffect(
+                    text,
+                    s,
+                    "dmax_percent",
+                    m0[(s, "dmax_percent")],
+                    value,
+                    tol,
+                    m1[(s, "dmax_percent")],
+                    "Gaussian peak of the requested height on a PTV voxel",
+                )
+            )
+        elif kind is PlanDeviationKind.POOR_CONFORMITY:
+            expected = deviation.amount * reference_r50[s]
+            effects.append(
+                ExpectedEffect(
+                    text,
+                    s,
+                    "r50",
+                    m0[(s, "r50")],
+                    expected,
+                    R50_RELATIVE_TOLERANCE * expected,
+                    m1[(s, "r50")],
+                    "R50% target of the dose model times the factor",
+                )
+            )
+        elif kind is PlanDeviationKind.DOSE_SCALE_PERCENT:
+            factor = 1.0 + deviation.amount / 100.0
+            ref = m0[(s, "d95_gy")]
+            # A uniform scaling scales every voxel dose, hence the D95 quantile, exactly: 1e-6 relative covers
+            # floating-point round-off only.
+            effects.append(
+                ExpectedEffect(
+                    text,
+                    s,
+                    "d95_gy",
+                    ref,
+                    ref * factor,
+                    1e-6 * ref,
+                    m1[(s, "d95_gy")],
+                    "uniform scaling of every voxel dose",
+                )
+            )
+    if kind is PlanDeviationKind.ORGAN_OVERDOSE:
+        organ = deviation.structure
+        assert organ is not None
+        ref = float(before.dose.values_gy[before.masks[organ]].max())
+        measured = float(after.dose.values_gy[after.masks[organ]].max())
+        expected = max(ref, deviation.amount)
+        # The raised dose is exactly the requested value inside the organ part; the tolerance covers float noise.
+        effects.append(
+            ExpectedEffect(
+                text,
+                organ,
+                "dmax_gy",
+                ref,
+                expected,
+                1e-6 * expected,
+                measured,
+                "organ part nearest the targets raised to the requested dose",
+            )
+        )
+    elif kind is PlanDeviationKind.DOSE_SHIFT_MM:
+        assert isinstance(deviation.value, tuple)
+        c0 = dose_centroid_mm(before.dose.values_gy, before.dose)
+        c1 = dose_centroid_mm(after.dose.values_gy, after.dose)
+        moved = float(np.linalg.norm(np.subtract(c1, c0)))
+        # Linear interpolation blurs the cloud slightly and clips its weights at 50% of a (slightly lower)
+        # maximum: the centroid follows the shift to within about a tenth of a voxel.
+        tol = 0.1 * max(before.dose.spacing_mm) + 0.05
+        effects.append(
+            ExpectedEffect(
+                text,
+                None,
+                "dose_centroid_shift_mm",
+                0.0,
+                float(np.linalg.norm(deviation.value)),
+                tol,
+                moved,
+                "translation of the dose cloud",
+            )
+        )
+    elif kind is PlanDeviationKind.DOSE_NOISE_PERCENT:
+        high = before.dose.values_gy >= 0.1 * float(before.dose.values_gy.max())
+        difference = (after.dose.values_gy - before.dose.values_gy)[high]
+        expected = deviation.amount / 100.0 * float(before.dose.values_gy.max())
+        # Sample standard deviation over >= 1000 voxels: its relative standard error is below 3%; 10% is safe.
+        effects.append(
+            ExpectedEffect(
+                text,
+                None,
+                "difference_sd_gy",
+                0.0,
+                expected,
+                0.1 * expected,
+                float(difference.std()),
+                "Gaussian noise of the given standard deviation (above 10% of the maximum dose)",
+            )
+        )
+    return effects
+
+
+def apply_plan_deviations(
+    case_plan: PlanSpec, phantom: Phantom, deviations: Sequence[PlanDeviation], *, rng: np.random.Generator
+) -> tuple[ModelDose, ModelDose, tuple[ExpectedEffect, ...]]:
+    """Model the reference dose of ``case_plan`` and the dose with ``deviations``.
+
+    Planning deviations are applied first: those changing the dose-model options (under-coverage, poor
+    conformity), then the local ones (hot spot, organ overdose), each group in the order given; dose deviations
+    then act on the dose values in the order given. Each deviation's expected effects compare the dose after it
+    with the dose just before it.
+
+    Returns:
+        (reference model, deviated model, expected effects).
+    """
+    reference = model_dose(case_plan, phantom)
+    reference_r50 = {name: profile.target_r50 for name, profile in reference.profiles.items()}
+    model_devs = [d for d in deviations if d.kind in _MODEL_KINDS]
+    local_kinds = (PlanDeviationKind.HOT_SPOT, PlanDeviationKind.ORGAN_OVERDOSE)
+    overdoses = [d for d in deviations if d.kind in local_kinds]
+    dose_devs = [d for d in deviations if d.kind not in _MODEL_KINDS and d.kind not in local_kinds]
+    for dev in overdoses:
+        if dev.structure is not None and dev.structure not in phantom.masks:
+            raise SimulationError(f"{dev}: structure {dev.structure!r} is not in the case ({', '.join(phantom.masks)})")
+    effects: list[ExpectedEffect] = []
+    current = reference
+    options = case_plan.options
+    for dev in model_devs:
+        value = dev.amount
+        if dev.kind is PlanDeviationKind.UNDER_COVERAGE:
+            options = replace(options, coverage_percent=value)
+        else:
+            options = replace(options, r50_fraction_of_limit=options.r50_fraction_of_limit * value)
+        following = model_dose(case_plan, phantom, options=options)
+        effects.extend(_expected_effects(dev, current, following, reference_r50))
+        current = following
+    for dev in overdoses:
+        if dev.kind is PlanDeviationKind.HOT_SPOT:
+            following = _add_hot_spot(current, dev.amount)
+        else:
+            following = add_organ_overdose(current, str(dev.structure), dev.amount)
+        effects.extend(_expected_effects(dev, current, following, reference_r50))
+        current = following
+    for dev in dose_devs:
+        following = current.with_values(_apply_dose_deviation(dev, current.dose.values_gy, current, rng))
+        effects.extend(_expected_effects(dev, current, following, reference_r50))
+        current = following
+    return reference, current, tuple(effects)
+
+
+def expected_gamma_outcome(
+    deviations: Sequence[PlanDeviation], gamma: dict[str, Any] | None
+) -> tuple[OutcomeLevel | None, str]:
+    """The gamma outcome (submitted dose evaluated against the reference) implied by the deviations alone.
+
+    Predicted only where it follows from the gamma definition with global normalisation to the reference
+    maximum: no deviation (identical doses, gamma 0); a single ``dose_scale_percent`` of at most the dose
+    criterion (every dose difference is at most that % of the maximum, so gamma <= 1 everywhere); a single
+    ``dose_shift_mm`` of at most half the distance criterion (the reference dose is found within the shift,
+    and the interpolation error of the shifted grid is a small fraction of the dose criterion). In these cases
+    the pass rate is (close to) 100% and the outcome ``per_protocol``. Otherwise ``None``.
+    """
+    if gamma is None:
+        return None, "the protocol has no gamma section"
+    dose_percent = float(gamma["dose_percent"])
+    distance_mm = float(gamma["distance_mm"])
+    criterion = f"{dose_percent:g}%/{distance_mm:g} mm"
+    if gamma.get("normalisation", "global") != "global":
+        return None, f"not predicted: {criterion} with {gamma.get('normalisation')} normalisation"
+    if not deviations:
+        return OutcomeLevel.PER_PROTOCOL, f"dose identical to the reference: every point passes {criterion}"
+    if len(deviations) == 1:
+        dev = deviations[0]
+        if dev.kind is PlanDeviationKind.DOSE_SCALE_PERCENT and abs(dev.amount) <= dose_percent:
+            return OutcomeLevel.PER_PROTOCOL, f"dose scaled {dev.amount:g}% <= {dose_percent:g}%: every point passes"
+        if dev.kind is PlanDeviationKind.DOSE_SHIFT_MM and isinstance(dev.value, tuple):
+            shift = float(np.linalg.norm(dev.value))
+            if shift <= 0.5 * distance_mm:
+                return OutcomeLevel.PER_PROTOCOL, f"dose shifted {shift:.3g} mm <= half of {distance_mm:g} mm"
+    return None, f"not predicted from the deviations alone ({criterion}); measure the gamma pass rate"
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedPlanSubmission:
+    """A simulated centre plan submission (planning benchmark or TPS check) and its expected effects.
+
+    Attributes:
+        directory: submission directory: ``CT/`` and ``RTSTRUCT.dcm`` copied from the case, and the centre's
+            ``RTPLAN_<provider>.dcm`` and ``RTDOSE_<provider>.dcm``.
+        provider, case_id, seed: as given.
+        deviations: the deviations applied.
+        rtplan_path, rtdose_path: the centre's plan and dose.
+        reference: the reference dose model; ``submitted``: the centre's dose model (as written).
+        expected_effects: what each deviation should do to the measurements.
+        expected_gamma_outcome: the gamma outcome under the protocol's gamma section when it follows from the
+            deviations alone (see :func:`expected_gamma_outcome`), else ``None``.
+        expected_gamma_reason: why (or why no outcome is predicted).
+    """
+
+    directory: Path
+    provider: str
+    case_id: str
+    seed: int
+    deviations: tuple[PlanDeviation, ...]
+    rtplan_path: Path
+    rtdose_path: Path
+    reference: ModelDose
+    submitted: ModelDose
+    expected_effects: tuple[ExpectedEffect, ...]
+    expected_gamma_outcome: OutcomeLevel | None = None
+    expected_gamma_reason: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary."""
+        return {
+            "directory": str(self.directory),
+            "provider": self.provider,
+            "case_id": self.case_id,
+            "seed": self.seed,
+            "deviations": [str(d) for d in self.deviations],
+            "rtplan_path": str(self.rtplan_path),
+            "rtdose_path": str(self.rtdose_path),
+            "expected_gamma_outcome": self.expected_gamma_outcome.value if self.expected_gamma_outcome else None,
+            "expected_gamma_reason": self.expected_gamma_reason,
+            "expected_effects": [
+                {
+                    "deviation": e.deviation,
+                    "structure": e.structure,
+                    "metric": e.metric,
+                    "reference": e.reference,
+                    "expected": e.expected,
+                    "tolerance": e.tolerance,
+                    "measured": e.measured,
+                    "basis": e.basis,
+                }
+                for e in self.expected_effects
+            ],
+        }
+
+
+def simulate_plan_submission(
+    case: BuiltCase,
+    *,
+    provider: str,
+    deviations: Sequence[PlanDeviation],
+    seed: int,
+    out_dir: Path | str,
+    overwrite: bool = False,
+) -> SimulatedPlanSubmission:
+    """Write a simulated plan submission of ``provider`` for the planning case ``case`` into ``out_dir``.
+
+    The centre plans on the case's CT and reference structures (copied byte for byte), so its RTPLAN references
+    the case's RTSTRUCT; its RTPLAN and RTDOSE get new UIDs seeded by case, provider and ``seed``, and the dose
+    is the reference dose model with ``deviations`` applied (see :func:`apply_plan_deviations`).
+
+    Raises:
+        SimulationError: the case has no plan, bad deviation, or ``out_dir`` holds other files and ``overwrite``
+            is false.
+    """
+    if case.spec.plan is None:
+        raise SimulationError(f"case {case.spec.case_id!r} is not a planning case (no reference plan)")
+    if not provider.strip():
+        raise SimulationError(f"provider must be non-empty, got {provider!r}")
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise SimulationError(f"{out}: output path exists and is not a directory")
+        entries = list(out.iterdir())
+        ours = re.compile(r"^(RTSTRUCT\.dcm|RTPLAN_.+\.dcm|RTDOSE_.+\.dcm)$")
+        foreign = [e.name for e in entries if not (e.name == CT_DIR_NAME and e.is_dir()) and not ours.match(e.name)]
+        if foreign and not overwrite:
+            raise SimulationError(
+                f"{out}: output directory holds files other than a simulated submission "
+                f"({', '.join(sorted(foreign))}); pass overwrite=True to replace them"
+            )
+        if entries:
+            shutil.rmtree(out)
+    deviations = tuple(deviations)
+    rng = np.random.default_rng(seed)
+    phantom = case.phantom()
+    reference, submitted, effects = apply_plan_deviations(case.spec.plan, phantom, deviations, rng=rng)
+
+    ct_out = out / CT_DIR_NAME
+    ct_out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(case.ct_dir.glob("*.dcm")):
+        shutil.copyfile(path, ct_out / path.name)
+    rs_path = out / "RTSTRUCT.dcm"
+    shutil.copyfile(case.rtstruct_path, rs_path)
+    ct_info = read_ct_series_info(ct_out)
+    part = _safe_file_part(provider)
+    staging = out / ".staging"
+    plan_tmp, dose_tmp = write_plan_and_dose(
+        case.spec.plan,
+        phantom,
+        submitted,
+        ct_info,
+        rs_path,
+        staging,
+        uid_seed=f"rtqa-plan-submission/{case.spec.case_id}/{case.spec.version}/{provider}/{seed}",
+        label=provider[:16],
+        plan_name=f"{case.spec.case_id} {provider}",
+        manufacturer=f"{provider} planning system"[:64],
+    )
+    plan_path = plan_tmp.replace(out / f"RTPLAN_{part}.dcm")
+    dose_path = dose_tmp.replace(out / f"RTDOSE_{part}.dcm")
+    staging.rmdir()
+    gamma_outcome, gamma_reason = expected_gamma_outcome(deviations, load_protocol(case.spec.protocol_id).gamma)
+    logger.info("simulated %s plan submission of %s with %s", provider, case.spec.case_id, [str(d) for d in deviations])
+    return SimulatedPlanSubmission(
+        directory=out,
+        provider=provider,
+        case_id=case.spec.case_id,
+        seed=seed,
+        deviations=deviations,
+        rtplan_path=plan_path,
+        rtdose_path=dose_path,
+        reference=reference,
+        submitted=submitted,
+        expected_effects=effects,
+        expected_gamma_outcome=gamma_outcome,
+        expected_gamma_reason=gamma_reason,
     )

@@ -73,3 +73,30 @@ def test_simulate_bad_deviation(app: typer.Typer, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "unknown kind 'grow'" in result.output
+
+
+def test_build_prints_each_step(app: typer.Typer, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["cases", "build", CASE, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    steps = ["building phantom", "writing CT series (40 slices)", "writing reference RT Structure Set", "manifest"]
+    positions = [result.output.find(step) for step in steps]
+    assert all(p >= 0 for p in positions), result.output
+    assert positions == sorted(positions)
+
+
+def test_simulate_plan_refuses_outlining_case(app: typer.Typer, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["cases", "simulate-plan", CASE, "--provider", "C", "--out", str(tmp_path / "s"), "--cases-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "is not a planning case" in result.output
+
+
+def test_simulate_plan_bad_deviation(app: typer.Typer, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["cases", "simulate-plan", CASE, "--provider", "C", "--out", str(tmp_path), "-d", "dose_scale_percent:x"],
+    )
+    assert result.exit_code == 2
+    assert "bad number" in result.output
