@@ -191,9 +191,10 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         sub, case = _load(session, submission_id)
         if sub.status is not SubmissionStatus.RECEIVED:
             return sub.status is not SubmissionStatus.REJECTED
+        # The reference is trusted: a problem reading it is an error of the case, not of the submission.
+        reference = load_submission(reference_files(Path(case.reference_path)))
         try:
             submitted = load_submission(sub.storage_path)
-            reference = load_submission(reference_files(Path(case.reference_path)))
             if submitted.structure_set is None:
                 raise SubmissionMismatchError(
                     f"{sub.storage_path}: no RTSTRUCT file (Modality 'RTSTRUCT') in the submission"
@@ -214,7 +215,10 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
 
 @task
 def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
-    """Dice per protocol structure against the reference on the reference CT grid; returns the number of results."""
+    """Contour metrics per protocol structure against the reference, on the reference CT grid.
+
+    Returns the number of structures scored.
+    """
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
         if sub.status is not SubmissionStatus.VALIDATED:  # already scored (re-run) or not scorable
