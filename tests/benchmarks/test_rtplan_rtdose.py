@@ -28,7 +28,10 @@ from benchmarks.dicom_writer import DOSE_STORED_MAX, ArcSpec, DicomWriteError, P
 from benchmarks.phantoms import Phantom
 from benchmarks.protocols import load_protocol
 from qa_checks.dicom_io import load_submission, read_rtdose
+from qa_checks.geometry import ImageVolume
 from qa_checks.plan_indices import compute_plan_indices, rtog_conformity_limits
+from qa_checks.rasterise import rasterise
+from qa_checks.structures import StructureSet
 
 PLANNING_CASES = ("lung-sabr-planning", "prostate-sabr-planning", "srs-brain-planning")
 TECHNIQUES = {"sabr_lung", "sabr_spine", "sabr_liver", "sabr_prostate", "sabr_oligomets", "srs_brain"}
@@ -237,7 +240,10 @@ def test_full_resolution_case(case_id: str, tmp_path: Path) -> None:
     assert loaded.ct.spacing_mm == (2.0, 1.0, 1.0)
     spec = built.spec
     assert spec.plan is not None
-    model = model_dose(spec.plan, built.phantom())
+    phantom = built.phantom()
+    assert loaded.structure_set is not None
+    _assert_structures_match_phantom(loaded.structure_set, loaded.ct, phantom)
+    model = model_dose(spec.plan, phantom)
     if len(spec.plan.targets) == 1:
         target = spec.plan.targets[0]
         indices = compute_plan_indices(loaded.dose, model.masks[target.structure], target.dose_gy)
@@ -246,6 +252,28 @@ def test_full_resolution_case(case_id: str, tmp_path: Path) -> None:
         assert indices.d2cm_percent < limits.d2cm_no_deviation_percent
         assert indices.ptv_coverage_percent == pytest.approx(95.0, abs=1.0)
     if shutil.which("dciodvfy"):
-        for path in (built.rtplan_path, built.rtdose_path):
+        for path in (
+            *sorted(built.ct_dir.glob("*.dcm"))[:3],
+            built.rtstruct_path,
+            built.rtplan_path,
+            built.rtdose_path,
+        ):
             proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
             assert not [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+def _assert_structures_match_phantom(structure_set: StructureSet, ct: ImageVolume, phantom: Phantom) -> None:
+    for name, mask in phantom.masks.items():
+        got = rasterise(structure_set[name], ct)
+        overlap = 2.0 * np.count_nonzero(got & mask) / (np.count_nonzero(got) + np.count_nonzero(mask))
+        # Contours are traced half-way between voxel centres, so a voxel-centre rasteriser should give the mask
+        # back; 0.98 allows for the odd voxel on degenerate (one-voxel-wide) boundaries.
+        assert overlap >= 0.98, (name, overlap)
+
+
+@pytest.mark.parametrize("case", ["lung_case", "srs_case"])
+def test_structures_read_back_match_phantom(case: str, request: pytest.FixtureRequest) -> None:
+    built: BuiltCase = request.getfixturevalue(case)
+    loaded = load_submission(built.dicom_dir)
+    assert loaded.structure_set is not None and loaded.ct is not None
+    _assert_structures_match_phantom(loaded.structure_set, loaded.ct, built.phantom())
