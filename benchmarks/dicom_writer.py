@@ -203,6 +203,51 @@ def _patient_and_study(
     ds.AccessionNumber = ""
 
 
+def _new_rt_dataset(
+    ct: CtSeriesInfo,
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    modality: str,
+    series_uid: str,
+    series_number: int,
+    date: str,
+    time: str,
+    series_description: str,
+    manufacturer: str,
+    institution_name: str,
+) -> Dataset:
+    """A dataset with the file meta, Patient, General Study, RT Series, Frame of Reference, General Equipment and
+    SOP Common modules filled for an RT object drawn on ``ct``."""
+    ds = Dataset()
+    ds.file_meta = _file_meta(sop_class_uid, sop_instance_uid)
+    _patient_and_study(
+        ds,
+        patient_name=ct.patient_name,
+        patient_id=ct.patient_id,
+        study_uid=ct.study_uid,
+        study_id=ct.study_id,
+        study_date=ct.study_date,
+        study_time=ct.study_time,
+    )
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate = date
+    ds.InstanceCreationTime = time
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = series_number
+    ds.SeriesDate = date
+    ds.SeriesTime = time
+    ds.SeriesDescription = series_description
+    ds.OperatorsName = ""
+    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = manufacturer
+    ds.InstitutionName = institution_name
+    return ds
+
+
 def write_ct_series(
     volume: CtVolume,
     out_dir: Path | str,
@@ -593,35 +638,19 @@ def write_rtstruct_contours(
     sop_uid = sop_instance_uid or make_uid(uid_seed, "rtstruct", label)
     rs_series_uid = series_uid or make_uid(uid_seed, "rtstruct-series", label)
 
-    ds = Dataset()
-    ds.file_meta = _file_meta(RT_STRUCTURE_SET_STORAGE, sop_uid)
-    _patient_and_study(
-        ds,
-        patient_name=ct.patient_name,
-        patient_id=ct.patient_id,
-        study_uid=ct.study_uid,
-        study_id=ct.study_id,
-        study_date=ct.study_date,
-        study_time=ct.study_time,
+    ds = _new_rt_dataset(
+        ct,
+        sop_class_uid=RT_STRUCTURE_SET_STORAGE,
+        sop_instance_uid=sop_uid,
+        modality="RTSTRUCT",
+        series_uid=rs_series_uid,
+        series_number=series_number,
+        date=structure_set_date,
+        time=structure_set_time,
+        series_description=series_description,
+        manufacturer=manufacturer,
+        institution_name=institution_name,
     )
-    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceCreationDate = structure_set_date
-    ds.InstanceCreationTime = structure_set_time
-    # RT Series
-    ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID = rs_series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDate = structure_set_date
-    ds.SeriesTime = structure_set_time
-    ds.SeriesDescription = series_description
-    ds.OperatorsName = ""
-    # Frame of Reference (part of the RT Structure Set IOD in current editions of PS3.3)
-    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    # General Equipment
-    ds.Manufacturer = manufacturer
-    ds.InstitutionName = institution_name
     # Structure Set
     ds.StructureSetLabel = label
     if structure_set_name:
@@ -827,32 +856,19 @@ def write_rtplan(
     sop_uid = sop_instance_uid or make_uid(uid_seed, "rtplan", label)
     plan_series_uid = series_uid or make_uid(uid_seed, "rtplan-series", label)
 
-    ds = Dataset()
-    ds.file_meta = _file_meta(RT_PLAN_STORAGE, sop_uid)
-    _patient_and_study(
-        ds,
-        patient_name=ct.patient_name,
-        patient_id=ct.patient_id,
-        study_uid=ct.study_uid,
-        study_id=ct.study_id,
-        study_date=ct.study_date,
-        study_time=ct.study_time,
+    ds = _new_rt_dataset(
+        ct,
+        sop_class_uid=RT_PLAN_STORAGE,
+        sop_instance_uid=sop_uid,
+        modality="RTPLAN",
+        series_uid=plan_series_uid,
+        series_number=series_number,
+        date=plan_date,
+        time=plan_time,
+        series_description=f"Plan {label}",
+        manufacturer=manufacturer,
+        institution_name="",
     )
-    ds.SOPClassUID = RT_PLAN_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceCreationDate = plan_date
-    ds.InstanceCreationTime = plan_time
-    ds.Modality = "RTPLAN"
-    ds.SeriesInstanceUID = plan_series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDate = plan_date
-    ds.SeriesTime = plan_time
-    ds.SeriesDescription = f"Plan {label}"
-    ds.OperatorsName = ""
-    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = manufacturer
-    ds.InstitutionName = ""
     ds.ManufacturerModelName = "rtqa analytic dose model"
     ds.SoftwareVersions = IMPLEMENTATION_VERSION_NAME
     # RT General Plan
@@ -1045,32 +1061,19 @@ def write_rtdose(
     sop_uid = sop_instance_uid or make_uid(uid_seed, "rtdose", label)
     dose_series_uid = series_uid or make_uid(uid_seed, "rtdose-series", label)
 
-    ds = Dataset()
-    ds.file_meta = _file_meta(RT_DOSE_STORAGE, sop_uid)
-    _patient_and_study(
-        ds,
-        patient_name=ct.patient_name,
-        patient_id=ct.patient_id,
-        study_uid=ct.study_uid,
-        study_id=ct.study_id,
-        study_date=ct.study_date,
-        study_time=ct.study_time,
+    ds = _new_rt_dataset(
+        ct,
+        sop_class_uid=RT_DOSE_STORAGE,
+        sop_instance_uid=sop_uid,
+        modality="RTDOSE",
+        series_uid=dose_series_uid,
+        series_number=series_number,
+        date=content_date,
+        time=content_time,
+        series_description=f"Dose {label}",
+        manufacturer=manufacturer,
+        institution_name="",
     )
-    ds.SOPClassUID = RT_DOSE_STORAGE
-    ds.SOPInstanceUID = sop_uid
-    ds.InstanceCreationDate = content_date
-    ds.InstanceCreationTime = content_time
-    ds.Modality = "RTDOSE"
-    ds.SeriesInstanceUID = dose_series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDate = content_date
-    ds.SeriesTime = content_time
-    ds.SeriesDescription = f"Dose {label}"
-    ds.OperatorsName = ""
-    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.Manufacturer = manufacturer
-    ds.InstitutionName = ""
     # General Image
     ds.InstanceNumber = 1
     ds.PatientOrientation = ""
