@@ -12,21 +12,37 @@ Errors name the file, the field path and the bad value, e.g.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from qa_checks.dvh import is_dvh_metric
+from qa_checks.plan_indices import ConformityLimits
 from qa_checks.protocol import Criterion
 
 __all__ = [
+    "GAMMA_METRIC",
+    "GAMMA_STRUCTURE",
     "KNOWN_METRICS",
     "PROTOCOL_DIR",
+    "ConformityRow",
+    "ConformitySection",
+    "CoverageSpec",
     "Fractionation",
+    "GammaSection",
+    "Levels",
+    "OarLimit",
+    "PlanningSection",
+    "PrescriptionSection",
     "Protocol",
     "ProtocolError",
+    "SourcedLevels",
+    "dvh_metric_unit",
     "list_protocols",
     "load_protocol",
     "parse_protocol",
@@ -48,6 +64,13 @@ KNOWN_METRICS: Final[dict[str, str]] = {
     "centroid_distance_mm": "mm",
 }
 """Contour metric names allowed in outlining criteria, with the unit their levels are in."""
+
+GAMMA_STRUCTURE: Final = "dose_grid"
+"""Structure name of the gamma criterion: gamma is evaluated over the whole dose grid above the low-dose threshold,
+not over one structure."""
+
+GAMMA_METRIC: Final = "gamma_pass_rate_percent"
+"""Metric name of the gamma criterion (the % of evaluated points with gamma <= 1)."""
 
 TG263_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_^~]{0,15}$")
 """A TG-263 primary name: starts with a letter, letters/digits/underscore (and TG-263's ``^``/``~``), at most
@@ -171,6 +194,250 @@ class CriterionSpec(_Model):
         )
 
 
+class Levels(_Model):
+    """The two levels of a check, in the check's unit: ``per_protocol`` (no deviation) and ``acceptable`` (minor
+    deviation). Which is stricter depends on the check's direction; the section holding the levels checks it."""
+
+    per_protocol: float
+    acceptable: float
+
+    def ordered_problem(self, direction: str, what: str) -> str | None:
+        """A message when ``acceptable`` is stricter than ``per_protocol`` for ``direction``, else ``None``."""
+        stricter = self.acceptable > self.per_protocol if direction == ">=" else self.acceptable < self.per_protocol
+        if stricter:
+            return (
+                f"{what}: acceptable level {self.acceptable:g} is stricter than per_protocol {self.per_protocol:g} "
+                f"for direction {direction!r}"
+            )
+        return None
+
+
+class SourcedLevels(Levels):
+    """:class:`Levels` with the ``source`` of the numbers."""
+
+    source: str = ""
+
+
+def _sourced(text: str, source: str) -> str:
+    return f"{text} ({source})" if source else text
+
+
+def _raise_if(problems: list[str | None]) -> None:
+    found = [p for p in problems if p]
+    if found:
+        raise ValueError("; ".join(found))
+
+
+COVERAGE_METRIC: Final = re.compile(r"^(?:V100%|D\d+(?:\.\d+)?%)$")
+"""Coverage metrics of a prescription section: ``V100%`` (% of the target receiving the prescription) or
+``D<x>%`` (minimum dose to the hottest x % of the target, levels in % of the prescription)."""
+
+
+class CoverageSpec(_Model):
+    """How target coverage is judged (direction ``">="``).
+
+    ``metric`` ``"V100%"``: levels are the % of ``structure`` receiving at least the prescription, measured as
+    :attr:`qa_checks.plan_indices.PlanIndices.ptv_coverage_percent` (``structure`` must be the prescription
+    target). ``metric`` ``"D<x>%"``, e.g. ``"D95%"``: levels are in % of the prescription dose and become Gy
+    levels on the :mod:`qa_checks.dvh` metric of that name.
+    """
+
+    structure: str
+    metric: str
+    per_protocol: float = Field(gt=0, le=200)
+    acceptable: float = Field(gt=0, le=200)
+    source: str = ""
+
+    @field_validator("metric")
+    @classmethod
+    def _coverage_metric(cls, value: str) -> str:
+        if not COVERAGE_METRIC.match(value):
+            raise ValueError(f"unknown coverage metric {value!r}; use 'V100%' or a 'D<x>%' metric such as 'D95%'")
+        return value
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> CoverageSpec:
+        _raise_if([Levels(per_protocol=self.per_protocol, acceptable=self.acceptable).ordered_problem(">=", "levels")])
+        return self
+
+
+class PrescriptionSection(_Model):
+    """The prescription target, how its coverage is judged and, optionally, its maximum dose in % of the
+    prescription (``"<="``, measured as :attr:`~qa_checks.plan_indices.PlanIndices.hi_rtog` x 100)."""
+
+    target: str
+    coverage: CoverageSpec
+    max_dose_percent: SourcedLevels | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrescriptionSection:
+        problems: list[str | None] = []
+        if self.coverage.metric == "V100%" and self.coverage.structure != self.target:
+            problems.append(
+                f"coverage.structure: 'V100%' is measured on the prescription target {self.target!r}, "
+                f"got {self.coverage.structure!r}"
+            )
+        if self.max_dose_percent is not None:
+            problems.append(self.max_dose_percent.ordered_problem("<=", "max_dose_percent"))
+        _raise_if(problems)
+        return self
+
+
+class ConformityRow(_Model):
+    """One row of a conformity table: upper limits on R50% and D2cm (% of prescription) for a PTV volume."""
+
+    ptv_cc: float = Field(gt=0)
+    r50: Levels
+    d2cm_percent: Levels
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> ConformityRow:
+        _raise_if([self.r50.ordered_problem("<=", "r50"), self.d2cm_percent.ordered_problem("<=", "d2cm_percent")])
+        return self
+
+
+class ConformitySection(_Model):
+    """Conformity limits: R100% (PIV / PTV) at every size and, where the protocol has one, a table of R50% and
+    D2cm by PTV volume (RTOG 0813 / 0915 style), interpolated linearly in PTV volume between rows."""
+
+    r100_max: Levels
+    by_ptv_cc: list[ConformityRow] | None = Field(default=None, min_length=2)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _table_valid(self) -> ConformitySection:
+        problems = [self.r100_max.ordered_problem("<=", "r100_max")]
+        rows = self.by_ptv_cc or []
+        for i in range(1, len(rows)):
+            if rows[i].ptv_cc <= rows[i - 1].ptv_cc:
+                problems.append(
+                    f"by_ptv_cc[{i}].ptv_cc: PTV volumes must strictly increase; {rows[i].ptv_cc:g} cc follows "
+                    f"{rows[i - 1].ptv_cc:g} cc"
+                )
+        _raise_if(problems)
+        return self
+
+
+def dvh_metric_unit(metric: str) -> str:
+    """Unit of a :mod:`qa_checks.dvh` metric's value: ``"Gy"`` for ``D...``, ``"%"`` for ``V<x>Gy%``, ``"cc"`` for
+    ``V<x>Gy`` / ``V<x>Gycc``.
+
+    Raises:
+        ValueError: not a DVH metric name.
+    """
+    name = metric.strip()
+    if not is_dvh_metric(name):
+        raise ValueError(
+            f"unknown DVH metric {metric!r}; use D<x>%, D<x>cc, V<x>Gy (cc), V<x>Gycc, V<x>Gy%, Dmean, Dmax or Dmin"
+        )
+    if name.startswith("D"):
+        return "Gy"
+    return "%" if name.endswith("%") else "cc"
+
+
+class OarLimit(_Model):
+    """A dose-volume limit on an organ at risk for one fractionation.
+
+    Attributes:
+        structure: TG-263 name (a required structure, or a composite of :attr:`PlanningSection.composite_structures`).
+        metric: a :mod:`qa_checks.dvh` metric name, e.g. ``"D0.35cc"`` (Gy), ``"V20Gy%"``, ``"V39Gy"`` (cc).
+        fractions: the number of fractions the limit applies to.
+        optimal: the per-protocol level; ``mandatory``: the acceptable level (never stricter).
+        direction: ``"<="`` (default) or ``">="``.
+        unit: the levels' unit; checked against the metric when given.
+        source: where the numbers come from.
+    """
+
+    structure: str
+    metric: str
+    fractions: int = Field(ge=1, le=40)
+    optimal: float
+    mandatory: float
+    direction: Literal["<=", ">="] = "<="
+    unit: str | None = None
+    source: str = ""
+
+    @field_validator("metric")
+    @classmethod
+    def _dvh_metric(cls, value: str) -> str:
+        dvh_metric_unit(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OarLimit:
+        expected = dvh_metric_unit(self.metric)
+        problems: list[str | None] = []
+        if self.unit is not None and self.unit != expected:
+            problems.append(f"unit {self.unit!r} does not match metric {self.metric!r} (levels are in {expected!r})")
+        stricter = self.mandatory > self.optimal if self.direction == ">=" else self.mandatory < self.optimal
+        if stricter:
+            problems.append(
+                f"mandatory level {self.mandatory:g} is stricter than optimal {self.optimal:g} "
+                f"for direction {self.direction!r}"
+            )
+        _raise_if(problems)
+        return self
+
+    @property
+    def criterion_id(self) -> str:
+        """Criterion id, e.g. ``"oar_spinalcord_d0_35cc_3fx"``."""
+        slug = re.sub(r"[^a-z0-9]+", "_", f"{self.structure}_{self.metric}".lower().replace("%", "pct")).strip("_")
+        return f"oar_{slug}_{self.fractions}fx"
+
+
+class PlanningSection(_Model):
+    """Planning benchmark criteria.
+
+    Attributes:
+        prescription: target, coverage and maximum dose.
+        conformity: R100% limits and an optional R50% / D2cm table (omitted where the RTOG table does not apply).
+        oar_limits: organ-at-risk limits, each for one fraction number.
+        composite_structures: structures built as the union of required structures, e.g. ``Lungs: [Lung_L,
+            Lung_R]``, that OAR limits may name.
+        verified: false when the numbers come from a secondary source and must be checked against the trial
+            protocol before use (a warning is logged when such a protocol is loaded).
+        notes: free text.
+    """
+
+    prescription: PrescriptionSection
+    conformity: ConformitySection | None = None
+    oar_limits: list[OarLimit] = Field(default_factory=list)
+    composite_structures: dict[str, list[str]] = Field(default_factory=dict)
+    verified: bool = True
+    notes: str = ""
+
+
+class GammaSection(_Model):
+    """TPS-check (virtual phantom) gamma comparison; defaults are the AAPM TG-218 universal tolerance
+    (3 % / 2 mm, global normalisation, 10 % low-dose threshold, pass rate >= 95 %, action limit 90 %)."""
+
+    dose_percent: float = Field(default=3.0, gt=0, le=20)
+    distance_mm: float = Field(default=2.0, gt=0, le=10)
+    normalisation: Literal["global", "local"] = "global"
+    low_dose_threshold_percent: float = Field(default=10.0, ge=0, le=100)
+    pass_rate_percent: Levels = Field(default_factory=lambda: Levels(per_protocol=95.0, acceptable=90.0))
+    source: str = "AAPM TG-218 (Miften et al. 2018)"
+
+    @model_validator(mode="after")
+    def _levels_valid(self) -> GammaSection:
+        levels = self.pass_rate_percent
+        problems = [levels.ordered_problem(">=", "pass_rate_percent")]
+        for name in ("per_protocol", "acceptable"):
+            value = getattr(levels, name)
+            if not 0.0 <= value <= 100.0:
+                problems.append(f"pass_rate_percent.{name}: {value:g} is not a percentage in [0, 100]")
+        _raise_if(problems)
+        return self
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"3%/2 mm global, 10% threshold"``."""
+        return (
+            f"{self.dose_percent:g}%/{self.distance_mm:g} mm {self.normalisation}, "
+            f"{self.low_dose_threshold_percent:g}% threshold"
+        )
+
+
 class OutliningSection(_Model):
     """Outlining benchmark criteria."""
 
@@ -196,8 +463,8 @@ class Protocol(_Model):
     fractionations: list[Fractionation] = Field(min_length=1)
     required_structures: list[str] = Field(min_length=1)
     outlining: OutliningSection | None = None
-    planning: dict[str, Any] | None = None
-    gamma: dict[str, Any] | None = None
+    planning: PlanningSection | None = None
+    gamma: GammaSection | None = None
     required_credentials: list[CredentialRequirement] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
     notes: str = ""
@@ -228,6 +495,70 @@ class Protocol(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _planning_consistent(self) -> Protocol:
+        planning = self.planning
+        if planning is None:
+            return self
+        required = self.required_structures
+        problems: list[str] = []
+        for name, parts in planning.composite_structures.items():
+            if not TG263_NAME.match(name):
+                problems.append(f"planning.composite_structures: {name!r} is not a TG-263 name")
+            if name in required:
+                problems.append(f"planning.composite_structures.{name}: {name!r} is already a required structure")
+            missing = [p for p in parts if p not in required]
+            if not parts or missing:
+                problems.append(
+                    f"planning.composite_structures.{name}: parts {missing or parts} must be non-empty required "
+                    f"structures {required}"
+                )
+        rx = planning.prescription
+        if rx.target not in required:
+            problems.append(f"planning.prescription.target: {rx.target!r} is not in required_structures {required}")
+        if rx.coverage.structure not in required:
+            problems.append(
+                f"planning.prescription.coverage.structure: {rx.coverage.structure!r} is not in required_structures "
+                f"{required}"
+            )
+        numbers = self.fraction_numbers
+        known = [*required, *planning.composite_structures]
+        seen: set[str] = set()
+        for i, limit in enumerate(planning.oar_limits):
+            where = f"planning.oar_limits[{i}]"
+            if limit.structure not in known:
+                problems.append(
+                    f"{where}.structure: {limit.structure!r} is neither a required structure nor a composite "
+                    f"structure ({', '.join(known)})"
+                )
+            if limit.fractions not in numbers:
+                problems.append(
+                    f"{where}.fractions: {limit.fractions} is not a fraction number of the protocol's "
+                    f"fractionations {sorted(numbers)}"
+                )
+            if limit.criterion_id in seen:
+                problems.append(
+                    f"{where}: duplicate limit on {limit.structure} {limit.metric} for {limit.fractions} fx"
+                )
+            seen.add(limit.criterion_id)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def fraction_numbers(self) -> frozenset[int]:
+        """Every number of fractions the protocol's fractionations allow (ranges included)."""
+        numbers: set[int] = set()
+        for f in self.fractionations:
+            numbers.update(range(f.fractions, (f.fractions_max or f.fractions) + 1))
+        return frozenset(numbers)
+
+    @property
+    def planning_verified(self) -> bool:
+        """False when the planning section is marked ``verified: false`` (numbers to be checked against the trial
+        protocol before use); True when verified or when there is no planning section."""
+        return self.planning is None or self.planning.verified
+
     def fractionations_for_diameter(self, diameter_mm: float) -> list[Fractionation]:
         """The schedules allowed for a target of maximum diameter ``diameter_mm`` (see
         :meth:`Fractionation.applies_to_diameter`)."""
@@ -238,6 +569,213 @@ class Protocol(_Model):
         if self.outlining is None:
             return ()
         return tuple(spec.to_criterion() for spec in self.outlining.criteria)
+
+    def _require_planning(self) -> PlanningSection:
+        if self.planning is None:
+            raise ProtocolError(f"protocol {self.id!r} has no planning section")
+        return self.planning
+
+    def _require_gamma(self) -> GammaSection:
+        if self.gamma is None:
+            raise ProtocolError(f"protocol {self.id!r} has no gamma section")
+        return self.gamma
+
+    def conformity_limits(self, ptv_volume_cc: float) -> ConformityLimits:
+        """The protocol's own R50% / D2cm limits for a PTV of ``ptv_volume_cc`` cc, interpolated linearly in PTV
+        volume between the rows of ``planning.conformity.by_ptv_cc`` (as
+        :func:`qa_checks.plan_indices.rtog_conformity_limits` does for the RTOG table), with its R100% limits.
+
+        Outside the table the nearest row is used, with ``clamped=True`` and a logged warning.
+
+        Raises:
+            ProtocolError: no planning section, no conformity table, or a PTV volume that is not a positive
+                finite number of cc.
+        """
+        conformity = self._require_planning().conformity
+        if conformity is None or not conformity.by_ptv_cc:
+            raise ProtocolError(f"protocol {self.id!r}: planning.conformity has no by_ptv_cc table")
+        v = float(ptv_volume_cc)
+        if not math.isfinite(v) or v <= 0:
+            raise ProtocolError(
+                f"protocol {self.id!r}: ptv_volume_cc must be a positive number of cc, got {ptv_volume_cc!r}"
+            )
+        rows = conformity.by_ptv_cc
+        volumes = [row.ptv_cc for row in rows]
+        clamped = v < volumes[0] or v > volumes[-1]
+        if clamped:
+            logger.warning(
+                "protocol %s: PTV volume %.4g cc is outside the conformity table (%.4g-%.4g cc): using the nearest row",
+                self.id,
+                v,
+                volumes[0],
+                volumes[-1],
+            )
+
+        def at(values: list[float]) -> float:
+            return float(np.interp(v, volumes, values))
+
+        return ConformityLimits(
+            ptv_volume_cc=v,
+            r50_no_deviation=at([row.r50.per_protocol for row in rows]),
+            r50_minor_deviation=at([row.r50.acceptable for row in rows]),
+            d2cm_no_deviation_percent=at([row.d2cm_percent.per_protocol for row in rows]),
+            d2cm_minor_deviation_percent=at([row.d2cm_percent.acceptable for row in rows]),
+            r100_no_deviation=conformity.r100_max.per_protocol,
+            r100_minor_deviation=conformity.r100_max.acceptable,
+            clamped=clamped,
+        )
+
+    def _prescription_gy(self, fractions: int) -> float:
+        doses = {f.dose_gy for f in self.fractionations if f.dose_max_gy is None and f.fractions == fractions}
+        ranged = [f for f in self.fractionations if f.dose_max_gy is not None and f.fractions <= fractions]
+        if len(doses) != 1 or ranged:
+            raise ProtocolError(
+                f"protocol {self.id!r}: the prescription dose for {fractions} fractions is not unique "
+                f"({sorted(doses)}{' and dose ranges' if ranged else ''}); pass prescription_gy"
+            )
+        return doses.pop()
+
+    def planning_criteria(
+        self, *, fractions: int, ptv_volume_cc: float | None, prescription_gy: float | None = None
+    ) -> tuple[Criterion, ...]:
+        """The planning criteria for a plan in ``fractions`` fractions on a PTV of ``ptv_volume_cc`` cc.
+
+        In order: target coverage (``(target, "ptv_coverage_percent")`` for ``V100%``, or the DVH metric, e.g.
+        ``(target, "D95%")`` in Gy); the target's maximum dose as ``(target, "hi_rtog")`` (Dmax / prescription)
+        when the protocol limits it; ``(target, "r100")``; ``(target, "r50")`` and ``(target, "d2cm_percent")``
+        from the protocol's table interpolated at ``ptv_volume_cc`` (see :meth:`conformity_limits`); then the
+        organ-at-risk limits for ``fractions``, keyed by their :mod:`qa_checks.dvh` metric names. Metric names
+        are :class:`qa_checks.plan_indices.PlanIndices` field names or DVH metric names: the keys a pipeline
+        measures.
+
+        Args:
+            fractions: number of fractions of the plan; must be allowed by the protocol.
+            ptv_volume_cc: PTV volume in cc; needed when the protocol has a conformity table.
+            prescription_gy: total prescription dose, Gy; needed only for a ``D<x>%`` coverage metric when the
+                protocol does not fix a single dose for ``fractions``.
+
+        Raises:
+            ProtocolError: no planning section; ``fractions`` not allowed; the protocol has organ-at-risk limits
+                but none for ``fractions``; a conformity table but no ``ptv_volume_cc``; an undetermined
+                prescription dose.
+        """
+        planning = self._require_planning()
+        if fractions not in self.fraction_numbers:
+            raise ProtocolError(
+                f"protocol {self.id!r}: {fractions} fractions is not one of its fractionations "
+                f"{sorted(self.fraction_numbers)}"
+            )
+        rx = planning.prescription
+        target = rx.target
+        cov = rx.coverage
+        criteria: list[Criterion] = []
+        cov_text = f"{cov.metric} of {cov.structure} >= {cov.per_protocol:g}% / {cov.acceptable:g}%"
+        if cov.metric == "V100%":
+            criteria.append(
+                Criterion(
+                    "coverage", cov.structure, "ptv_coverage_percent", ">=", cov.per_protocol, cov.acceptable, "%",
+                    _sourced(f"{cov_text} of the volume receiving the prescription", cov.source),
+                )
+            )  # fmt: skip
+        else:
+            dose_gy = self._prescription_gy(fractions) if prescription_gy is None else float(prescription_gy)
+            criteria.append(
+                Criterion(
+                    "coverage", cov.structure, cov.metric, ">=", cov.per_protocol / 100 * dose_gy,
+                    cov.acceptable / 100 * dose_gy, "Gy",
+                    _sourced(f"{cov_text} of the prescription {dose_gy:g} Gy", cov.source),
+                )
+            )  # fmt: skip
+        if rx.max_dose_percent is not None:
+            levels = rx.max_dose_percent
+            criteria.append(
+                Criterion(
+                    "max_dose", target, "hi_rtog", "<=", levels.per_protocol / 100, levels.acceptable / 100, "1",
+                    _sourced(
+                        f"maximum dose of {target} <= {levels.per_protocol:g}% / {levels.acceptable:g}% of the "
+                        "prescription",
+                        levels.source,
+                    ),
+                )
+            )  # fmt: skip
+        conformity = planning.conformity
+        if conformity is not None:
+            source = conformity.source or self.id
+            r100 = conformity.r100_max
+            criteria.append(Criterion("r100", target, "r100", "<=", r100.per_protocol, r100.acceptable, "1", source))
+            if conformity.by_ptv_cc:
+                if ptv_volume_cc is None:
+                    raise ProtocolError(
+                        f"protocol {self.id!r}: its conformity table needs the PTV volume (ptv_volume_cc), got None"
+                    )
+                limits = self.conformity_limits(ptv_volume_cc)
+                where = f"{source}, interpolated for a {limits.ptv_volume_cc:.4g} cc PTV"
+                if limits.clamped:
+                    where += " (outside the table: nearest row)"
+                criteria.append(
+                    Criterion(
+                        "r50", target, "r50", "<=", limits.r50_no_deviation, limits.r50_minor_deviation, "1", where
+                    )
+                )
+                criteria.append(
+                    Criterion(
+                        "d2cm", target, "d2cm_percent", "<=", limits.d2cm_no_deviation_percent,
+                        limits.d2cm_minor_deviation_percent, "%", where,
+                    )
+                )  # fmt: skip
+        if planning.oar_limits:
+            chosen = [limit for limit in planning.oar_limits if limit.fractions == fractions]
+            if not chosen:
+                have = sorted({limit.fractions for limit in planning.oar_limits})
+                raise ProtocolError(
+                    f"protocol {self.id!r}: planning.oar_limits has no limits for {fractions} fractions "
+                    f"(limits exist for {', '.join(str(n) for n in have)} fractions)"
+                )
+            for limit in chosen:
+                criteria.append(
+                    Criterion(
+                        limit.criterion_id, limit.structure, limit.metric, limit.direction, limit.optimal,
+                        limit.mandatory, limit.unit or dvh_metric_unit(limit.metric),
+                        _sourced(f"{limit.metric} of {limit.structure}, {limit.fractions} fx", limit.source),
+                    )
+                )  # fmt: skip
+        return tuple(criteria)
+
+    def composite_structures(self) -> dict[str, tuple[str, ...]]:
+        """Composite structure name -> the required structures whose union it is (empty without planning)."""
+        if self.planning is None:
+            return {}
+        return {name: tuple(parts) for name, parts in self.planning.composite_structures.items()}
+
+    def gamma_criterion(self) -> Criterion:
+        """The TPS-check criterion: ``(GAMMA_STRUCTURE, "gamma_pass_rate_percent")`` ``">="`` the protocol's
+        pass-rate levels, in %.
+
+        Raises:
+            ProtocolError: the protocol has no gamma section.
+        """
+        gamma = self._require_gamma()
+        levels = gamma.pass_rate_percent
+        description = _sourced(f"gamma pass rate at {gamma.label}", gamma.source)
+        return Criterion(
+            "gamma_pass_rate", GAMMA_STRUCTURE, GAMMA_METRIC, ">=", levels.per_protocol, levels.acceptable, "%",
+            description,
+        )  # fmt: skip
+
+    def gamma_parameters(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`qa_checks.gamma.gamma_3d` for the protocol's gamma section:
+        ``dose_percent``, ``distance_mm``, ``lower_cutoff_percent`` and ``local``.
+
+        Raises:
+            ProtocolError: the protocol has no gamma section.
+        """
+        gamma = self._require_gamma()
+        return {
+            "dose_percent": gamma.dose_percent,
+            "distance_mm": gamma.distance_mm,
+            "lower_cutoff_percent": gamma.low_dose_threshold_percent,
+            "local": gamma.normalisation == "local",
+        }
 
 
 def _loc_to_path(loc: tuple[int | str, ...]) -> str:
@@ -261,11 +799,12 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         # A model-level check names its own field path in the message.
-        own_path = not err["loc"] and _FIELD_PREFIX.match(msg)
-        detail = f"{source}: {msg}" if own_path else f"{source}: {loc}: {msg}"
-        if err["type"] not in ("missing", "value_error"):
-            detail += f" (got {err.get('input')!r})"
-        lines.append(detail)
+        for part in msg.split("\n"):
+            own_path = not err["loc"] and _FIELD_PREFIX.match(part)
+            detail = f"{source}: {part}" if own_path else f"{source}: {loc}: {part}"
+            if err["type"] not in ("missing", "value_error"):
+                detail += f" (got {err.get('input')!r})"
+            lines.append(detail)
     return "\n".join(lines)
 
 
@@ -321,6 +860,13 @@ def load_protocol(protocol_id_or_path: str | Path) -> Protocol:
     protocol = parse_protocol(_read_yaml(path), source=str(path))
     if protocol.id != path.stem:
         raise ProtocolError(f"{path}: id: {protocol.id!r} does not match the file name (expected {path.stem!r})")
+    if not protocol.planning_verified:
+        logger.warning(
+            "%s: planning section of protocol %s is marked 'verified: false': check its numbers against the trial "
+            "protocol before relying on them",
+            path,
+            protocol.id,
+        )
     logger.debug("loaded protocol %s version %s from %s", protocol.id, protocol.version, path)
     return protocol
 

@@ -15,7 +15,9 @@ reference structures with the centre's RTPLAN and RTDOSE, the dose being the cas
 :class:`PlanDeviation` s applied (planning deviations such as under-coverage or an organ overdose, and TPS-check
 deviations such as a scaled, shifted or noisy dose). Each deviation carries :class:`ExpectedEffect` s: the value a
 measurement should take according to the deviation's definition, and the oracle's own measurement of it on the
-modelled dose grid.
+modelled dose grid. The plan oracle (:func:`plan_oracle`) scores the deviated dose on the modelled grid with the
+protocol: a planning benchmark with its planning criteria (coverage, maximum dose, conformity, organ-at-risk
+limits for the plan's fractions), a TPS check with a 3D gamma against the reference dose and its gamma criterion.
 
 Conventions: masks are (z, y, x); shifts are given as (dz, dy, dx) in LPS mm (+x patient left, +y posterior,
 +z superior).
@@ -27,11 +29,11 @@ import logging
 import math
 import re
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,17 +43,23 @@ from benchmarks.cases import CT_DIR_NAME, BuiltCase, PlanSpec, model_dose, write
 from benchmarks.dicom_writer import read_ct_series_info, write_rtstruct
 from benchmarks.dose_model import ModelDose, add_organ_overdose
 from benchmarks.phantoms import Phantom
-from benchmarks.protocols import load_protocol
+from benchmarks.protocols import GAMMA_METRIC, GAMMA_STRUCTURE, GammaSection, Protocol, load_protocol
+from qa_checks.dvh import compute_dvh, dvh_measurements, is_dvh_metric
+from qa_checks.gamma import gamma_3d
 from qa_checks.geometry import DoseGrid
-from qa_checks.protocol import Evaluation, OutcomeLevel, evaluate
+from qa_checks.plan_indices import PlanIndices, compute_plan_indices
+from qa_checks.protocol import Criterion, Evaluation, OutcomeLevel, evaluate
 
 __all__ = [
     "JITTER_CORRELATION_MM",
+    "STORED_DOSE_LEVELS",
     "Deviation",
     "DeviationKind",
     "ExpectedEffect",
+    "PlanCheck",
     "PlanDeviation",
     "PlanDeviationKind",
+    "PlanOracle",
     "SimulatedPlanSubmission",
     "SimulatedSubmission",
     "SimulationError",
@@ -64,10 +72,14 @@ __all__ = [
     "grow_mm",
     "oracle_measurements",
     "parse_deviation",
+    "plan_check_of",
+    "plan_measurements",
+    "plan_oracle",
     "shift_mm",
     "simulate_plan_submission",
     "simulate_submission",
     "smooth_mm",
+    "storage_tolerance",
     "target_measurements",
 ]
 
@@ -1081,7 +1093,7 @@ def apply_plan_deviations(
 
 
 def expected_gamma_outcome(
-    deviations: Sequence[PlanDeviation], gamma: dict[str, Any] | None
+    deviations: Sequence[PlanDeviation], gamma: GammaSection | dict[str, Any] | None
 ) -> tuple[OutcomeLevel | None, str]:
     """The gamma outcome (submitted dose evaluated against the reference) implied by the deviations alone.
 
@@ -1094,6 +1106,8 @@ def expected_gamma_outcome(
     """
     if gamma is None:
         return None, "the protocol has no gamma section"
+    if isinstance(gamma, GammaSection):
+        gamma = gamma.model_dump()
     dose_percent = float(gamma["dose_percent"])
     distance_mm = float(gamma["distance_mm"])
     criterion = f"{dose_percent:g}%/{distance_mm:g} mm"
@@ -1112,6 +1126,216 @@ def expected_gamma_outcome(
     return None, f"not predicted from the deviations alone ({criterion}); measure the gamma pass rate"
 
 
+PlanCheck = Literal["planning", "tps_check"]
+"""What a plan submission is scored as: a planning benchmark (the protocol's planning criteria) or a TPS check
+(gamma of the submitted dose against the reference dose)."""
+
+_DOSE_KINDS: Final = (
+    PlanDeviationKind.DOSE_SCALE_PERCENT,
+    PlanDeviationKind.DOSE_SHIFT_MM,
+    PlanDeviationKind.DOSE_NOISE_PERCENT,
+)
+"""TPS-check deviations (applied to the dose values)."""
+
+
+def plan_check_of(deviations: Sequence[PlanDeviation]) -> PlanCheck:
+    """``"tps_check"`` when any deviation is a TPS-check dose deviation, else ``"planning"``."""
+    return "tps_check" if any(d.kind in _DOSE_KINDS for d in deviations) else "planning"
+
+
+@dataclass(frozen=True, eq=False)
+class PlanOracle:
+    """The oracle's scoring of a plan submission, measured on the modelled dose grid (no DICOM round trip).
+
+    Attributes:
+        check: ``"planning"`` or ``"tps_check"``.
+        criteria: the protocol criteria evaluated.
+        measurements: ``(structure, metric) -> value`` for the criteria's keys.
+        evaluation: the protocol evaluation.
+        plan_indices: the prescription target's plan indices (planning check), else ``None``.
+        gamma_pass_rate_percent: the gamma pass rate (TPS check), else ``None``.
+        borderline: ids of planning criteria whose measurement lies within the 16-bit RTDOSE storage tolerance
+            of one of its levels (see :func:`storage_tolerance`): a pipeline measuring the written RTDOSE may
+            reach a different outcome for them. Not assessed for the gamma criterion.
+    """
+
+    check: PlanCheck
+    criteria: tuple[Criterion, ...]
+    measurements: dict[tuple[str, str], float]
+    evaluation: Evaluation
+    plan_indices: PlanIndices | None = None
+    gamma_pass_rate_percent: float | None = None
+    borderline: tuple[str, ...] = ()
+
+    @property
+    def outcome(self) -> OutcomeLevel:
+        """The worst criterion outcome."""
+        return self.evaluation.outcome
+
+    @property
+    def reason(self) -> str:
+        """The reasons of every criterion not met per protocol, joined with ``"; "``, or a per-protocol statement."""
+        if self.evaluation.reasons:
+            return "; ".join(self.evaluation.reasons)
+        what = "planning criteria" if self.check == "planning" else "TPS-check (gamma) criteria"
+        return f"all {len(self.criteria)} {what} met at the per-protocol level"
+
+
+_INDEX_FIELDS: Final = frozenset(f.name for f in fields(PlanIndices))
+
+
+def plan_measurements(
+    model: ModelDose,
+    criteria: Sequence[Criterion],
+    *,
+    indices: PlanIndices,
+    target: str,
+    composites: Mapping[str, Sequence[str]] | None = None,
+) -> dict[tuple[str, str], float]:
+    """Measure the keys of planning ``criteria`` on ``model``'s dose grid.
+
+    Metrics of ``target`` named like a :class:`~qa_checks.plan_indices.PlanIndices` field (``r100``, ``r50``,
+    ``d2cm_percent``, ``ptv_coverage_percent``, ``hi_rtog``, ...) are read from ``indices``; DVH metric names
+    (``"D0.35cc"``, ``"V20Gy%"``, ...) are computed with :func:`qa_checks.dvh.compute_dvh` on the model's masks
+    (voxel centres, no supersampling), a composite structure being the union of its parts' masks. Keys of
+    structures absent or empty on the grid are left out (the evaluation reports them missing).
+    """
+    measured: dict[tuple[str, str], float] = {}
+    for c in criteria:
+        if c.structure == target and c.metric in _INDEX_FIELDS:
+            measured[c.key] = float(getattr(indices, c.metric))
+    masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
+    for name, parts in (composites or {}).items():
+        if all(p in masks for p in parts):
+            union = np.zeros(model.dose.shape, dtype=bool)
+            for p in parts:
+                union |= masks[p]
+            masks[name] = union
+    dvh_keys = [c.key for c in criteria if c.key not in measured and is_dvh_metric(c.metric)]
+    dvhs = {s: compute_dvh(model.dose, masks[s]) for s in {s for s, _ in dvh_keys} if s in masks and masks[s].any()}
+    measured.update(dvh_measurements(dvhs, dvh_keys))
+    return measured
+
+
+STORED_DOSE_LEVELS: Final = 65535
+"""Largest stored RTDOSE pixel value: (3004,000E) DoseGridScaling is the maximum dose / 65535 (see
+:func:`benchmarks.dicom_writer.write_rtdose`)."""
+
+
+def storage_tolerance(
+    criterion: Criterion,
+    model: ModelDose,
+    *,
+    prescription_gy: float,
+    composites: Mapping[str, Sequence[str]] | None = None,
+) -> float:
+    """How far a measurement of ``criterion`` on ``model`` can move when the dose is stored as 16-bit RTDOSE.
+
+    Every voxel dose moves by at most half a storage step (maximum dose / 65535 / 2) plus the rounding of
+    (3004,000E) DoseGridScaling to 10 significant digits. A dose metric (``D...`` in Gy) moves by at most that;
+    ``hi_rtog`` and ``d2cm_percent`` by that relative to the prescription. A volume metric (``ptv_coverage_percent``,
+    ``r100``, ``r50``, ``V<x>Gy``, ``V<x>Gy%``) changes only through voxels whose dose lies within that of its
+    threshold (prescription, half the prescription, x Gy): their volume, in the metric's unit. ``inf`` for a
+    metric this function does not model.
+    """
+    values = model.dose.values_gy
+    step_gy = float(values.max()) / STORED_DOSE_LEVELS * (0.5 + STORED_DOSE_LEVELS * 5e-10)
+    metric = criterion.metric
+    if metric.startswith("D") and is_dvh_metric(metric):
+        return step_gy
+    if metric == "hi_rtog":
+        return step_gy / prescription_gy
+    if metric == "d2cm_percent":
+        return 100.0 * step_gy / prescription_gy
+    masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
+    parts = (composites or {}).get(criterion.structure)
+    if parts and all(p in masks for p in parts):
+        masks[criterion.structure] = np.logical_or.reduce([masks[p] for p in parts])
+    mask = masks.get(criterion.structure)
+    if mask is None or not mask.any():
+        return math.inf
+    voxel_cc = float(np.prod(model.dose.spacing_mm)) / 1000.0
+    structure_cc = float(np.count_nonzero(mask)) * voxel_cc
+    if metric in ("ptv_coverage_percent", "r100", "r50"):
+        threshold = prescription_gy * (0.5 if metric == "r50" else 1.0)
+        region = mask if metric == "ptv_coverage_percent" else np.ones(values.shape, dtype=bool)
+    elif metric.startswith("V") and is_dvh_metric(metric):
+        threshold = float(re.match(r"V(\d+(?:\.\d+)?)Gy", metric).group(1))  # type: ignore[union-attr]
+        region = mask
+    else:
+        return math.inf
+    changed_cc = float(np.count_nonzero(np.abs(values[region] - threshold) <= step_gy)) * voxel_cc
+    if metric in ("ptv_coverage_percent",) or metric.endswith("%"):
+        return 100.0 * changed_cc / structure_cc
+    if metric in ("r100", "r50"):
+        return changed_cc / structure_cc
+    return changed_cc
+
+
+def plan_oracle(
+    protocol: Protocol,
+    plan: PlanSpec,
+    reference: ModelDose,
+    submitted: ModelDose,
+    *,
+    check: PlanCheck,
+) -> PlanOracle:
+    """Score a submitted dose the way a correct pipeline should, measuring directly on the modelled dose grid.
+
+    ``"planning"``: the protocol's :meth:`~benchmarks.protocols.Protocol.planning_criteria` for the plan's
+    number of fractions, the prescription target's PTV volume and its prescription dose, measured with
+    :func:`qa_checks.plan_indices.compute_plan_indices` and :mod:`qa_checks.dvh` (see :func:`plan_measurements`).
+    ``"tps_check"``: :func:`qa_checks.gamma.gamma_3d` of ``submitted`` against ``reference`` with the protocol's
+    :meth:`~benchmarks.protocols.Protocol.gamma_parameters`, scored by its
+    :meth:`~benchmarks.protocols.Protocol.gamma_criterion`.
+
+    Raises:
+        SimulationError: the protocol lacks the section the check needs, or its prescription target is not a
+            target of the plan.
+        ProtocolError: the protocol has no criteria for the plan (e.g. no limits for its number of fractions).
+    """
+    if check == "tps_check":
+        if protocol.gamma is None:
+            raise SimulationError(f"protocol {protocol.id!r} has no gamma section: a TPS check cannot be scored")
+        result = gamma_3d(reference.dose, submitted.dose, **protocol.gamma_parameters())
+        gamma_criteria = (protocol.gamma_criterion(),)
+        measured = {(GAMMA_STRUCTURE, GAMMA_METRIC): result.pass_rate_percent}
+        evaluation = evaluate(gamma_criteria, measured)
+        return PlanOracle(check, gamma_criteria, measured, evaluation, gamma_pass_rate_percent=result.pass_rate_percent)
+    if protocol.planning is None:
+        raise SimulationError(f"protocol {protocol.id!r} has no planning section: a plan cannot be scored")
+    target = protocol.planning.prescription.target
+    rx = next((t for t in plan.targets if t.structure == target), None)
+    if rx is None:
+        targets = ", ".join(t.structure for t in plan.targets)
+        raise SimulationError(
+            f"protocol {protocol.id!r} prescribes to {target!r}, not a target of the plan ({targets})"
+        )
+    indices = compute_plan_indices(submitted.dose, submitted.masks[target], rx.dose_gy)
+    criteria = protocol.planning_criteria(
+        fractions=plan.fractions, ptv_volume_cc=indices.ptv_volume_cc, prescription_gy=rx.dose_gy
+    )
+    composites = protocol.composite_structures()
+    measured = plan_measurements(submitted, criteria, indices=indices, target=target, composites=composites)
+    present = {name for name, mask in submitted.masks.items() if mask.any()} | set(composites)
+    evaluation = evaluate(criteria, measured, present_structures=present)
+    borderline = []
+    for res in evaluation.results:
+        if res.value is None or not math.isfinite(res.value):
+            continue
+        c = res.criterion
+        tol = storage_tolerance(c, submitted, prescription_gy=rx.dose_gy, composites=composites)
+        if min(abs(res.value - c.per_protocol), abs(res.value - c.acceptable)) <= tol:
+            borderline.append(c.id)
+    if borderline:
+        logger.warning(
+            "oracle: %s within the 16-bit RTDOSE storage tolerance of a protocol level; a pipeline reading the "
+            "RTDOSE may reach a different outcome",
+            ", ".join(borderline),
+        )
+    return PlanOracle("planning", criteria, measured, evaluation, plan_indices=indices, borderline=tuple(borderline))
+
+
 @dataclass(frozen=True, eq=False)
 class SimulatedPlanSubmission:
     """A simulated centre plan submission (planning benchmark or TPS check) and its expected effects.
@@ -1127,6 +1351,13 @@ class SimulatedPlanSubmission:
         expected_gamma_outcome: the gamma outcome under the protocol's gamma section when it follows from the
             deviations alone (see :func:`expected_gamma_outcome`), else ``None``.
         expected_gamma_reason: why (or why no outcome is predicted).
+        check: what the submission is scored as (see :data:`PlanCheck`).
+        expected_outcome: the oracle's outcome under the case's protocol (see :func:`plan_oracle`).
+        expected_reason: the oracle's reasons joined with ``"; "`` (or a per-protocol statement).
+        measurements: the oracle's measurements, ``(structure, metric) -> value``.
+        evaluation: the oracle's full protocol evaluation.
+        borderline: criterion ids the oracle found within the RTDOSE storage tolerance of a level (see
+            :attr:`PlanOracle.borderline`).
     """
 
     directory: Path
@@ -1141,6 +1372,12 @@ class SimulatedPlanSubmission:
     expected_effects: tuple[ExpectedEffect, ...]
     expected_gamma_outcome: OutcomeLevel | None = None
     expected_gamma_reason: str = ""
+    check: PlanCheck = "planning"
+    expected_outcome: OutcomeLevel | None = None
+    expected_reason: str = ""
+    measurements: dict[tuple[str, str], float] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
+    borderline: tuple[str, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary."""
@@ -1154,6 +1391,13 @@ class SimulatedPlanSubmission:
             "rtdose_path": str(self.rtdose_path),
             "expected_gamma_outcome": self.expected_gamma_outcome.value if self.expected_gamma_outcome else None,
             "expected_gamma_reason": self.expected_gamma_reason,
+            "check": self.check,
+            "expected_outcome": self.expected_outcome.value if self.expected_outcome else None,
+            "expected_reason": self.expected_reason,
+            "borderline": list(self.borderline),
+            "measurements": [
+                {"structure": s, "metric": m, "value": v} for (s, m), v in sorted(self.measurements.items())
+            ],
             "expected_effects": [
                 {
                     "deviation": e.deviation,
@@ -1178,12 +1422,19 @@ def simulate_plan_submission(
     seed: int,
     out_dir: Path | str,
     overwrite: bool = False,
+    check: PlanCheck | None = None,
 ) -> SimulatedPlanSubmission:
     """Write a simulated plan submission of ``provider`` for the planning case ``case`` into ``out_dir``.
 
     The centre plans on the case's CT and reference structures (copied byte for byte), so its RTPLAN references
     the case's RTSTRUCT; its RTPLAN and RTDOSE get new UIDs seeded by case, provider and ``seed``, and the dose
     is the reference dose model with ``deviations`` applied (see :func:`apply_plan_deviations`).
+
+    The oracle outcome (``expected_outcome``) scores the deviated dose on the modelled grid with the case's
+    protocol (see :func:`plan_oracle`): as a TPS check (gamma against the reference dose) when ``check`` is
+    ``"tps_check"``, as a planning benchmark when it is ``"planning"``; by default a TPS check when any
+    deviation is a dose deviation (``dose_scale_percent``, ``dose_shift_mm``, ``dose_noise_percent``), else a
+    planning benchmark.
 
     Raises:
         SimulationError: the case has no plan, bad deviation, or ``out_dir`` holds other files and ``overwrite``
@@ -1236,8 +1487,18 @@ def simulate_plan_submission(
     plan_path = plan_tmp.replace(out / f"RTPLAN_{part}.dcm")
     dose_path = dose_tmp.replace(out / f"RTDOSE_{part}.dcm")
     staging.rmdir()
-    gamma_outcome, gamma_reason = expected_gamma_outcome(deviations, load_protocol(case.spec.protocol_id).gamma)
-    logger.info("simulated %s plan submission of %s with %s", provider, case.spec.case_id, [str(d) for d in deviations])
+    protocol = load_protocol(case.spec.protocol_id)
+    gamma_outcome, gamma_reason = expected_gamma_outcome(deviations, protocol.gamma)
+    chosen: PlanCheck = check or plan_check_of(deviations)
+    oracle = plan_oracle(protocol, case.spec.plan, reference, submitted, check=chosen)
+    logger.info(
+        "simulated %s plan submission of %s with %s: expected %s (%s)",
+        provider,
+        case.spec.case_id,
+        [str(d) for d in deviations],
+        oracle.outcome.value,
+        chosen,
+    )
     return SimulatedPlanSubmission(
         directory=out,
         provider=provider,
@@ -1251,4 +1512,10 @@ def simulate_plan_submission(
         expected_effects=effects,
         expected_gamma_outcome=gamma_outcome,
         expected_gamma_reason=gamma_reason,
+        check=chosen,
+        expected_outcome=oracle.outcome,
+        expected_reason=oracle.reason,
+        measurements=oracle.measurements,
+        evaluation=oracle.evaluation,
+        borderline=oracle.borderline,
     )

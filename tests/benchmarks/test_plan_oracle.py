@@ -1,0 +1,292 @@
+"""Tests of the oracle outcome of simulated plan and TPS-check submissions (benchmarks.simulator).
+
+The oracle scores the deviated dose on the modelled grid with the case's protocol; these tests check that a
+correct plan is per protocol, that gross deviations are unacceptable for the right criterion, and that the
+oracle's measurements are those a pipeline gets from the written DICOM files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from benchmarks.anatomy import thorax_phantom
+from benchmarks.cases import BuiltCase, PlanSpec, build_case_from_spec, get_case, model_dose
+from benchmarks.dose_model import ModelDose
+from benchmarks.phantoms import Phantom
+from benchmarks.protocols import load_protocol
+from benchmarks.simulator import (
+    PlanDeviation,
+    PlanOracle,
+    SimulationError,
+    apply_plan_deviations,
+    plan_check_of,
+    plan_measurements,
+    plan_oracle,
+    simulate_plan_submission,
+)
+from qa_checks.dicom_io import read_rtdose
+from qa_checks.gamma import gamma_3d
+from qa_checks.plan_indices import compute_plan_indices
+from qa_checks.protocol import OutcomeLevel, evaluate
+
+PLANNING_CASES = ("lung-sabr-planning", "prostate-sabr-planning", "srs-brain-planning")
+
+
+def _coarse_lung() -> Phantom:
+    return thorax_phantom(spacing_mm=(4.0, 2.5, 2.5))
+
+
+@pytest.fixture(scope="module")
+def coarse_plan() -> tuple[PlanSpec, Phantom]:
+    spec = get_case("lung-sabr-planning")
+    assert spec.plan is not None
+    return replace(spec.plan, subsampling=(1, 1, 1)), _coarse_lung()
+
+
+@pytest.fixture(scope="module")
+def coarse_case(tmp_path_factory: pytest.TempPathFactory) -> BuiltCase:
+    spec = get_case("lung-sabr-planning")
+    assert spec.plan is not None
+    coarse = replace(
+        spec, case_id="lung-sabr-planning-coarse", builder=_coarse_lung, plan=replace(spec.plan, subsampling=(1, 1, 1))
+    )
+    return build_case_from_spec(coarse, tmp_path_factory.mktemp("cases"))
+
+
+def _oracle(plan: PlanSpec, phantom: Phantom, *texts: str) -> tuple[PlanOracle, ModelDose, ModelDose]:
+    deviations = [PlanDeviation.parse(t) for t in texts]
+    reference, submitted, _ = apply_plan_deviations(plan, phantom, deviations, rng=np.random.default_rng(0))
+    oracle = plan_oracle(load_protocol("uk-lung-sabr"), plan, reference, submitted, check=plan_check_of(deviations))
+    return oracle, reference, submitted
+
+
+class TestReferencePlans:
+    @pytest.mark.parametrize("case_id", PLANNING_CASES)
+    def test_reference_plan_is_per_protocol(self, case_id: str) -> None:
+        spec = get_case(case_id)
+        assert spec.plan is not None
+        reference = model_dose(spec.plan, spec.builder())
+        oracle = plan_oracle(load_protocol(spec.protocol_id), spec.plan, reference, reference, check="planning")
+        assert oracle.outcome is OutcomeLevel.PER_PROTOCOL, oracle.reason
+        # Every criterion was measured (none reported missing or NaN).
+        assert all(r.value is not None and np.isfinite(r.value) for r in oracle.evaluation.results)
+        assert oracle.plan_indices is not None
+        assert set(oracle.measurements) == {c.key for c in oracle.criteria}
+
+    @pytest.mark.parametrize("case_id", PLANNING_CASES)
+    def test_reference_dose_passes_its_own_tps_check(self, case_id: str) -> None:
+        spec = get_case(case_id)
+        assert spec.plan is not None
+        plan = replace(spec.plan, subsampling=(2, 3, 3))  # a coarse grid: identical doses pass on any grid
+        reference = model_dose(plan, spec.builder())
+        oracle = plan_oracle(load_protocol(spec.protocol_id), plan, reference, reference, check="tps_check")
+        assert oracle.gamma_pass_rate_percent == 100.0
+        assert oracle.outcome is OutcomeLevel.PER_PROTOCOL
+
+
+class TestPlanningDeviations:
+    def test_reference_per_protocol_on_coarse_grid(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        oracle, _, _ = _oracle(*coarse_plan)
+        assert oracle.check == "planning"
+        assert oracle.outcome is OutcomeLevel.PER_PROTOCOL, oracle.reason
+
+    @pytest.mark.parametrize(
+        ("deviation", "criterion_id", "outcome"),
+        [
+            # Coverage set to 70% (acceptable level 90%) and to 92% (between 90% and the per-protocol 95%).
+            ("under_coverage:70", "coverage", OutcomeLevel.UNACCEPTABLE_VARIATION),
+            ("under_coverage:92", "coverage", OutcomeLevel.ACCEPTABLE_VARIATION),
+            # Dmax 180% of prescription: above the 167% acceptable level (RTOG 60% isodose).
+            ("hot_spot:180", "max_dose", OutcomeLevel.UNACCEPTABLE_VARIATION),
+            ("hot_spot:150", "max_dose", OutcomeLevel.ACCEPTABLE_VARIATION),
+            # Reference R50% is 0.85 of the no-deviation limit for the ~20 cc PTV: x1.5 passes the
+            # minor-deviation limit (0.85 x 1.5 = 1.28 times the no-deviation limit, above 5.5 / 4.5 = 1.22);
+            # x1.2 lies between the two limits (1.02 times the no-deviation limit).
+            ("poor_conformity:1.5", "r50", OutcomeLevel.UNACCEPTABLE_VARIATION),
+            ("poor_conformity:1.2", "r50", OutcomeLevel.ACCEPTABLE_VARIATION),
+            # TG-101 3-fraction cord: D0.35cc <= 18 Gy, max point dose <= 21.9 Gy (no acceptable band).
+            ("organ_overdose:SpinalCord:30", "oar_spinalcord_d0_35cc_3fx", OutcomeLevel.UNACCEPTABLE_VARIATION),
+            ("organ_overdose:SpinalCord:30", "oar_spinalcord_d0_035cc_3fx", OutcomeLevel.UNACCEPTABLE_VARIATION),
+        ],
+    )
+    def test_deviation_outcome(
+        self, coarse_plan: tuple[PlanSpec, Phantom], deviation: str, criterion_id: str, outcome: OutcomeLevel
+    ) -> None:
+        oracle, _, _ = _oracle(*coarse_plan, deviation)
+        result = oracle.evaluation.result(criterion_id)
+        assert result.outcome is outcome, result.reason
+        assert oracle.outcome.severity >= outcome.severity
+        assert result.reason in oracle.reason
+
+    def test_mild_deviation_stays_per_protocol(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        # A 130% hot spot is inside the UK SABR 110-140% range; an organ dose of 10 Gy is far below TG-101.
+        oracle, _, _ = _oracle(*coarse_plan, "hot_spot:130", "organ_overdose:SpinalCord:10")
+        assert oracle.outcome is OutcomeLevel.PER_PROTOCOL, oracle.reason
+
+    def test_measurements_are_the_plan_indices(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        oracle, _, submitted = _oracle(*coarse_plan, "poor_conformity:1.5")
+        indices = compute_plan_indices(submitted.dose, submitted.masks["PTV"], 54.0)
+        assert oracle.measurements[("PTV", "r50")] == indices.r50
+        assert oracle.measurements[("PTV", "ptv_coverage_percent")] == indices.ptv_coverage_percent
+        # Lungs is the union of Lung_L and Lung_R: its V20Gy% lies between the two lungs' own values.
+        lungs = oracle.measurements[("Lungs", "V20Gy%")]
+        left = (submitted.dose.values_gy[submitted.masks["Lung_L"]] >= 20).mean() * 100
+        right = (submitted.dose.values_gy[submitted.masks["Lung_R"]] >= 20).mean() * 100
+        assert min(left, right) < lungs < max(left, right)
+
+
+class TestTpsCheck:
+    @pytest.mark.parametrize(
+        ("scale_percent", "outcome"),
+        [
+            # Every dose difference is at most 2% of the maximum: all points pass 3%/2 mm.
+            (2, OutcomeLevel.PER_PROTOCOL),
+            # Global 3%/2 mm with a 10% threshold is lenient to a uniform scaling: only points above 3/8 of the
+            # maximum can fail on dose, and most evaluated points lie in the low-dose bath (pass rate ~97.6%).
+            (8, OutcomeLevel.PER_PROTOCOL),
+            # 20%: points above 15% of the maximum fail wherever the gradient is shallow (pass rate ~87%).
+            (20, OutcomeLevel.UNACCEPTABLE_VARIATION),
+        ],
+    )
+    def test_dose_scale(self, coarse_plan: tuple[PlanSpec, Phantom], scale_percent: int, outcome: OutcomeLevel) -> None:
+        oracle, reference, submitted = _oracle(*coarse_plan, f"dose_scale_percent:{scale_percent}")
+        assert oracle.check == "tps_check"
+        direct = gamma_3d(reference.dose, submitted.dose, dose_percent=3, distance_mm=2, lower_cutoff_percent=10)
+        assert oracle.gamma_pass_rate_percent == direct.pass_rate_percent
+        assert oracle.outcome is outcome, oracle.reason
+
+    def test_larger_scale_lowers_pass_rate(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        rates = [_oracle(*coarse_plan, f"dose_scale_percent:{s}")[0].gamma_pass_rate_percent for s in (2, 8, 20)]
+        assert rates[0] == 100.0
+        assert rates[0] > rates[1] > rates[2]  # type: ignore[operator]
+
+    def test_check_can_be_forced(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        plan, phantom = coarse_plan
+        deviations = [PlanDeviation.parse("dose_scale_percent:20")]
+        reference, submitted, _ = apply_plan_deviations(plan, phantom, deviations, rng=np.random.default_rng(0))
+        oracle = plan_oracle(load_protocol("uk-lung-sabr"), plan, reference, submitted, check="planning")
+        # Scaled by 1.2, the 124% maximum becomes 149%: above the per-protocol 140%, an acceptable variation.
+        assert oracle.evaluation.result("max_dose").outcome is OutcomeLevel.ACCEPTABLE_VARIATION
+
+    def test_protocol_without_planning(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
+        plan, phantom = coarse_plan
+        reference = model_dose(plan, phantom)
+        with pytest.raises(SimulationError, match=r"protocol 'oligomets-sabr' has no planning section"):
+            plan_oracle(load_protocol("oligomets-sabr"), plan, reference, reference, check="planning")
+
+
+def _tolerance(metric: str, values_gy: np.ndarray, voxel_cc: np.ndarray, volume_cc: float, step_gy: float) -> float:
+    """How far a measurement may move when every voxel dose moves by at most ``step_gy`` (16-bit storage)."""
+    rx = 54.0
+    if metric.startswith("D"):  # a dose quantile moves by at most the dose error
+        return step_gy + 1e-9
+    if metric in ("hi_rtog",):
+        return step_gy / rx + 1e-12
+    if metric == "d2cm_percent":
+        return 100.0 * step_gy / rx + 1e-9
+    # Volume metrics change only through voxels whose dose lies within one step of the threshold.
+    threshold = {"ptv_coverage_percent": rx, "r100": rx, "r50": 0.5 * rx}.get(metric)
+    if threshold is None:  # VxGy%
+        threshold = float(metric[1:].split("Gy")[0])
+    near = np.abs(values_gy - threshold) <= step_gy
+    changed_cc = float(voxel_cc[near].sum())
+    percent = metric.endswith(("%", "_percent"))
+    return (100.0 * changed_cc / volume_cc if percent else changed_cc / volume_cc) + 1e-12
+
+
+class TestRoundTrip:
+    @pytest.mark.parametrize(
+        "deviations", [(), ("poor_conformity:1.2", "organ_overdose:SpinalCord:30", "hot_spot:150")], ids=str
+    )
+    def test_oracle_matches_measurements_after_dicom(
+        self, coarse_case: BuiltCase, tmp_path: Path, deviations: tuple[str, ...]
+    ) -> None:
+        sim = simulate_plan_submission(
+            coarse_case,
+            provider="Centre B",
+            deviations=[PlanDeviation.parse(t) for t in deviations],
+            seed=1,
+            out_dir=tmp_path / "submission",
+        )
+        assert sim.check == "planning" and sim.evaluation is not None and sim.expected_outcome is not None
+        read_back = read_rtdose(sim.rtdose_path)
+        model = sim.submitted
+        assert read_back.shape == model.dose.shape
+        np.testing.assert_allclose(read_back.z_mm, model.dose.z_mm, atol=1e-6)
+        # 16-bit storage: stored value round(dose / scaling), so every voxel is within half a step, plus the
+        # rounding of (3004,000E) DoseGridScaling to 10 significant digits (5e-10 relative) times at most 65535.
+        scaling = float(pydicom.dcmread(sim.rtdose_path, stop_before_pixels=True).DoseGridScaling)
+        step_gy = scaling * (0.5 + 65535 * 5e-10)
+        assert np.max(np.abs(read_back.values_gy - model.dose.values_gy)) <= step_gy
+
+        protocol = load_protocol("uk-lung-sabr")
+        again = model.with_values(np.asarray(read_back.values_gy, dtype=np.float64))
+        indices = compute_plan_indices(again.dose, again.masks["PTV"], 54.0)
+        measured = plan_measurements(
+            again,
+            [r.criterion for r in sim.evaluation.results],
+            indices=indices,
+            target="PTV",
+            composites=protocol.composite_structures(),
+        )
+        assert set(measured) == set(sim.measurements)
+        voxel_cc = np.full(model.dose.shape, np.prod(model.dose.spacing_mm) / 1000.0)
+        for (structure, metric), value in sim.measurements.items():
+            lungs = model.masks["Lung_L"] | model.masks["Lung_R"]
+            mask = lungs if structure == "Lungs" else model.masks[structure]
+            # R100% and R50% count isodose volumes anywhere on the grid
+            region = np.ones(model.dose.shape, dtype=bool) if metric in ("r100", "r50") else mask
+            volume_cc = float(voxel_cc[mask].sum())
+            tol = _tolerance(metric, model.dose.values_gy[region], voxel_cc[region], volume_cc, step_gy)
+            assert measured[(structure, metric)] == pytest.approx(value, abs=tol), (structure, metric)
+        # Outcomes after the round trip differ from the oracle's only for criteria it flagged as borderline.
+        after = evaluate([r.criterion for r in sim.evaluation.results], measured)
+        for before_result, after_result in zip(sim.evaluation.results, after.results, strict=True):
+            if before_result.outcome is not after_result.outcome:
+                assert before_result.criterion.id in sim.borderline, (before_result.reason, after_result.reason)
+        summary = sim.to_json_dict()
+        assert summary["expected_outcome"] == sim.expected_outcome.value
+        assert summary["borderline"] == list(sim.borderline)
+
+    def test_reference_plan_is_clearly_per_protocol_after_dicom(self, coarse_case: BuiltCase, tmp_path: Path) -> None:
+        # The dose model covers 96% of the PTV, 1% above the protocol's 95% level: more than 16-bit storage moves
+        # any voxel, so nothing is borderline and the coverage read back from RTDOSE is still per protocol.
+        sim = simulate_plan_submission(coarse_case, provider="Centre D", deviations=[], seed=3, out_dir=tmp_path / "s")
+        assert sim.expected_outcome is OutcomeLevel.PER_PROTOCOL
+        assert sim.borderline == ()
+        assert sim.rtdose_path is not None
+        dose = read_rtdose(sim.rtdose_path)
+        ptv = sim.reference.masks["PTV"]
+        assert compute_plan_indices(dose, ptv, 54.0).ptv_coverage_percent >= 95.0
+
+    def test_gamma_after_dicom(self, coarse_case: BuiltCase, tmp_path: Path) -> None:
+        sim = simulate_plan_submission(
+            coarse_case,
+            provider="Centre C",
+            deviations=[PlanDeviation.parse("dose_scale_percent:8")],
+            seed=2,
+            out_dir=tmp_path / "submission",
+        )
+        assert sim.check == "tps_check" and coarse_case.rtdose_path is not None
+        reference_dicom, submitted_dicom = read_rtdose(coarse_case.rtdose_path), read_rtdose(sim.rtdose_path)
+        params = load_protocol("uk-lung-sabr").gamma_parameters()
+        oracle_gamma = gamma_3d(sim.reference.dose, sim.submitted.dose, **params)
+        after = gamma_3d(reference_dicom, submitted_dicom, **params)
+        assert sim.measurements == {("dose_grid", "gamma_pass_rate_percent"): oracle_gamma.pass_rate_percent}
+        # Storage errs by at most half a step (maximum / 65535 / 2) on each dose: the dose term of gamma moves by
+        # at most (1 / 65535) / 3% = 0.0005, the normalisation by 8e-6 relative. Only points with gamma within
+        # 0.001 of 1, or with a reference dose within a step of the 10% threshold, can change their verdict.
+        gamma = oracle_gamma.gamma
+        ref = sim.reference.dose.values_gy
+        step = float(ref.max()) / 65535.0
+        cutoff = 0.1 * float(ref.max())
+        borderline = int(np.count_nonzero(np.abs(gamma[np.isfinite(gamma)] - 1.0) <= 0.001))
+        borderline += int(np.count_nonzero(np.abs(ref - cutoff) <= step))
+        assert after.pass_rate_percent == pytest.approx(
+            oracle_gamma.pass_rate_percent, abs=100.0 * borderline / oracle_gamma.n_evaluated + 1e-9
+        )
