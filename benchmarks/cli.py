@@ -171,8 +171,11 @@ def simulate_plan_command(
             f"{effect.expected:.4g} +/- {effect.tolerance:.2g} (model {effect.measured:.4g})",
             soft_wrap=True,
         )
-    outcome = simulated.expected_gamma_outcome.value if simulated.expected_gamma_outcome else "not predicted"
-    console.print(f"expected gamma outcome: [bold]{outcome}[/bold] ({simulated.expected_gamma_reason})", soft_wrap=True)
+    outcome = simulated.expected_outcome.value if simulated.expected_outcome else "not predicted"
+    console.print(f"expected {simulated.check.replace('_', ' ')} outcome: [bold]{outcome}[/bold]", soft_wrap=True)
+    console.print(f"reason: {simulated.expected_reason}", soft_wrap=True)
+    if simulated.borderline:
+        console.print(f"borderline (within storage tolerance): {', '.join(simulated.borderline)}", soft_wrap=True)
     if expected_json is not None:
         expected_json.parent.mkdir(parents=True, exist_ok=True)
         expected_json.write_text(json.dumps(simulated.to_json_dict(), indent=2) + "\n", encoding="utf-8")

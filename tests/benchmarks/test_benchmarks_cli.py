@@ -100,3 +100,15 @@ def test_simulate_plan_bad_deviation(app: typer.Typer, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "bad number" in result.output
+
+
+@pytest.mark.slow
+def test_simulate_plan_prints_oracle_outcome(app: typer.Typer, tmp_path: Path) -> None:
+    # A 2% uniform scale is within the 3% dose criterion everywhere, so every gamma point passes: per protocol.
+    result = runner.invoke(
+        app,
+        ["cases", "simulate-plan", "lung-sabr-planning", "--provider", "C", "--out", str(tmp_path / "s"),
+         "--cases-dir", str(tmp_path / "cases"), "-d", "dose_scale_percent:2"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "expected tps check outcome: per_protocol" in result.output
