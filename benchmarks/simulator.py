@@ -542,6 +542,27 @@ def _safe_file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "centre"
 
 
+def _prepare_output_dir(out: Path, *, overwrite: bool, ours: re.Pattern[str]) -> Path:
+    """Empty ``out`` for a new simulated submission.
+
+    A previous simulated submission (a ``CT/`` folder and files whose names match ``ours``) is replaced; any other
+    content is refused unless ``overwrite``, so a mistyped ``--out`` never deletes someone's files.
+    """
+    if out.exists():
+        if not out.is_dir():
+            raise SimulationError(f"{out}: output path exists and is not a directory")
+        entries = list(out.iterdir())
+        foreign = [e.name for e in entries if not (e.name == CT_DIR_NAME and e.is_dir()) and not ours.match(e.name)]
+        if foreign and not overwrite:
+            raise SimulationError(
+                f"{out}: output directory holds files other than a simulated submission "
+                f"({', '.join(sorted(foreign))}); pass overwrite=True to replace them"
+            )
+        if entries:
+            shutil.rmtree(out)
+    return out
+
+
 def simulate_submission(
     case: BuiltCase,
     *,
@@ -571,24 +592,7 @@ def simulate_submission(
     """
     if not provider.strip():
         raise SimulationError(f"provider must be non-empty, got {provider!r}")
-    out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise SimulationError(f"{out}: output path exists and is not a directory")
-        entries = list(out.iterdir())
-        foreign = [
-            e.name
-            for e in entries
-            if not (e.name == CT_DIR_NAME and e.is_dir())
-            and not (e.name.startswith("RTSTRUCT_") and e.suffix == ".dcm")
-        ]
-        if foreign and not overwrite:
-            raise SimulationError(
-                f"{out}: output directory holds files other than a simulated submission "
-                f"({', '.join(sorted(foreign))}); pass overwrite=True to replace them"
-            )
-        if entries:
-            shutil.rmtree(out)
+    out = _prepare_output_dir(Path(out_dir), overwrite=overwrite, ours=re.compile(r"^RTSTRUCT_.+\.dcm$"))
     deviations = tuple(deviations)
     rng = np.random.default_rng(seed)
     phantom = case.phantom()
@@ -1444,20 +1448,9 @@ def simulate_plan_submission(
         raise SimulationError(f"case {case.spec.case_id!r} is not a planning case (no reference plan)")
     if not provider.strip():
         raise SimulationError(f"provider must be non-empty, got {provider!r}")
-    out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise SimulationError(f"{out}: output path exists and is not a directory")
-        entries = list(out.iterdir())
-        ours = re.compile(r"^(RTSTRUCT\.dcm|RTPLAN_.+\.dcm|RTDOSE_.+\.dcm)$")
-        foreign = [e.name for e in entries if not (e.name == CT_DIR_NAME and e.is_dir()) and not ours.match(e.name)]
-        if foreign and not overwrite:
-            raise SimulationError(
-                f"{out}: output directory holds files other than a simulated submission "
-                f"({', '.join(sorted(foreign))}); pass overwrite=True to replace them"
-            )
-        if entries:
-            shutil.rmtree(out)
+    out = _prepare_output_dir(
+        Path(out_dir), overwrite=overwrite, ours=re.compile(r"^(RTSTRUCT\.dcm|RTPLAN_.+\.dcm|RTDOSE_.+\.dcm)$")
+    )
     deviations = tuple(deviations)
     rng = np.random.default_rng(seed)
     phantom = case.phantom()
