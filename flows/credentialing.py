@@ -23,6 +23,7 @@ from flows._store import content_sha256, copy_atomically, engine_for
 from models.audit import record_audit
 from models.credentials import apply_outcome
 from models.enums import OutcomeLevel, OutcomeSource, SubmissionStatus
+from models.outcomes import current_outcome
 from models.settings import Settings
 from models.tables import BenchmarkCase, Outcome, Provider, StructureResult, Submission
 from models.types import utcnow
@@ -87,12 +88,6 @@ def _set_status(
         after={"status": status.value},
         reason=reason,
     )
-
-
-def _current_outcome(session: Session, submission_id: int) -> Outcome | None:
-    return session.exec(
-        select(Outcome).where(Outcome.submission_id == submission_id, col(Outcome.is_current).is_(True))
-    ).first()
 
 
 def _load(session: Session, submission_id: int) -> tuple[Submission, BenchmarkCase]:
@@ -270,7 +265,7 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
-            current = _current_outcome(session, submission_id)
+            current = current_outcome(session, submission_id)
             return current.level.value if current else sub.status.value
         protocol = load_protocol(case.protocol_id)
         results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
@@ -313,7 +308,7 @@ def submission_summary(submission_id: int, *, database_url: str) -> dict[str, An
     """Status, attempt and current outcome of a submission, as plain data."""
     with Session(engine_for(database_url)) as session:
         sub, case = _load(session, submission_id)
-        outcome = _current_outcome(session, submission_id)
+        outcome = current_outcome(session, submission_id)
         return {
             "submission_id": submission_id,
             "case": f"{case.case_code}@{case.version}",

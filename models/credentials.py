@@ -14,10 +14,10 @@ from sqlmodel import Session, col, select
 
 from models.audit import record_audit
 from models.enums import CredentialStatus
+from models.outcomes import current_outcome
 from models.tables import (
     BenchmarkCase,
     Credential,
-    Outcome,
     Provider,
     Submission,
     Technique,
@@ -83,9 +83,7 @@ def apply_outcome(
         raise LookupError(f"submission {submission_id} does not exist")
     case = session.get(BenchmarkCase, sub.case_id)
     assert case is not None
-    outcome = session.exec(
-        select(Outcome).where(Outcome.submission_id == submission_id, Outcome.is_current == True)  # noqa: E712
-    ).first()
+    outcome = current_outcome(session, submission_id)
     if outcome is None:
         raise LookupError(f"submission {submission_id} has no outcome yet")
 

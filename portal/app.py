@@ -10,15 +10,28 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.auth import user_for_token
 from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
-from models.enums import Role
+from models.enums import OutcomeLevel, Role
+from models.outcomes import OverrideError, UnknownSubmissionError, override_outcome
 from models.settings import Settings, get_settings
-from models.tables import Network, Provider, Technique, Trial, TrialRequirement, User
+from models.tables import (
+    BenchmarkCase,
+    Network,
+    Outcome,
+    Provider,
+    StructureResult,
+    Submission,
+    Technique,
+    Trial,
+    TrialRequirement,
+    User,
+)
 
 _bearer = HTTPBearer(auto_error=False, description="An rtqa API token (`rtqa tokens issue`).")
 
@@ -87,7 +100,89 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         days = settings.expiry_warning_days if within_days is None else within_days
         return [c.as_dict() for c in expiring_credentials(session, within_days=days)]
 
+    @app.get("/api/v1/submissions/{submission_id}", tags=["submissions"])
+    def submission_detail(submission_id: int, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+        sub = session.get(Submission, submission_id)
+        if user.role is Role.CENTRE and (sub is None or sub.provider_id != user.provider_id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only read its own submissions")
+        if sub is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no submission with id {submission_id}")
+        return _submission_json(session, sub)
+
+    @app.post("/api/v1/submissions/{submission_id}/override", tags=["submissions"], status_code=201)
+    def override(submission_id: int, body: OverrideRequest, user: StaffOnly, session: SessionDep) -> dict[str, Any]:
+        try:
+            override_outcome(
+                session,
+                submission_id=submission_id,
+                level=body.level,
+                justification=body.justification,
+                actor=user.email,
+                validity_days=settings.credential_validity_days,
+            )
+        except UnknownSubmissionError as err:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+        except OverrideError as err:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from None
+        session.commit()
+        sub = session.get(Submission, submission_id)
+        assert sub is not None
+        return _submission_json(session, sub)
+
     return app
+
+
+class OverrideRequest(BaseModel):
+    """A reviewer's decision replacing the current outcome."""
+
+    level: OutcomeLevel
+    justification: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Why, for the audit trail.")
+
+
+def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
+    provider = session.get(Provider, sub.provider_id)
+    case = session.get(BenchmarkCase, sub.case_id)
+    assert provider is not None and case is not None
+    outcomes = session.exec(select(Outcome).where(Outcome.submission_id == sub.id).order_by(col(Outcome.id))).all()
+    results = session.exec(
+        select(StructureResult)
+        .where(StructureResult.submission_id == sub.id)
+        .order_by(StructureResult.structure, StructureResult.metric)
+    ).all()
+    return {
+        "id": sub.id,
+        "provider": provider.code,
+        "case": f"{case.case_code}@{case.version}",
+        "attempt": sub.attempt,
+        "status": sub.status.value,
+        "rejection_reason": sub.rejection_reason,
+        "received_at": sub.received_at.isoformat(),
+        "outcomes": [
+            {
+                "id": o.id,
+                "level": o.level.value,
+                "source": o.source.value,
+                "current": o.is_current,
+                "decided_by": o.decided_by,
+                "decided_at": o.decided_at.isoformat(),
+                "reasons": list(o.reasons),
+                "justification": o.justification,
+                "supersedes": o.supersedes_id,
+            }
+            for o in outcomes
+        ],
+        "structure_results": [
+            {
+                "structure": r.structure,
+                "submitted_name": r.submitted_name,
+                "metric": r.metric,
+                "value": r.value,
+                "unit": r.unit,
+                "parameters": dict(r.parameters),
+            }
+            for r in results
+        ],
+    }
 
 
 def _trial_json(session: Session, trial: Trial) -> dict[str, Any]:
@@ -149,3 +244,13 @@ def staff_or_commissioner(user: CurrentUser) -> User:
 
 
 StaffOrCommissioner = Annotated[User, Depends(staff_or_commissioner)]
+
+
+def staff_only(user: CurrentUser) -> User:
+    """The user, if QA staff (403 otherwise)."""
+    if user.role is not Role.STAFF:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"only QA staff may do this, not {user.role.value} users")
+    return user
+
+
+StaffOnly = Annotated[User, Depends(staff_only)]

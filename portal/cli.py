@@ -17,9 +17,11 @@ app = typer.Typer(help="rtqa: radiotherapy trials QA credentialing.", no_args_is
 db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
 users_app = typer.Typer(help="Users (staff, centre, commissioner).", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+outcomes_app = typer.Typer(help="Review outcomes.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(outcomes_app, name="outcomes")
 
 console = Console(width=None if sys.stdout.isatty() else 180)
 """Wide enough for the credential table when output goes to a file or a pipe."""
@@ -168,6 +170,53 @@ def tokens_issue(
         expires = utcnow() + timedelta(days=days) if days else None
         token = issue_token(session, user=user, actor="rtqa-cli", label=label, expires_at=expires)
     typer.echo(token)
+
+
+@outcomes_app.command("override")
+def outcomes_override(
+    submission: Annotated[int, typer.Argument(help="Submission id.")],
+    level: Annotated[
+        str, typer.Option(help="per_protocol, acceptable_variation, unacceptable_variation or justified_variation.")
+    ],
+    justification: Annotated[
+        str, typer.Option(help="Why the automatic outcome is replaced (kept in the audit trail).")
+    ],
+    actor: Annotated[str, typer.Option(help="E-mail of the QA staff member deciding.")],
+) -> None:
+    """Replace a decided submission's outcome (QA staff) and update the credentials it affects."""
+    from sqlmodel import select
+
+    from models.db import create_db_engine, session_scope
+    from models.enums import OutcomeLevel, Role
+    from models.outcomes import OverrideError, override_outcome
+    from models.tables import User
+
+    try:
+        level_value = OutcomeLevel(level)
+    except ValueError:
+        raise typer.BadParameter(
+            f"level {level!r} is not one of {[v.value for v in OutcomeLevel]}", param_hint="--level"
+        ) from None
+    settings = get_settings()
+    engine = create_db_engine(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        user = session.exec(select(User).where(User.email == actor)).first()
+        if user is None or user.role is not Role.STAFF or not user.is_active:
+            raise typer.BadParameter(f"{actor!r} is not an active QA staff user", param_hint="--actor")
+        try:
+            outcome = override_outcome(
+                session,
+                submission_id=submission,
+                level=level_value,
+                justification=justification,
+                actor=actor,
+                validity_days=settings.credential_validity_days,
+            )
+        except OverrideError as err:
+            raise typer.BadParameter(str(err), param_hint="SUBMISSION") from None
+        console.print(
+            f"submission {submission}: outcome {outcome.level.value} (override, supersedes {outcome.supersedes_id})"
+        )
 
 
 @app.command("credentials")

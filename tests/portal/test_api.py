@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -227,3 +228,79 @@ class TestCommissionerQueries:
         )
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["query", "within_days"]
+
+
+class TestReview:
+    """QA staff read a submission and override its outcome; others may not override."""
+
+    @pytest.fixture
+    def submission_id(self, engine: Engine) -> int:
+        from models.credentials import apply_outcome
+        from models.enums import OutcomeLevel
+        from tests.models.world import World
+
+        with Session(engine) as session:
+            world = World(session)
+            sid = world.decided(OutcomeLevel.UNACCEPTABLE_VARIATION)
+            apply_outcome(session, submission_id=sid, actor="flow", validity_days=30)
+            session.commit()
+        return sid
+
+    def _override(self, client: TestClient, token: str, sid: int, body: dict[str, str]) -> tuple[int, Any]:
+        response = client.post(
+            f"/api/v1/submissions/{sid}/override", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        return response.status_code, response.json()
+
+    def test_staff_override(self, client: TestClient, tokens: dict[str, str], submission_id: int) -> None:
+        status, body = self._override(
+            client,
+            tokens["staff"],
+            submission_id,
+            {"level": "justified_variation", "justification": "local ITV policy, agreed with the trial team"},
+        )
+        assert status == 201
+        assert [(o["level"], o["source"], o["current"]) for o in body["outcomes"]] == [
+            ("unacceptable_variation", "automatic", False),
+            ("justified_variation", "override", True),
+        ]
+        assert body["outcomes"][1]["decided_by"] == "qa@rttqa.test"
+        # The credential follows the override.
+        _, creds = _get(client, URL.format(OWN), tokens["commissioner"])
+        assert [c["status"] for c in creds["credentials"] if c["scope"] == "technique"] == ["credentialed"]  # type: ignore[union-attr, index]
+
+    @pytest.mark.parametrize("role", ["commissioner", "centre"])
+    def test_only_staff_may_override(
+        self, client: TestClient, tokens: dict[str, str], submission_id: int, role: str
+    ) -> None:
+        status, body = self._override(
+            client, tokens[role], submission_id, {"level": "per_protocol", "justification": "because"}
+        )
+        assert status == 403 and "only QA staff" in body["detail"]
+
+    def test_blank_justification_is_422(self, client: TestClient, tokens: dict[str, str], submission_id: int) -> None:
+        status, body = self._override(
+            client, tokens["staff"], submission_id, {"level": "per_protocol", "justification": "  "}
+        )
+        assert status == 422 and body["detail"][0]["loc"] == ["body", "justification"]
+
+    def test_unknown_level_is_422(self, client: TestClient, tokens: dict[str, str], submission_id: int) -> None:
+        status, body = self._override(client, tokens["staff"], submission_id, {"level": "fine", "justification": "x"})
+        assert status == 422 and body["detail"][0]["loc"] == ["body", "level"]
+
+    def test_unknown_submission_is_404(self, client: TestClient, tokens: dict[str, str]) -> None:
+        status, body = self._override(client, tokens["staff"], 999999, {"level": "per_protocol", "justification": "x"})
+        assert status == 404 and "999999" in body["detail"]
+
+    def test_submission_detail_scoped_for_centres(
+        self, client: TestClient, tokens: dict[str, str], submission_id: int, engine: Engine
+    ) -> None:
+        status, body = _get(client, f"/api/v1/submissions/{submission_id}", tokens["centre"])
+        assert status == 200 and body["provider"] == OWN and body["status"] == "decided"
+        with Session(engine) as session:
+            other = session.exec(select(Provider).where(Provider.code == OTHER)).one()
+            mine = session.exec(select(User).where(User.email == "phys@christie.test")).one()
+            mine.provider_id = other.id
+            session.add(mine)
+            session.commit()
+        assert _get(client, f"/api/v1/submissions/{submission_id}", tokens["centre"])[0] == 403

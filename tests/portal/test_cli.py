@@ -1,0 +1,81 @@
+"""The rtqa command line against a test database: users, tokens, overrides, the credential table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from models.auth import user_for_token
+from models.credentials import apply_outcome
+from models.enums import OutcomeLevel, Role
+from models.tables import AuditEvent, User
+from portal.cli import app
+from tests.models.world import World
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
+    monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+
+
+def test_db_init_is_idempotent() -> None:
+    result = runner.invoke(app, ["db", "init"])
+    assert result.exit_code == 0, result.output
+    assert "52 providers in 11 networks" in result.output and "0 rows added" in result.output
+
+
+def test_users_and_tokens(engine: Engine) -> None:
+    added = runner.invoke(
+        app, ["users", "add", "phys@x.test", "--name", "P", "--role", "centre", "--provider", "the-christie"]
+    )
+    assert added.exit_code == 0, added.output
+    issued = runner.invoke(app, ["tokens", "issue", "phys@x.test", "--label", "ci"])
+    assert issued.exit_code == 0, issued.output
+    token = issued.output.strip().splitlines()[-1]
+    with Session(engine) as session:
+        user = user_for_token(session, token)
+        assert user is not None and user.role is Role.CENTRE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "add", "a@x", "--name", "A", "--role", "boss"], "role 'boss' is not one of"),
+        (["users", "add", "a@x", "--name", "A", "--role", "centre"], "--provider is required for centre users"),
+        (["users", "add", "a@x", "--name", "A", "--role", "centre", "--provider", "nowhere"], "no provider with code"),
+        (["tokens", "issue", "nobody@x"], "no user with e-mail 'nobody@x'"),
+    ],
+)
+def test_bad_input_is_named(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_override_from_the_command_line(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(User(email="qa@x.test", name="QA", role=Role.STAFF))
+        world = World(session)
+        sid = world.decided(OutcomeLevel.UNACCEPTABLE_VARIATION)
+        apply_outcome(session, submission_id=sid, actor="flow", validity_days=30)
+        session.commit()
+    args = ["outcomes", "override", str(sid), "--level", "justified_variation", "--justification", "agreed on review"]
+    refused = runner.invoke(app, [*args, "--actor", "someone@x.test"])
+    assert refused.exit_code == 2 and "not an active QA staff user" in " ".join(refused.output.split())
+    done = runner.invoke(app, [*args, "--actor", "qa@x.test"])
+    assert done.exit_code == 0, done.output
+    assert "outcome justified_variation (override" in done.output
+    with Session(engine) as session:
+        assert (
+            session.exec(select(AuditEvent).where(AuditEvent.action == "outcome.overridden")).one().actor == "qa@x.test"
+        )
+    table = runner.invoke(app, ["credentials"])
+    assert table.exit_code == 0 and "the-christie" in table.output and "credentialed" in table.output
