@@ -71,7 +71,13 @@ def settings_for(database_url: str | None, data_dir: str | None) -> Settings:
 
 
 def _set_status(
-    session: Session, sub: Submission, status: SubmissionStatus, *, actor: str, reason: str | None = None
+    session: Session,
+    sub: Submission,
+    status: SubmissionStatus,
+    *,
+    actor: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     before = {"status": sub.status.value}
     sub.status = status
@@ -85,7 +91,7 @@ def _set_status(
         subject_type="submission",
         subject_id=sub.id or 0,
         before=before,
-        after={"status": status.value},
+        after={"status": status.value, **(details or {})},
         reason=reason,
     )
 
@@ -247,7 +253,18 @@ def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
                     )
                 )
         before = sub.status
-        _set_status(session, sub, SubmissionStatus.SCORED, actor=actor)
+        # The reviewer sees how names were mapped: matches sit in each result's parameters, the rest here.
+        _set_status(
+            session,
+            sub,
+            SubmissionStatus.SCORED,
+            actor=actor,
+            details={
+                "missing": list(score.missing),
+                "unmatched_submitted": list(score.unmatched_submitted),
+                "ambiguous": {name: list(candidates) for name, candidates in score.ambiguous},
+            },
+        )
         session.commit()
         _logger().info(
             "submission %s scored (%s -> scored): %d structures, missing %s",
@@ -270,7 +287,8 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
         protocol = load_protocol(case.protocol_id)
         results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
         measured = {(r.structure, r.metric): r.value for r in results if r.value is not None}
-        evaluation = evaluate(protocol.outlining_criteria(), measured)
+        present = {r.structure for r in results}
+        evaluation = evaluate(protocol.outlining_criteria(), measured, present_structures=present)
         outcome = Outcome(
             submission_id=submission_id,
             level=OutcomeLevel(evaluation.outcome.value),

@@ -235,3 +235,19 @@ class TestTasks:
             sub = session.get(Submission, sid)
             assert sub is not None and sub.status is SubmissionStatus.REJECTED
             assert sub.rejection_reason is not None and "notes.txt" in sub.rejection_reason
+
+    def test_missing_and_unrecognised_structures_are_reported(
+        self, settings: Settings, engine: Engine, built: BuiltCase, registered: int, tmp_path: Path
+    ) -> None:
+        sim = _simulate(built, tmp_path, "the-christie", "omit:Heart", "rename:Lung_R:Zebra")
+        sid = _run_tasks(settings, sim.directory, "the-christie")
+        with Session(engine) as session:
+            outcome = session.exec(select(Outcome).where(Outcome.submission_id == sid)).one()
+            scored = session.exec(
+                select(AuditEvent).where(AuditEvent.action == "submission.scored", AuditEvent.subject_id == str(sid))
+            ).one()
+        assert outcome.level.value == "unacceptable_variation" == sim.expected_outcome.value
+        assert any("required structure Heart is missing from the submission" in r for r in outcome.reasons)
+        assert scored.after is not None
+        assert scored.after["unmatched_submitted"] == ["Zebra"]
+        assert sorted(scored.after["missing"]) == ["Heart", "Lung_R"]
