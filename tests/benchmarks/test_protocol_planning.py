@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from benchmarks.protocols import (
     GAMMA_METRIC,
@@ -23,6 +22,7 @@ from qa_checks.gamma import gamma_3d
 from qa_checks.geometry import DoseGrid
 from qa_checks.plan_indices import RTOG_CONFORMITY_TABLE, PlanIndices, rtog_conformity_limits
 from qa_checks.protocol import OutcomeLevel, evaluate
+from tests.benchmarks.protocol_files import replaced, write_protocol
 
 VALID: dict[str, Any] = {
     "id": "test-protocol",
@@ -57,25 +57,8 @@ VALID: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _write(tmp_path: Path, data: Any) -> Path:
-    path = tmp_path / "test-protocol.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _with(path_in_data: str, value: Any) -> dict[str, Any]:
-    """A deep copy of VALID with one field (dotted path, [i] for list items) replaced."""
-    data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(VALID))
-    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path_in_data)
-    target: Any = data
-    for part in parts[:-1]:
-        target = target[int(part[1:-1])] if part.startswith("[") else target[part]
-    last = parts[-1]
-    if last.startswith("["):
-        target[int(last[1:-1])] = value
-    else:
-        target[last] = value
-    return data
+    return replaced(VALID, path_in_data, value)
 
 
 class TestShippedPlanning:
@@ -149,7 +132,7 @@ class TestShippedPlanning:
         assert [c.key for c in eight if c.id.startswith("oar_")] == [("Lungs", "V20Gy%")]
 
     def test_fraction_without_limits_is_an_error(self, tmp_path: Path) -> None:
-        p = load_protocol(_write(tmp_path, VALID))
+        p = load_protocol(write_protocol(tmp_path, VALID))
         with pytest.raises(ProtocolError, match=r"no limits for 5 fractions \(limits exist for 3 fractions\)"):
             p.planning_criteria(fractions=5, ptv_volume_cc=2.0)
 
@@ -200,7 +183,7 @@ class TestCoverageAndMaxDose:
     def test_dose_coverage_metric_in_gy(self, tmp_path: Path) -> None:
         data = _with("planning.prescription.coverage", {"structure": "PTV", "metric": "D95%", "per_protocol": 100,
                                                         "acceptable": 95})  # fmt: skip
-        p = load_protocol(_write(tmp_path, data))
+        p = load_protocol(write_protocol(tmp_path, data))
         cov = p.planning_criteria(fractions=3, ptv_volume_cc=2.0)[0]
         # levels in % of the 54 Gy prescription of the 3-fraction schedule
         assert (cov.key, cov.unit) == (("PTV", "D95%"), "Gy")
@@ -238,21 +221,21 @@ class TestGammaSection:
                             OutcomeLevel.UNACCEPTABLE_VARIATION]  # fmt: skip
 
     def test_defaults_are_tg218(self, tmp_path: Path) -> None:
-        p = load_protocol(_write(tmp_path, _with("gamma", {})))
+        p = load_protocol(write_protocol(tmp_path, _with("gamma", {})))
         assert p.gamma is not None
         assert (p.gamma.dose_percent, p.gamma.distance_mm, p.gamma.normalisation) == (3, 2, "global")
         assert p.gamma.low_dose_threshold_percent == 10
         assert (p.gamma.pass_rate_percent.per_protocol, p.gamma.pass_rate_percent.acceptable) == (95, 90)
 
     def test_missing_section(self, tmp_path: Path) -> None:
-        p = load_protocol(_write(tmp_path, {k: v for k, v in VALID.items() if k != "gamma"}))
+        p = load_protocol(write_protocol(tmp_path, {k: v for k, v in VALID.items() if k != "gamma"}))
         with pytest.raises(ProtocolError, match=r"protocol 'test-protocol' has no gamma section"):
             p.gamma_criterion()
 
 
 class TestValidation:
     def test_valid(self, tmp_path: Path) -> None:
-        p = load_protocol(_write(tmp_path, VALID))
+        p = load_protocol(write_protocol(tmp_path, VALID))
         ids = [c.id for c in p.planning_criteria(fractions=3, ptv_volume_cc=2.0)]
         assert ids == [
             "coverage",
@@ -328,14 +311,14 @@ class TestValidation:
         ],
     )  # fmt: skip
     def test_bad_field(self, tmp_path: Path, field: str, value: Any, message: str) -> None:
-        path = _write(tmp_path, _with(field, value))
+        path = write_protocol(tmp_path, _with(field, value))
         with pytest.raises(ProtocolError, match=re.escape(str(path)) + r": " + message):
             load_protocol(path)
 
     def test_several_planning_problems_each_name_the_file(self, tmp_path: Path) -> None:
         data = _with("planning.oar_limits[0].fractions", 4)
         data["planning"]["oar_limits"][1]["fractions"] = 8
-        path = _write(tmp_path, data)
+        path = write_protocol(tmp_path, data)
         with pytest.raises(ProtocolError) as info:
             load_protocol(path)
         lines = str(info.value).splitlines()

@@ -11,6 +11,7 @@ import yaml
 
 from benchmarks.protocols import PROTOCOL_DIR, Protocol, ProtocolError, list_protocols, load_protocol, parse_protocol
 from qa_checks.protocol import Criterion, OutcomeLevel, evaluate
+from tests.benchmarks.protocol_files import replaced, write_protocol
 
 VALID: dict[str, Any] = {
     "id": "test-protocol",
@@ -33,25 +34,8 @@ VALID: dict[str, Any] = {
 }  # fmt: skip
 
 
-def _write(tmp_path: Path, data: Any, name: str = "test-protocol.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _with(path_in_data: str, value: Any) -> dict[str, Any]:
-    """A deep copy of VALID with one field (dotted path, [i] for list items) replaced."""
-    data: dict[str, Any] = yaml.safe_load(yaml.safe_dump(VALID))
-    parts = re.findall(r"[^.\[\]]+|\[\d+\]", path_in_data)
-    target: Any = data
-    for part in parts[:-1]:
-        target = target[int(part[1:-1])] if part.startswith("[") else target[part]
-    last = parts[-1]
-    if last.startswith("["):
-        target[int(last[1:-1])] = value
-    else:
-        target[last] = value
-    return data
+    return replaced(VALID, path_in_data, value)
 
 
 class TestShippedProtocols:
@@ -120,7 +104,7 @@ class TestShippedProtocols:
 
 class TestValidation:
     def test_valid(self, tmp_path: Path) -> None:
-        p = load_protocol(_write(tmp_path, VALID))
+        p = load_protocol(write_protocol(tmp_path, VALID))
         assert p.outlining_criteria()[2].unit == "mm"  # default unit from the metric
 
     @pytest.mark.parametrize(
@@ -154,30 +138,30 @@ class TestValidation:
         ],
     )  # fmt: skip
     def test_bad_field(self, tmp_path: Path, field: str, value: Any, message: str) -> None:
-        path = _write(tmp_path, _with(field, value))
+        path = write_protocol(tmp_path, _with(field, value))
         with pytest.raises(ProtocolError, match=re.escape(str(path)) + r": " + message):
             load_protocol(path)
 
     def test_unknown_field(self, tmp_path: Path) -> None:
-        path = _write(tmp_path, VALID | {"colour": "blue"})
+        path = write_protocol(tmp_path, VALID | {"colour": "blue"})
         with pytest.raises(ProtocolError, match=re.escape(str(path)) + r": colour: Extra inputs are not permitted"):
             load_protocol(path)
 
     def test_missing_field(self, tmp_path: Path) -> None:
         data = {k: v for k, v in VALID.items() if k != "title"}
         with pytest.raises(ProtocolError, match=r"test-protocol\.yaml: title: Field required"):
-            load_protocol(_write(tmp_path, data))
+            load_protocol(write_protocol(tmp_path, data))
 
     def test_duplicate_criterion_id(self, tmp_path: Path) -> None:
         data = _with("outlining.criteria[1].id", "dice_ptv")
         with pytest.raises(ProtocolError, match=r"outlining\.criteria\[1\]\.id: duplicate criterion id 'dice_ptv'"):
-            load_protocol(_write(tmp_path, data))
+            load_protocol(write_protocol(tmp_path, data))
 
     def test_several_errors_reported_together(self, tmp_path: Path) -> None:
         data = _with("outlining.criteria[0].per_protocol", "x")
         data["version"] = ""
         with pytest.raises(ProtocolError) as info:
-            load_protocol(_write(tmp_path, data))
+            load_protocol(write_protocol(tmp_path, data))
         lines = str(info.value).splitlines()
         assert len(lines) == 2
         assert all(line.startswith(str(tmp_path / "test-protocol.yaml")) for line in lines)
@@ -189,12 +173,12 @@ class TestValidation:
             load_protocol(path)
 
     def test_not_a_mapping(self, tmp_path: Path) -> None:
-        path = _write(tmp_path, ["a", "b"])
+        path = write_protocol(tmp_path, ["a", "b"])
         with pytest.raises(ProtocolError, match=r"test-protocol\.yaml: <top level>: expected a mapping.*got list"):
             load_protocol(path)
 
     def test_id_must_match_file_name(self, tmp_path: Path) -> None:
-        path = _write(tmp_path, VALID, name="other-name.yaml")
+        path = write_protocol(tmp_path, VALID, name="other-name.yaml")
         with pytest.raises(ProtocolError, match=r"other-name\.yaml: id: 'test-protocol' does not match the file name"):
             load_protocol(path)
 
