@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -96,6 +96,18 @@ class SimulationError(ValueError):
     """Invalid deviation or simulation request; the message names the deviation and the bad value."""
 
 
+_Kind = TypeVar("_Kind", bound=StrEnum)
+
+
+def _kind(kinds: type[_Kind], value: str, problem: str) -> _Kind:
+    """``value`` as a member of ``kinds``; otherwise a SimulationError "<problem> <value>; known kinds: ..."."""
+    try:
+        return kinds(value)
+    except ValueError:
+        known = ", ".join(k.value for k in kinds)
+        raise SimulationError(f"{problem} {value!r}; known kinds: {known}") from None
+
+
 class DeviationKind(StrEnum):
     """Kinds of contouring deviation.
 
@@ -141,11 +153,7 @@ class Deviation:
     value: DeviationValue = None
 
     def __post_init__(self) -> None:
-        try:
-            kind = DeviationKind(self.kind)
-        except ValueError:
-            known = ", ".join(k.value for k in DeviationKind)
-            raise SimulationError(f"unknown deviation kind {self.kind!r}; known kinds: {known}") from None
+        kind = _kind(DeviationKind, self.kind, "unknown deviation kind")
         object.__setattr__(self, "kind", kind)
         value = self.value
         if kind in (DeviationKind.MARGIN_MM, DeviationKind.SMOOTH, DeviationKind.JITTER_MM):
@@ -184,11 +192,7 @@ class Deviation:
         kind_text, structure_text = parts[0].strip(), parts[1].strip()
         structure = None if structure_text in ("", "*") else structure_text
         raw = parts[2].strip() if len(parts) == 3 else None
-        try:
-            kind = DeviationKind(kind_text)
-        except ValueError:
-            known = ", ".join(k.value for k in DeviationKind)
-            raise SimulationError(f"deviation {text!r}: unknown kind {kind_text!r}; known kinds: {known}") from None
+        kind = _kind(DeviationKind, kind_text, f"deviation {text!r}: unknown kind")
         value: DeviationValue
         try:
             if raw is None or raw == "":
@@ -727,11 +731,7 @@ class PlanDeviation:
     structure: str | None = None
 
     def __post_init__(self) -> None:
-        try:
-            kind = PlanDeviationKind(self.kind)
-        except ValueError:
-            known = ", ".join(k.value for k in PlanDeviationKind)
-            raise SimulationError(f"unknown plan deviation kind {self.kind!r}; known kinds: {known}") from None
+        kind = _kind(PlanDeviationKind, self.kind, "unknown plan deviation kind")
         object.__setattr__(self, "kind", kind)
         value = self.value
         if kind is PlanDeviationKind.DOSE_SHIFT_MM:
@@ -766,11 +766,7 @@ class PlanDeviation:
             SimulationError: naming the text and the problem.
         """
         parts = [p.strip() for p in text.split(":")]
-        try:
-            kind = PlanDeviationKind(parts[0])
-        except ValueError:
-            known = ", ".join(k.value for k in PlanDeviationKind)
-            raise SimulationError(f"plan deviation {text!r}: unknown kind {parts[0]!r}; known: {known}") from None
+        kind = _kind(PlanDeviationKind, parts[0], f"plan deviation {text!r}: unknown kind")
         expected = 3 if kind is PlanDeviationKind.ORGAN_OVERDOSE else 2
         if len(parts) != expected:
             form = "organ_overdose:Structure:Gy" if expected == 3 else f"{kind.value}:value"
