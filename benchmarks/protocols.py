@@ -29,6 +29,7 @@ __all__ = [
     "GAMMA_METRIC",
     "GAMMA_STRUCTURE",
     "KNOWN_METRICS",
+    "PLAN_INDEX_METRICS",
     "PROTOCOL_DIR",
     "ConformityRow",
     "ConformitySection",
@@ -64,6 +65,19 @@ KNOWN_METRICS: Final[dict[str, str]] = {
     "centroid_distance_mm": "mm",
 }
 """Contour metric names allowed in outlining criteria, with the unit their levels are in."""
+
+PLAN_INDEX_METRICS: Final[dict[str, tuple[str, float, str]]] = {
+    "V100%": ("ptv_coverage_percent", 1.0, "%"),
+    "Dmax%": ("hi_rtog", 100.0, "%"),
+    "R100%": ("r100", 1.0, "1"),
+    "R50%": ("r50", 1.0, "1"),
+    "D2cm%": ("d2cm_percent", 1.0, "%"),
+}
+"""Planning-index metric names used in criteria and stored results -> (the
+:class:`qa_checks.plan_indices.PlanIndices` field that measures it, the factor from that field to the metric, the
+unit). ``V100%``: % of the target receiving at least its prescription; ``Dmax%``: the target's maximum dose in % of
+its prescription; ``R100%``: prescription isodose volume / target volume; ``R50%``: 50% isodose volume / target
+volume; ``D2cm%``: maximum dose 2 cm from the target, % of the prescription."""
 
 GAMMA_STRUCTURE: Final = "dose_grid"
 """Structure name of the gamma criterion: gamma is evaluated over the whole dose grid above the low-dose threshold,
@@ -636,23 +650,32 @@ class Protocol(_Model):
         return doses.pop()
 
     def planning_criteria(
-        self, *, fractions: int, ptv_volume_cc: float | None, prescription_gy: float | None = None
+        self,
+        *,
+        fractions: int,
+        ptv_volume_cc: float | None,
+        prescription_gy: float | None = None,
+        target: str | None = None,
+        include_oars: bool = True,
     ) -> tuple[Criterion, ...]:
         """The planning criteria for a plan in ``fractions`` fractions on a PTV of ``ptv_volume_cc`` cc.
 
-        In order: target coverage (``(target, "ptv_coverage_percent")`` for ``V100%``, or the DVH metric, e.g.
-        ``(target, "D95%")`` in Gy); the target's maximum dose as ``(target, "hi_rtog")`` (Dmax / prescription)
-        when the protocol limits it; ``(target, "r100")``; ``(target, "r50")`` and ``(target, "d2cm_percent")``
-        from the protocol's table interpolated at ``ptv_volume_cc`` (see :meth:`conformity_limits`); then the
-        organ-at-risk limits for ``fractions``, keyed by their :mod:`qa_checks.dvh` metric names. Metric names
-        are :class:`qa_checks.plan_indices.PlanIndices` field names or DVH metric names: the keys a pipeline
-        measures.
+        In order: target coverage (``(target, "V100%")`` in %, or the DVH metric, e.g. ``(target, "D95%")`` in
+        Gy); the target's maximum dose as ``(target, "Dmax%")`` (% of the prescription) when the protocol limits
+        it; ``(target, "R100%")``; ``(target, "R50%")`` and ``(target, "D2cm%")`` from the protocol's table
+        interpolated at ``ptv_volume_cc`` (see :meth:`conformity_limits`); then the organ-at-risk limits for
+        ``fractions``, keyed by their :mod:`qa_checks.dvh` metric names. Metric names are those of
+        :data:`PLAN_INDEX_METRICS` or DVH metric names: the keys a pipeline measures and stores.
 
         Args:
             fractions: number of fractions of the plan; must be allowed by the protocol.
             ptv_volume_cc: PTV volume in cc; needed when the protocol has a conformity table.
             prescription_gy: total prescription dose, Gy; needed only for a ``D<x>%`` coverage metric when the
                 protocol does not fix a single dose for ``fractions``.
+            target: the target these criteria are for, when a plan has several (e.g. ``"PTV_2"``); its criteria
+                name it as their structure and their ids end in ``@<target>``. ``None``: the protocol's
+                prescription target.
+            include_oars: False to leave out the organ-at-risk limits (they are shared by every target).
 
         Raises:
             ProtocolError: no planning section; ``fractions`` not allowed; the protocol has organ-at-risk limits
@@ -666,14 +689,17 @@ class Protocol(_Model):
                 f"{sorted(self.fraction_numbers)}"
             )
         rx = planning.prescription
-        target = rx.target
+        own = target is None or target == rx.target
+        target = rx.target if target is None else target
+        suffix = "" if own else f"@{target}"
         cov = rx.coverage
+        cov_structure = target if cov.structure == rx.target else cov.structure
         criteria: list[Criterion] = []
-        cov_text = f"{cov.metric} of {cov.structure} >= {cov.per_protocol:g}% / {cov.acceptable:g}%"
+        cov_text = f"{cov.metric} of {cov_structure} >= {cov.per_protocol:g}% / {cov.acceptable:g}%"
         if cov.metric == "V100%":
             criteria.append(
                 Criterion(
-                    "coverage", cov.structure, "ptv_coverage_percent", ">=", cov.per_protocol, cov.acceptable, "%",
+                    "coverage" + suffix, cov_structure, "V100%", ">=", cov.per_protocol, cov.acceptable, "%",
                     _sourced(f"{cov_text} of the volume receiving the prescription", cov.source),
                 )
             )  # fmt: skip
@@ -681,7 +707,7 @@ class Protocol(_Model):
             dose_gy = self._prescription_gy(fractions) if prescription_gy is None else float(prescription_gy)
             criteria.append(
                 Criterion(
-                    "coverage", cov.structure, cov.metric, ">=", cov.per_protocol / 100 * dose_gy,
+                    "coverage" + suffix, cov_structure, cov.metric, ">=", cov.per_protocol / 100 * dose_gy,
                     cov.acceptable / 100 * dose_gy, "Gy",
                     _sourced(f"{cov_text} of the prescription {dose_gy:g} Gy", cov.source),
                 )
@@ -690,7 +716,7 @@ class Protocol(_Model):
             levels = rx.max_dose_percent
             criteria.append(
                 Criterion(
-                    "max_dose", target, "hi_rtog", "<=", levels.per_protocol / 100, levels.acceptable / 100, "1",
+                    "max_dose" + suffix, target, "Dmax%", "<=", levels.per_protocol, levels.acceptable, "%",
                     _sourced(
                         f"maximum dose of {target} <= {levels.per_protocol:g}% / {levels.acceptable:g}% of the "
                         "prescription",
@@ -702,7 +728,9 @@ class Protocol(_Model):
         if conformity is not None:
             source = conformity.source or self.id
             r100 = conformity.r100_max
-            criteria.append(Criterion("r100", target, "r100", "<=", r100.per_protocol, r100.acceptable, "1", source))
+            criteria.append(
+                Criterion("r100" + suffix, target, "R100%", "<=", r100.per_protocol, r100.acceptable, "1", source)
+            )
             if conformity.by_ptv_cc:
                 if ptv_volume_cc is None:
                     raise ProtocolError(
@@ -714,16 +742,23 @@ class Protocol(_Model):
                     where += " (outside the table: nearest row)"
                 criteria.append(
                     Criterion(
-                        "r50", target, "r50", "<=", limits.r50_no_deviation, limits.r50_minor_deviation, "1", where
+                        "r50" + suffix,
+                        target,
+                        "R50%",
+                        "<=",
+                        limits.r50_no_deviation,
+                        limits.r50_minor_deviation,
+                        "1",
+                        where,
                     )
                 )
                 criteria.append(
                     Criterion(
-                        "d2cm", target, "d2cm_percent", "<=", limits.d2cm_no_deviation_percent,
+                        "d2cm" + suffix, target, "D2cm%", "<=", limits.d2cm_no_deviation_percent,
                         limits.d2cm_minor_deviation_percent, "%", where,
                     )
                 )  # fmt: skip
-        if planning.oar_limits:
+        if planning.oar_limits and include_oars:
             chosen = [limit for limit in planning.oar_limits if limit.fractions == fractions]
             if not chosen:
                 have = sorted({limit.fractions for limit in planning.oar_limits})

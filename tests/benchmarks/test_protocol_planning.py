@@ -13,6 +13,7 @@ import pytest
 from benchmarks.protocols import (
     GAMMA_METRIC,
     GAMMA_STRUCTURE,
+    PLAN_INDEX_METRICS,
     ProtocolError,
     dvh_metric_unit,
     list_protocols,
@@ -118,7 +119,8 @@ class TestShippedPlanning:
                     if c.id.startswith("oar_"):
                         dvh_metric_unit(c.metric)  # raises for a name qa_checks.dvh does not parse
                     else:
-                        assert c.metric in index_fields, (p.id, c)
+                        assert c.metric in PLAN_INDEX_METRICS, (p.id, c)
+                        assert PLAN_INDEX_METRICS[c.metric][0] in index_fields, (p.id, c)
 
     def test_no_limits_for_fraction_number(self) -> None:
         # Oligomets allows 1-8 fractions but has no planning section; lung allows 8 fractions: only V20Gy applies.
@@ -163,7 +165,7 @@ class TestConformityInterpolation:
         assert (criteria["r50"].per_protocol, criteria["r50"].acceptable) == pytest.approx((4.45, 5.45), abs=1e-12)
         assert (criteria["d2cm"].per_protocol, criteria["d2cm"].acceptable) == pytest.approx((55.0, 64.25), abs=1e-12)
         assert (criteria["r100"].per_protocol, criteria["r100"].acceptable) == (1.2, 1.5)
-        assert criteria["d2cm"].metric == "d2cm_percent" and criteria["d2cm"].unit == "%"
+        assert criteria["d2cm"].metric == "D2cm%" and criteria["d2cm"].unit == "%"
 
     def test_no_table(self) -> None:
         with pytest.raises(ProtocolError, match=r"'srs-brain': planning.conformity has no by_ptv_cc table"):
@@ -174,11 +176,20 @@ class TestCoverageAndMaxDose:
     def test_v100_is_plan_index(self) -> None:
         criteria = {c.id: c for c in load_protocol("uk-lung-sabr").planning_criteria(fractions=3, ptv_volume_cc=20.0)}
         cov, hot = criteria["coverage"], criteria["max_dose"]
-        assert (cov.key, cov.direction, cov.per_protocol, cov.acceptable) == (("PTV", "ptv_coverage_percent"), ">=",
+        assert (cov.key, cov.direction, cov.per_protocol, cov.acceptable) == (("PTV", "V100%"), ">=",
                                                                               95, 90)  # fmt: skip
-        # max_dose_percent 140 / 167 % of prescription -> hi_rtog (Dmax / prescription) 1.40 / 1.67
-        assert (hot.key, hot.direction) == (("PTV", "hi_rtog"), "<=")
-        assert (hot.per_protocol, hot.acceptable) == pytest.approx((1.40, 1.67), abs=1e-12)
+        # max_dose_percent 140 / 167 % of prescription -> Dmax% (Dmax in % of the prescription) 140 / 167
+        assert (hot.key, hot.direction, hot.unit) == (("PTV", "Dmax%"), "<=", "%")
+        assert (hot.per_protocol, hot.acceptable) == pytest.approx((140.0, 167.0), abs=1e-12)
+
+    def test_second_target_named_and_suffixed(self) -> None:
+        p = load_protocol("srs-brain")
+        second = {c.id: c for c in p.planning_criteria(fractions=1, ptv_volume_cc=9.0, target="PTV_2")}
+        assert second["coverage@PTV_2"].key == ("PTV_2", "V100%")
+        assert second["r100@PTV_2"].key == ("PTV_2", "R100%")
+        assert "oar_brainstem_d0_5cc_1fx" in second
+        alone = p.planning_criteria(fractions=1, ptv_volume_cc=9.0, target="PTV_2", include_oars=False)
+        assert all(c.structure == "PTV_2" for c in alone)
 
     def test_dose_coverage_metric_in_gy(self, tmp_path: Path) -> None:
         data = _with("planning.prescription.coverage", {"structure": "PTV", "metric": "D95%", "per_protocol": 100,
