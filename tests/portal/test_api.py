@@ -152,7 +152,7 @@ class TestCommissionerQueries:
                 version="1",
                 title="t",
                 technique_id=lung.id or 0,
-                stage=QAStage.BENCHMARK_CASE,
+                stage=QAStage.OUTLINING_BENCHMARK,
                 protocol_id="p",
                 protocol_version="1",
                 reference_sha256="0" * 64,
