@@ -93,7 +93,8 @@ TG263_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_^~]{0,15}$")
 QaStage = Literal[
     "facility_questionnaire",
     "beam_output_audit",
-    "benchmark_case",
+    "outlining_benchmark",
+    "planning_benchmark",
     "dummy_run",
     "complex_treatment_dosimetry_check",
     "virtual_phantom",
@@ -101,7 +102,8 @@ QaStage = Literal[
     "treatment_record_review",
     "protocol_compliance_visit",
 ]
-"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case."""
+"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case, with the benchmark case split into the
+outlining and the planning benchmark (as :class:`models.enums.QAStage`)."""
 
 QA_STAGES: Final = get_args(QaStage)
 """The :data:`QaStage` values as a tuple."""
@@ -460,10 +462,16 @@ class OutliningSection(_Model):
 
 
 class CredentialRequirement(_Model):
-    """A credential a centre must hold for the protocol: a QA ``stage`` for a ``technique``."""
+    """A credential a centre must hold for the protocol: a QA ``stage`` for a ``technique``.
+
+    ``scope`` ``"technique"`` (default): the stage is part of the technique credential, which carries over to
+    every trial needing the technique. ``"trial"``: only this protocol's trial needs it (e.g. an individual case
+    review of the first patient).
+    """
 
     stage: QaStage
     technique: Slug
+    scope: Literal["technique", "trial"] = "technique"
     description: str = ""
 
 
