@@ -20,7 +20,8 @@ A ``requirement`` states two levels, like every other check in rtqa: ``per_proto
 ``min``/``max`` (number, inclusive bounds), ``within_days`` (date: at most that many days before the evaluation
 date). A requirement names its ``sources`` (ids from the form's ``sources:`` list) or is marked
 ``library_default: true`` with a ``rationale``. Reason sentences shown to the centre are written in the form:
-``unacceptable_reason`` and (when the levels differ) ``variation_reason``; they may use ``{answer}`` (the answer as
+``unacceptable_reason`` (unless every valid answer meets the acceptable level) and, when the levels differ,
+``variation_reason``; they may use ``{answer}`` (the answer as
 shown to a person) and, for dates, ``{age_days}``.
 
 A question with ``only_if: {question: <id>, one_of: [...]}`` applies only when an earlier yes_no / choice question
@@ -128,7 +129,7 @@ class Requirement(_Model):
 
     per_protocol: Level
     acceptable: Level
-    unacceptable_reason: str = Field(min_length=1)
+    unacceptable_reason: str = ""
     variation_reason: str = ""
     sources: list[Slug] = Field(default_factory=list)
     library_default: bool = False
@@ -257,11 +258,25 @@ class Question(_Model):
             problem = _range_problem(per, acc)
             if problem:
                 problems.append(f"requirement: {problem}")
+        if not req.unacceptable_reason and not self._admits_every_answer(acc):
+            problems.append("requirement.unacceptable_reason: required, since some answers miss the acceptable level")
         if per.within_days is not None and acc.within_days is not None and acc.within_days < per.within_days:
             problems.append(
                 f"requirement: acceptable.within_days {acc.within_days} is stricter than per_protocol {per.within_days}"
             )
         return problems
+
+    def _admits_every_answer(self, level: Level) -> bool:
+        """True when every valid answer meets ``level`` (so no answer can be unacceptable)."""
+        if self.type == "yes_no":
+            return set(level.one_of or []) >= {True, False}
+        if self.type == "choice":
+            return set(level.one_of or []) >= {o.value for o in self.options or []}
+        if self.type == "number":
+            low_ok = level.min is None or (self.min is not None and level.min <= self.min)
+            high_ok = level.max is None or (self.max is not None and level.max >= self.max)
+            return low_ok and high_ok
+        return False
 
     def check_value_problem(self, value: bool | str) -> str | None:
         """A message when ``value`` (from a requirement or a condition) is not a possible answer, else ``None``."""
