@@ -12,6 +12,12 @@ module checks a centre's answers against a form and decides the outcome with the
   meets the acceptable one is *acceptable variation*; anything else is *per protocol*;
 * the outcome is the worst question outcome, and ``reasons`` are plain sentences for the centre, worst first.
 
+Answers are accepted as JSON types: yes/no as a boolean or ``"yes"``/``"no"``/``"y"``/``"n"``/``"true"``/``"false"``
+(any case), choices by option value (any case), numbers as numbers or numeric strings, dates as ``"YYYY-MM-DD"`` or
+:class:`datetime.date`; ``None`` and blank text count as unanswered. They are normalised for storage to booleans,
+option values, numbers (``int`` for whole-number questions), ISO date strings and stripped text. See also
+``docs/questionnaire.md``.
+
 Typical use::
 
     form = load_questionnaire("sabr_lung")
