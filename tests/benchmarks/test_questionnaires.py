@@ -86,6 +86,17 @@ class TestShippedForms:
         spine = load_questionnaire("sabr_spine").question("dose_algorithm").requirement
         assert spine is not None and "pencil_beam" in (spine.acceptable.one_of or [])
 
+    def test_form_renders_as_json_for_a_user_interface(self) -> None:
+        data = load_questionnaire("srs_brain").model_dump(mode="json")
+        assert json.loads(json.dumps(data)) == data
+        detector = next(q for q in data["questions"] if q["id"] == "small_field_detector")
+        assert detector["type"] == "choice" and detector["only_if"]["question"] == "delivery_platform"
+        assert [o["value"] for o in detector["options"]][:2] == ["stereotactic_diode", "microdiamond"]
+
+    def test_unknown_question(self) -> None:
+        with pytest.raises(KeyError, match=r"form 'sabr_lung' has no question 'colour'"):
+            load_questionnaire("sabr_lung").question("colour")
+
     def test_unknown_technique(self) -> None:
         with pytest.raises(QuestionnaireFileError, match=r"no questionnaire for technique 'sabr_kidney'.*sabr_lung"):
             load_questionnaire("sabr_kidney")
@@ -210,6 +221,12 @@ class TestNormalisation:
             "igrt_every_fraction": True,
             "igrt_modality": "cbct",
         }
+
+    def test_evaluation_date_defaults_to_today(self) -> None:
+        before = dt.date.today()
+        evaluation = evaluate_answers(load_questionnaire("sabr_lung"), {})
+        assert before <= evaluation.evaluated_on <= dt.date.today()
+        assert evaluation.outcome is UV  # nothing answered
 
     def test_as_dict_is_json(self) -> None:
         evaluation = _evaluate("sabr_lung", dose_algorithm="pencil_beam")
