@@ -9,7 +9,7 @@ from prefect import flow, task
 from sqlmodel import Session, select
 
 from benchmarks.cases import CaseSpec, build_case, get_case
-from benchmarks.protocols import Protocol, load_protocol
+from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
 from flows.credentialing import settings_for
 from models.audit import record_audit
@@ -107,6 +107,14 @@ def register_protocol(session: Session, protocol: Protocol, *, actor: str) -> No
                 trial_code=protocol.id if scope == "trial" else None,
                 actor=actor,
             )
+
+
+def register_shipped_protocols(session: Session, *, actor: str) -> list[str]:
+    """Register every shipped protocol (:func:`register_protocol`); returns their ids."""
+    protocols = list_protocols()
+    for protocol in protocols:
+        register_protocol(session, protocol, actor=actor)
+    return [p.id for p in protocols]
 
 
 def _register_trial(session: Session, *, protocol_id: str, title: str, technique_codes: list[str], actor: str) -> None:
