@@ -16,10 +16,11 @@ from prefect import flow, task
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import reference_files
-from benchmarks.protocols import GAMMA_STRUCTURE, Protocol, load_protocol
+from benchmarks.protocols import GAMMA_STRUCTURE, Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
+from flows.protocol_store import resolve_protocol
 from flows.scoring import criterion_from_json, score_stage
-from flows.steps import load_submission_and_case, retry_on_io, set_status, settings_for
+from flows.steps import data_dir_or_default, load_submission_and_case, retry_on_io, set_status, settings_for
 from models.audit import record_audit
 from models.credentials import apply_outcome
 from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
@@ -190,9 +191,9 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
 
 
 @task
-def score_submission(submission_id: int, *, actor: str, database_url: str) -> int:
+def score_submission(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> int:
     """Score a validated submission by its case's QA stage (see :mod:`flows.scoring`); returns the results stored."""
-    return score_stage(submission_id, actor=actor, database_url=database_url)
+    return score_stage(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
 
 
 score_contours = score_submission
@@ -221,14 +222,14 @@ def _evaluation(session: Session, submission_id: int, stage: QAStage, protocol: 
 
 
 @task
-def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
+def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> str:
     """Apply the protocol's criteria for the case's stage to the stored results; record the automatic outcome."""
     with Session(engine_for(database_url)) as session:
         sub, case = load_submission_and_case(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
             current = current_outcome(session, submission_id)
             return current.level.value if current else sub.status.value
-        protocol = load_protocol(case.protocol_id)
+        protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
         evaluation = _evaluation(session, submission_id, case.stage, protocol)
         outcome = Outcome(
             submission_id=submission_id,
@@ -303,8 +304,8 @@ def credential_submission(
     )
     # Each task does nothing when its step is already done, so re-submitting the same files is harmless.
     if validate_submission(submission_id, actor=actor, database_url=url):
-        score_submission(submission_id, actor=actor, database_url=url)
-        decide_outcome(submission_id, actor=actor, database_url=url)
+        score_submission(submission_id, actor=actor, database_url=url, data_dir=str(settings.data_dir))
+        decide_outcome(submission_id, actor=actor, database_url=url, data_dir=str(settings.data_dir))
         update_credentials(
             submission_id, actor=actor, database_url=url, validity_days=settings.credential_validity_days
         )

@@ -17,9 +17,10 @@ from typing import Any
 from sqlmodel import Session, select
 
 from benchmarks.cases import reference_files
-from benchmarks.protocols import GAMMA_METRIC, Protocol, load_protocol
+from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
-from flows.steps import load_submission_and_case, logger, set_status
+from flows.protocol_store import resolve_protocol
+from flows.steps import data_dir_or_default, load_submission_and_case, logger, set_status
 from models.enums import QAStage, SubmissionStatus
 from models.tables import DoseResult, PlanResult, StructureResult
 from qa_checks.dicom_io import load_submission
@@ -141,7 +142,7 @@ SCORERS = {
 }
 
 
-def score_stage(submission_id: int, *, actor: str, database_url: str) -> int:
+def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> int:
     """Score a validated submission by its case's stage; returns the number of results stored.
 
     Does nothing (returning the count already stored) when the submission is past validation: re-running a flow
@@ -154,7 +155,7 @@ def score_stage(submission_id: int, *, actor: str, database_url: str) -> int:
             raise LookupError(f"case {case.case_code}@{case.version}: stage {case.stage.value} has no scorer")
         if sub.status is not SubmissionStatus.VALIDATED:
             return _count(session, table, submission_id)
-        protocol = load_protocol(case.protocol_id)
+        protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
         details = SCORERS[case.stage](session, submission_id, sub.storage_path, Path(case.reference_path), protocol)
         before = sub.status
         set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details=details)

@@ -47,6 +47,11 @@ def settings_for(database_url: str | None, data_dir: str | None) -> Settings:
     return Settings(**overrides)
 
 
+def data_dir_or_default(data_dir: str | None) -> Path:
+    """``data_dir`` as a path, or the configured data directory."""
+    return Path(data_dir) if data_dir else Settings().data_dir
+
+
 def set_status(
     session: Session,
     sub: Submission,

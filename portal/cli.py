@@ -46,9 +46,13 @@ def _main() -> None:
 
 def _attach_benchmark_commands() -> None:
     from benchmarks.cli import cases_app, simulate
+    from portal.cli_catalogue import cases_import, cases_publish, protocols_app
     from portal.cli_stages import questionnaire_app
 
     app.add_typer(questionnaire_app, name="questionnaire")
+    app.add_typer(protocols_app, name="protocols")
+    cases_app.command("publish")(cases_publish)
+    cases_app.command("import")(cases_import)
 
     app.add_typer(cases_app, name="cases", help="Benchmark cases: list and build.")
     app.command("simulate", help="Simulate a centre's submission for a case.")(simulate)
