@@ -65,7 +65,7 @@ def _check(loaded: LoadedSubmission, stage: QAStage, source: Path) -> None:
     }
     missing = [m for m in IMPORT_REQUIRES[stage] if present[m] is None]
     if missing:
-        raise CaseImportError(f"{source}: a {stage.label} case needs {', '.join(missing)}; the export has none")
+        raise CaseImportError(f"{source}: {stage.label} cases need {', '.join(missing)}; the export has none")
     if loaded.dose is not None and loaded.plan is None:
         raise CaseImportError(f"{source}: the export holds an RTDOSE but no RTPLAN it belongs to")
 

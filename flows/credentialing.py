@@ -159,7 +159,7 @@ def check_fits_case(submitted: LoadedSubmission, reference: LoadedSubmission, st
     if missing:
         raise SubmissionMismatchError(
             f"{where}: no {', '.join(missing)} file (Modality {', '.join(repr(m) for m in missing)}) in the "
-            f"submission; a {stage.label} needs " + " and ".join(_WHAT[m] for m in missing)
+            f"submission; {stage.label} submissions need " + " and ".join(_WHAT[m] for m in missing)
         )
     if submitted.frame_of_reference_uid != reference.frame_of_reference_uid:
         raise SubmissionMismatchError(

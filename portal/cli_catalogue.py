@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from models.settings import get_settings
-from portal.cli_stages import fail
+from portal.cli_stages import console, fail
 
 protocols_app = typer.Typer(help="Trial protocols: list, validate and add versions.", no_args_is_help=True)
-console = Console()
 
 
 def cases_publish(case: Annotated[str, typer.Argument(help="Library case id (see `rtqa cases list`).")]) -> None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +20,8 @@ from rich.table import Table
 from models.settings import get_settings
 
 questionnaire_app = typer.Typer(help="Facility questionnaires (a QA stage of every technique).", no_args_is_help=True)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 180)
+"""Wide enough for tables when output goes to a file or a pipe."""
 
 
 def fail(message: str) -> typer.Exit:
