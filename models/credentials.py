@@ -234,6 +234,31 @@ def refresh_trial_credentials(
     return touched
 
 
+def refresh_all(session: Session, *, actor: str, validity_days: int, now: datetime | None = None) -> int:
+    """Re-evaluate every provider's technique and trial credentials from its stages (after a protocol's stage
+    requirements change, or a migration); returns how many credentials changed (each change is audited)."""
+    now = now or utcnow()
+    before = {c.id: _snapshot(c) for c in session.exec(select(Credential)).all()}
+    pairs = {(c.provider_id, c.technique_id) for c in session.exec(select(Credential)).all() if c.technique_id}
+    submitted = session.exec(
+        select(Submission.provider_id, BenchmarkCase.technique_id).where(Submission.case_id == BenchmarkCase.id)
+    ).all()
+    pairs |= {(provider_id, technique_id) for provider_id, technique_id in submitted}
+    for provider_id, technique_id in sorted(pairs):
+        refresh_technique_credential(
+            session,
+            provider_id=provider_id,
+            technique_id=technique_id,
+            actor=actor,
+            validity_days=validity_days,
+            now=now,
+        )
+    for provider_id in sorted({p for p, _ in pairs}):
+        refresh_trial_credentials(session, provider_id=provider_id, actor=actor, validity_days=validity_days, now=now)
+    after = {c.id: _snapshot(c) for c in session.exec(select(Credential)).all()}
+    return sum(1 for key, snap in after.items() if before.get(key) != snap)
+
+
 def lapse_expired(session: Session, *, actor: str, now: datetime | None = None) -> int:
     """Mark credentials whose validity has passed as lapsed; returns how many changed."""
     now = now or utcnow()

@@ -75,6 +75,7 @@ def db_upgrade() -> None:
 def db_init() -> None:
     """Create or upgrade the schema and load the provider registry and techniques (idempotent)."""
     from flows.catalogue import register_shipped_protocols
+    from models.credentials import refresh_all
     from models.db import create_db_engine, session_scope
     from models.migrate import upgrade
     from models.registry import load_reference_data
@@ -85,11 +86,13 @@ def db_init() -> None:
     with session_scope(engine) as session:
         summary = load_reference_data(session, actor="rtqa-cli")
         protocols = register_shipped_protocols(session, actor="rtqa-cli")
+        changed = refresh_all(session, actor="rtqa-cli", validity_days=settings.credential_validity_days)
     engine.dispose()
     console.print(
         f"database ready: {summary.providers} providers in {summary.networks} networks "
         f"({summary.cancer_alliances} cancer alliances), {summary.techniques} techniques; {summary.added} rows added; "
-        f"QA stages required by {len(protocols)} protocols ({', '.join(protocols)})"
+        f"QA stages required by {len(protocols)} protocols ({', '.join(protocols)}); "
+        f"{changed} credentials re-evaluated with a change"
     )
 
 

@@ -181,3 +181,21 @@ def test_view_lists_techniques_then_trials(world: World) -> None:
 def test_unknown_submission(world: World) -> None:
     with pytest.raises(LookupError, match="submission 999999 does not exist"):
         apply_outcome(world.session, submission_id=999999, actor="t", validity_days=30)
+
+
+def test_refresh_all_follows_new_requirements(world: World) -> None:
+    from models.credentials import refresh_all
+
+    sub = world.passed_all()
+    _apply(world, sub)
+    assert refresh_all(world.session, actor="t", validity_days=365, now=NOW) == 0  # nothing changed
+    register_stage_requirements(
+        world.session,
+        protocol_id="p",
+        requirements=[("complex_treatment_dosimetry_check", "sabr_lung", "TPS check")],
+        actor="t",
+    )
+    assert refresh_all(world.session, actor="t", validity_days=365, now=NOW) == 2  # technique and lung trial
+    tech = world.credential(technique=world.lung)
+    assert tech is not None and tech.status is CredentialStatus.PENDING
+    assert tech.evidence["outstanding"] == ["TPS check: missing"]

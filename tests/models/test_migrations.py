@@ -85,9 +85,25 @@ def test_benchmark_case_stage_becomes_outlining_benchmark(fresh_url: str) -> Non
                 ),
                 {"sha": "0" * 64},
             )
+            conn.execute(sa.text("INSERT INTO network (code, name) VALUES ('n', 'N')"))
+            conn.execute(sa.text("INSERT INTO provider (code, name, network_id) SELECT 'p', 'P', id FROM network"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO credential (provider_id, technique_id, status, granted_at, valid_until, evidence, "
+                    "updated_at) SELECT provider.id, technique.id, 'credentialed', CURRENT_TIMESTAMP, "
+                    "CURRENT_TIMESTAMP, '{}', CURRENT_TIMESTAMP FROM provider, technique"
+                )
+            )
         upgrade(fresh_url)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT stage FROM benchmark_case")).scalar_one() == "outlining_benchmark"
+            # A credential granted by one outlining benchmark is pending until re-evaluated stage by stage.
+            status, valid_until = conn.execute(sa.text("SELECT status, valid_until FROM credential")).one()
+            assert (status, valid_until) == ("pending", None)
+            actor, reason = conn.execute(
+                sa.text("SELECT actor, reason FROM audit_event WHERE action = 'credential.changed'")
+            ).one()
+            assert actor == "migration 0002" and "every QA stage" in reason
         downgrade(fresh_url, "0001")
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT stage FROM benchmark_case")).scalar_one() == "benchmark_case"

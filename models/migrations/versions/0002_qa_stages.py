@@ -3,7 +3,8 @@
 The GHG "benchmark_case" stage splits into "outlining_benchmark" and "planning_benchmark". Until now only the
 outlining benchmark was scored, so existing cases and their submissions become outlining benchmarks. Stage
 requirements per technique (and per trial) are registered from the protocols by `rtqa db init` and when cases
-are published; existing credentials are re-evaluated against them the next time an outcome is applied.
+are published. Credentials granted under the old rule (one passing outlining benchmark) are returned to pending,
+audited, until `rtqa db init` (or the next decision) re-evaluates them stage by stage.
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import models.types
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -54,8 +57,64 @@ def _retype(old: tuple[str, ...], new: tuple[str, ...], mapping: dict[str, str])
         batch_op.alter_column("stage", existing_type=_stage_enum(both), type_=_stage_enum(new), existing_nullable=False)
 
 
+_REASON = (
+    "credentials now need every QA stage their protocol requires; re-evaluated by `rtqa db init` or the next decision"
+)
+
+
+def _reset_granted_credentials() -> None:
+    credential = sa.table(
+        "credential",
+        sa.column("id", sa.Integer()),
+        sa.column("status", sa.String()),
+        sa.column("granted_at", models.types.UTCDateTime()),
+        sa.column("valid_until", models.types.UTCDateTime()),
+        sa.column("evidence", sa.JSON()),
+    )
+    audit = sa.table(
+        "audit_event",
+        sa.column("at", models.types.UTCDateTime()),
+        sa.column("actor", sa.String()),
+        sa.column("action", sa.String()),
+        sa.column("subject_type", sa.String()),
+        sa.column("subject_id", sa.String()),
+        sa.column("before", sa.JSON()),
+        sa.column("after", sa.JSON()),
+        sa.column("reason", sa.String()),
+    )
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(credential).where(credential.c.status == "credentialed")).all()
+    now = models.types.utcnow()
+    for row in rows:
+        before = {
+            "status": row.status,
+            "granted_at": row.granted_at.isoformat() if row.granted_at else None,
+            "valid_until": row.valid_until.isoformat() if row.valid_until else None,
+            "evidence": row.evidence,
+        }
+        evidence = {"stages": [], "outstanding": [_REASON], "previous": row.evidence}
+        conn.execute(
+            sa.update(credential)
+            .where(credential.c.id == row.id)
+            .values(status="pending", granted_at=None, valid_until=None, evidence=evidence)
+        )
+        conn.execute(
+            sa.insert(audit).values(
+                at=now,
+                actor="migration 0002",
+                action="credential.changed",
+                subject_type="credential",
+                subject_id=str(row.id),
+                before=before,
+                after={"status": "pending", "granted_at": None, "valid_until": None, "evidence": evidence},
+                reason=_REASON,
+            )
+        )
+
+
 def upgrade() -> None:
     _retype(OLD, NEW, {"benchmark_case": "outlining_benchmark"})
+    _reset_granted_credentials()
     op.create_table(
         "stage_requirement",
         sa.Column("id", sa.Integer(), nullable=False),
