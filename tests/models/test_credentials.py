@@ -195,7 +195,8 @@ def test_refresh_all_follows_new_requirements(world: World) -> None:
         requirements=[("complex_treatment_dosimetry_check", "sabr_lung", "TPS check")],
         actor="t",
     )
-    assert refresh_all(world.session, actor="t", validity_days=365, now=NOW) == 2  # technique and lung trial
+    # the technique, the lung trial and the lung-and-spine trial (whose outstanding list now names lung too)
+    assert refresh_all(world.session, actor="t", validity_days=365, now=NOW) == 3
     tech = world.credential(technique=world.lung)
     assert tech is not None and tech.status is CredentialStatus.PENDING
     assert tech.evidence["outstanding"] == ["TPS check: missing"]
