@@ -100,7 +100,7 @@ class BuiltCase:
         rtstruct_path: the reference RT Structure Set.
         content_sha256: SHA-256 over the reference files (see :func:`content_hash`).
         ct: UIDs and geometry of the reference CT series.
-        rtplan_path, rtdose_path: the reference RT Plan and RT Dose (planning cases), else ``None``.
+        rtplan_path, rtdose_path: the reference RT Plan and RT Dose (planning and dosimetry cases), else ``None``.
     """
 
     spec: CaseSpec
@@ -143,8 +143,8 @@ def get_case(case_id: str) -> CaseSpec:
 
 def reference_files(directory: Path) -> list[Path]:
     """The reference DICOM files of a built case directory (CT slices, the RT Structure Set and, for planning
-    cases, the RT Plan and RT Dose), sorted by relative POSIX path; an incomplete directory gives the files
-    present."""
+    and dosimetry cases, the RT Plan and RT Dose), sorted by relative POSIX path; an incomplete directory gives
+    the files present."""
     dicom = directory / DICOM_DIR_NAME
     files = sorted((dicom / CT_DIR_NAME).glob("*.dcm"))
     for name in (RTSTRUCT_NAME, RTPLAN_NAME, RTDOSE_NAME):
