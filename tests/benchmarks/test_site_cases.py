@@ -29,6 +29,7 @@ from benchmarks.cases import (
     build_case,
     build_case_from_spec,
     get_case,
+    list_cases,
     model_dose,
 )
 from benchmarks.dicom_writer import DOSE_STORED_MAX
@@ -122,11 +123,7 @@ class TestOutliningCases:
 
 
 def test_every_protocols_outlining_structures_in_every_case() -> None:
-    from benchmarks.cases import list_cases
-
     for spec in list_cases():
-        if spec.protocol_id not in {"spine-sabr", "oligomets-sabr"}:
-            continue
         protocol = load_protocol(spec.protocol_id)
         phantom = spec.builder()
         for name in {c.structure for c in protocol.outlining_criteria()} | set(protocol.required_structures):
