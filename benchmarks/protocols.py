@@ -29,6 +29,7 @@ __all__ = [
     "GAMMA_METRIC",
     "GAMMA_STRUCTURE",
     "KNOWN_METRICS",
+    "PLAN_INDEX_METRICS",
     "PROTOCOL_DIR",
     "ConformityRow",
     "ConformitySection",
@@ -36,6 +37,7 @@ __all__ = [
     "Fractionation",
     "GammaSection",
     "Levels",
+    "MaxDoseLevels",
     "OarLimit",
     "PlanningSection",
     "PrescriptionSection",
@@ -65,6 +67,19 @@ KNOWN_METRICS: Final[dict[str, str]] = {
 }
 """Contour metric names allowed in outlining criteria, with the unit their levels are in."""
 
+PLAN_INDEX_METRICS: Final[dict[str, tuple[str, float, str]]] = {
+    "V100%": ("ptv_coverage_percent", 1.0, "%"),
+    "Dmax%": ("hi_rtog", 100.0, "%"),
+    "R100%": ("r100", 1.0, "1"),
+    "R50%": ("r50", 1.0, "1"),
+    "D2cm%": ("d2cm_percent", 1.0, "%"),
+}
+"""Planning-index metric names used in criteria and stored results -> (the
+:class:`qa_checks.plan_indices.PlanIndices` field that measures it, the factor from that field to the metric, the
+unit). ``V100%``: % of the target receiving at least its prescription; ``Dmax%``: the target's maximum dose in % of
+its prescription; ``R100%``: prescription isodose volume / target volume; ``R50%``: 50% isodose volume / target
+volume; ``D2cm%``: maximum dose 2 cm from the target, % of the prescription."""
+
 GAMMA_STRUCTURE: Final = "dose_grid"
 """Structure name of the gamma criterion: gamma is evaluated over the whole dose grid above the low-dose threshold,
 not over one structure."""
@@ -79,7 +94,8 @@ TG263_NAME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_^~]{0,15}$")
 QaStage = Literal[
     "facility_questionnaire",
     "beam_output_audit",
-    "benchmark_case",
+    "outlining_benchmark",
+    "planning_benchmark",
     "dummy_run",
     "complex_treatment_dosimetry_check",
     "virtual_phantom",
@@ -87,7 +103,8 @@ QaStage = Literal[
     "treatment_record_review",
     "protocol_compliance_visit",
 ]
-"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case."""
+"""Global Harmonisation Group QA stages (Melidis et al. 2014), snake case, with the benchmark case split into the
+outlining and the planning benchmark (as :class:`models.enums.QAStage`)."""
 
 QA_STAGES: Final = get_args(QaStage)
 """The :data:`QaStage` values as a tuple."""
@@ -218,6 +235,26 @@ class SourcedLevels(Levels):
     source: str = ""
 
 
+class MaxDoseLevels(SourcedLevels):
+    """Upper levels on the target's maximum dose in % of the prescription (``"<="``) and, optionally, ``lower``
+    levels (``">="``): a SABR plan is meant to be inhomogeneous, e.g. a maximum of 110-140 % of the prescription
+    (UK SABR Consortium). ``lower.per_protocol`` must lie below ``per_protocol``."""
+
+    lower: SourcedLevels | None = None
+
+    def problems(self) -> list[str | None]:
+        """Messages for upper or lower levels out of order, or a lower level not below the upper one."""
+        problems = [self.ordered_problem("<=", "max_dose_percent")]
+        if self.lower is not None:
+            problems.append(self.lower.ordered_problem(">=", "max_dose_percent.lower"))
+            if self.lower.per_protocol >= self.per_protocol:
+                problems.append(
+                    f"max_dose_percent.lower: per_protocol {self.lower.per_protocol:g} must lie below the upper "
+                    f"per_protocol level {self.per_protocol:g}"
+                )
+        return problems
+
+
 def _sourced(text: str, source: str) -> str:
     return f"{text} ({source})" if source else text
 
@@ -260,25 +297,57 @@ class CoverageSpec(_Model):
         _raise_if([Levels(per_protocol=self.per_protocol, acceptable=self.acceptable).ordered_problem(">=", "levels")])
         return self
 
+    @property
+    def extra_id(self) -> str:
+        """Criterion id of this spec as an additional coverage check: ``"coverage_"`` and the metric in lower case
+        without ``%``, ``.`` written ``_`` (``"D99%"`` -> ``"coverage_d99"``, ``"D99.5%"`` -> ``"coverage_d99_5"``).
+        The main coverage spec keeps the id ``"coverage"``."""
+        return "coverage_" + self.metric.lower().replace("%", "").replace(".", "_")
+
 
 class PrescriptionSection(_Model):
     """The prescription target, how its coverage is judged and, optionally, its maximum dose in % of the
-    prescription (``"<="``, measured as :attr:`~qa_checks.plan_indices.PlanIndices.hi_rtog` x 100)."""
+    prescription (``"<="``, measured as :attr:`~qa_checks.plan_indices.PlanIndices.hi_rtog` x 100, with optional
+    lower levels, see :class:`MaxDoseLevels`).
+
+    Attributes:
+        target: the prescription target (a required structure).
+        coverage: the main coverage check (criterion id ``"coverage"``).
+        additional_coverage: further coverage checks with other metrics, e.g. ``D99%`` >= 90 % of the
+            prescription next to ``V100%`` >= 95 %; criterion ids from :attr:`CoverageSpec.extra_id`.
+        max_dose_percent: maximum-dose levels (criterion ids ``"max_dose"`` and, with a lower bound,
+            ``"max_dose_min"``).
+    """
 
     target: str
     coverage: CoverageSpec
-    max_dose_percent: SourcedLevels | None = None
+    additional_coverage: list[CoverageSpec] = Field(default_factory=list)
+    max_dose_percent: MaxDoseLevels | None = None
+
+    @property
+    def coverage_specs(self) -> tuple[tuple[str, CoverageSpec], ...]:
+        """``(criterion id, spec)`` for the main coverage spec (``"coverage"``) then each additional one."""
+        return (("coverage", self.coverage), *((spec.extra_id, spec) for spec in self.additional_coverage))
 
     @model_validator(mode="after")
     def _consistent(self) -> PrescriptionSection:
         problems: list[str | None] = []
-        if self.coverage.metric == "V100%" and self.coverage.structure != self.target:
-            problems.append(
-                f"coverage.structure: 'V100%' is measured on the prescription target {self.target!r}, "
-                f"got {self.coverage.structure!r}"
-            )
+        seen: set[tuple[str, str]] = set()
+        for (_, spec), where in zip(
+            self.coverage_specs,
+            ["coverage", *(f"additional_coverage[{i}]" for i in range(len(self.additional_coverage)))],
+            strict=True,
+        ):
+            if spec.metric == "V100%" and spec.structure != self.target:
+                problems.append(
+                    f"{where}.structure: 'V100%' is measured on the prescription target {self.target!r}, "
+                    f"got {spec.structure!r}"
+                )
+            if (spec.structure, spec.metric) in seen:
+                problems.append(f"{where}: a second coverage check of {spec.metric} on {spec.structure}")
+            seen.add((spec.structure, spec.metric))
         if self.max_dose_percent is not None:
-            problems.append(self.max_dose_percent.ordered_problem("<=", "max_dose_percent"))
+            problems.extend(self.max_dose_percent.problems())
         _raise_if(problems)
         return self
 
@@ -297,16 +366,25 @@ class ConformityRow(_Model):
 
 
 class ConformitySection(_Model):
-    """Conformity limits: R100% (PIV / PTV) at every size and, where the protocol has one, a table of R50% and
+    """Conformity limits: upper levels on R100% (PIV / PTV) at every size (``r100_max``), optional lower levels
+    (``r100_min``, e.g. the RTOG 90-05 PITV ratio >= 1.0), and, where the protocol has one, a table of R50% and
     D2cm by PTV volume (RTOG 0813 / 0915 style), interpolated linearly in PTV volume between rows."""
 
     r100_max: Levels
+    r100_min: Levels | None = None
     by_ptv_cc: list[ConformityRow] | None = Field(default=None, min_length=2)
     source: str = ""
 
     @model_validator(mode="after")
     def _table_valid(self) -> ConformitySection:
         problems = [self.r100_max.ordered_problem("<=", "r100_max")]
+        if self.r100_min is not None:
+            problems.append(self.r100_min.ordered_problem(">=", "r100_min"))
+            if self.r100_min.per_protocol >= self.r100_max.per_protocol:
+                problems.append(
+                    f"r100_min: per_protocol {self.r100_min.per_protocol:g} must lie below r100_max per_protocol "
+                    f"{self.r100_max.per_protocol:g}"
+                )
         rows = self.by_ptv_cc or []
         for i in range(1, len(rows)):
             if rows[i].ptv_cc <= rows[i - 1].ptv_cc:
@@ -446,10 +524,16 @@ class OutliningSection(_Model):
 
 
 class CredentialRequirement(_Model):
-    """A credential a centre must hold for the protocol: a QA ``stage`` for a ``technique``."""
+    """A credential a centre must hold for the protocol: a QA ``stage`` for a ``technique``.
+
+    ``scope`` ``"technique"`` (default): the stage is part of the technique credential, which carries over to
+    every trial needing the technique. ``"trial"``: only this protocol's trial needs it (e.g. an individual case
+    review of the first patient).
+    """
 
     stage: QaStage
     technique: Slug
+    scope: Literal["technique", "trial"] = "technique"
     description: str = ""
 
 
@@ -516,11 +600,13 @@ class Protocol(_Model):
         rx = planning.prescription
         if rx.target not in required:
             problems.append(f"planning.prescription.target: {rx.target!r} is not in required_structures {required}")
-        if rx.coverage.structure not in required:
-            problems.append(
-                f"planning.prescription.coverage.structure: {rx.coverage.structure!r} is not in required_structures "
-                f"{required}"
-            )
+        for i, spec in enumerate([rx.coverage, *rx.additional_coverage]):
+            where = "coverage" if i == 0 else f"additional_coverage[{i - 1}]"
+            if spec.structure not in required:
+                problems.append(
+                    f"planning.prescription.{where}.structure: {spec.structure!r} is not in required_structures "
+                    f"{required}"
+                )
         numbers = self.fraction_numbers
         known = [*required, *planning.composite_structures]
         seen: set[str] = set()
@@ -636,23 +722,36 @@ class Protocol(_Model):
         return doses.pop()
 
     def planning_criteria(
-        self, *, fractions: int, ptv_volume_cc: float | None, prescription_gy: float | None = None
+        self,
+        *,
+        fractions: int,
+        ptv_volume_cc: float | None,
+        prescription_gy: float | None = None,
+        target: str | None = None,
+        include_oars: bool = True,
     ) -> tuple[Criterion, ...]:
         """The planning criteria for a plan in ``fractions`` fractions on a PTV of ``ptv_volume_cc`` cc.
 
-        In order: target coverage (``(target, "ptv_coverage_percent")`` for ``V100%``, or the DVH metric, e.g.
-        ``(target, "D95%")`` in Gy); the target's maximum dose as ``(target, "hi_rtog")`` (Dmax / prescription)
-        when the protocol limits it; ``(target, "r100")``; ``(target, "r50")`` and ``(target, "d2cm_percent")``
-        from the protocol's table interpolated at ``ptv_volume_cc`` (see :meth:`conformity_limits`); then the
-        organ-at-risk limits for ``fractions``, keyed by their :mod:`qa_checks.dvh` metric names. Metric names
-        are :class:`qa_checks.plan_indices.PlanIndices` field names or DVH metric names: the keys a pipeline
-        measures.
+        In order: target coverage, id ``"coverage"`` (``(target, "V100%")`` in %, or the DVH metric, e.g.
+        ``(target, "D95%")`` in Gy), then any additional coverage checks (ids from
+        :attr:`CoverageSpec.extra_id`, e.g. ``"coverage_d99"`` on ``(target, "D99%")`` in Gy); the target's
+        maximum dose as ``(target, "Dmax%")`` (% of the prescription) when the protocol limits it, ``"<="``
+        (``"max_dose"``) and, with a lower bound, ``">="`` (``"max_dose_min"``); ``(target, "R100%")``
+        ``"<="`` (``"r100"``) and, with a lower bound, ``">="`` (``"r100_min"``); ``(target, "R50%")`` and
+        ``(target, "D2cm%")`` from the protocol's table interpolated at ``ptv_volume_cc`` (see
+        :meth:`conformity_limits`); then the organ-at-risk limits for ``fractions``, keyed by their
+        :mod:`qa_checks.dvh` metric names. Metric names are those of
+        :data:`PLAN_INDEX_METRICS` or DVH metric names: the keys a pipeline measures and stores.
 
         Args:
             fractions: number of fractions of the plan; must be allowed by the protocol.
             ptv_volume_cc: PTV volume in cc; needed when the protocol has a conformity table.
             prescription_gy: total prescription dose, Gy; needed only for a ``D<x>%`` coverage metric when the
                 protocol does not fix a single dose for ``fractions``.
+            target: the target these criteria are for, when a plan has several (e.g. ``"PTV_2"``); its criteria
+                name it as their structure and their ids end in ``@<target>``. ``None``: the protocol's
+                prescription target.
+            include_oars: False to leave out the organ-at-risk limits (they are shared by every target).
 
         Raises:
             ProtocolError: no planning section; ``fractions`` not allowed; the protocol has organ-at-risk limits
@@ -666,31 +765,18 @@ class Protocol(_Model):
                 f"{sorted(self.fraction_numbers)}"
             )
         rx = planning.prescription
-        target = rx.target
-        cov = rx.coverage
-        criteria: list[Criterion] = []
-        cov_text = f"{cov.metric} of {cov.structure} >= {cov.per_protocol:g}% / {cov.acceptable:g}%"
-        if cov.metric == "V100%":
-            criteria.append(
-                Criterion(
-                    "coverage", cov.structure, "ptv_coverage_percent", ">=", cov.per_protocol, cov.acceptable, "%",
-                    _sourced(f"{cov_text} of the volume receiving the prescription", cov.source),
-                )
-            )  # fmt: skip
-        else:
-            dose_gy = self._prescription_gy(fractions) if prescription_gy is None else float(prescription_gy)
-            criteria.append(
-                Criterion(
-                    "coverage", cov.structure, cov.metric, ">=", cov.per_protocol / 100 * dose_gy,
-                    cov.acceptable / 100 * dose_gy, "Gy",
-                    _sourced(f"{cov_text} of the prescription {dose_gy:g} Gy", cov.source),
-                )
-            )  # fmt: skip
+        own = target is None or target == rx.target
+        target = rx.target if target is None else target
+        suffix = "" if own else f"@{target}"
+        criteria = [
+            self._coverage_criterion(cov_id + suffix, cov, rx.target, target, fractions, prescription_gy)
+            for cov_id, cov in rx.coverage_specs
+        ]
         if rx.max_dose_percent is not None:
             levels = rx.max_dose_percent
             criteria.append(
                 Criterion(
-                    "max_dose", target, "hi_rtog", "<=", levels.per_protocol / 100, levels.acceptable / 100, "1",
+                    "max_dose" + suffix, target, "Dmax%", "<=", levels.per_protocol, levels.acceptable, "%",
                     _sourced(
                         f"maximum dose of {target} <= {levels.per_protocol:g}% / {levels.acceptable:g}% of the "
                         "prescription",
@@ -698,11 +784,33 @@ class Protocol(_Model):
                     ),
                 )
             )  # fmt: skip
+            if levels.lower is not None:
+                low = levels.lower
+                criteria.append(
+                    Criterion(
+                        "max_dose_min" + suffix, target, "Dmax%", ">=", low.per_protocol, low.acceptable, "%",
+                        _sourced(
+                            f"maximum dose of {target} >= {low.per_protocol:g}% / {low.acceptable:g}% of the "
+                            "prescription",
+                            low.source,
+                        ),
+                    )
+                )  # fmt: skip
         conformity = planning.conformity
         if conformity is not None:
             source = conformity.source or self.id
             r100 = conformity.r100_max
-            criteria.append(Criterion("r100", target, "r100", "<=", r100.per_protocol, r100.acceptable, "1", source))
+            criteria.append(
+                Criterion("r100" + suffix, target, "R100%", "<=", r100.per_protocol, r100.acceptable, "1", source)
+            )
+            if conformity.r100_min is not None:
+                r100_min = conformity.r100_min
+                criteria.append(
+                    Criterion(
+                        "r100_min" + suffix, target, "R100%", ">=", r100_min.per_protocol, r100_min.acceptable, "1",
+                        source,
+                    )
+                )  # fmt: skip
             if conformity.by_ptv_cc:
                 if ptv_volume_cc is None:
                     raise ProtocolError(
@@ -714,16 +822,23 @@ class Protocol(_Model):
                     where += " (outside the table: nearest row)"
                 criteria.append(
                     Criterion(
-                        "r50", target, "r50", "<=", limits.r50_no_deviation, limits.r50_minor_deviation, "1", where
+                        "r50" + suffix,
+                        target,
+                        "R50%",
+                        "<=",
+                        limits.r50_no_deviation,
+                        limits.r50_minor_deviation,
+                        "1",
+                        where,
                     )
                 )
                 criteria.append(
                     Criterion(
-                        "d2cm", target, "d2cm_percent", "<=", limits.d2cm_no_deviation_percent,
+                        "d2cm" + suffix, target, "D2cm%", "<=", limits.d2cm_no_deviation_percent,
                         limits.d2cm_minor_deviation_percent, "%", where,
                     )
                 )  # fmt: skip
-        if planning.oar_limits:
+        if planning.oar_limits and include_oars:
             chosen = [limit for limit in planning.oar_limits if limit.fractions == fractions]
             if not chosen:
                 have = sorted({limit.fractions for limit in planning.oar_limits})
@@ -740,6 +855,29 @@ class Protocol(_Model):
                     )
                 )  # fmt: skip
         return tuple(criteria)
+
+    def _coverage_criterion(
+        self,
+        criterion_id: str,
+        cov: CoverageSpec,
+        rx_target: str,
+        target: str,
+        fractions: int,
+        prescription_gy: float | None,
+    ) -> Criterion:
+        """One coverage criterion for ``target`` (a spec on the prescription target is moved to ``target``)."""
+        structure = target if cov.structure == rx_target else cov.structure
+        text = f"{cov.metric} of {structure} >= {cov.per_protocol:g}% / {cov.acceptable:g}%"
+        if cov.metric == "V100%":
+            return Criterion(
+                criterion_id, structure, "V100%", ">=", cov.per_protocol, cov.acceptable, "%",
+                _sourced(f"{text} of the volume receiving the prescription", cov.source),
+            )  # fmt: skip
+        dose_gy = self._prescription_gy(fractions) if prescription_gy is None else float(prescription_gy)
+        return Criterion(
+            criterion_id, structure, cov.metric, ">=", cov.per_protocol / 100 * dose_gy, cov.acceptable / 100 * dose_gy,
+            "Gy", _sourced(f"{text} of the prescription {dose_gy:g} Gy", cov.source),
+        )  # fmt: skip
 
     def composite_structures(self) -> dict[str, tuple[str, ...]]:
         """Composite structure name -> the required structures whose union it is (empty without planning)."""

@@ -30,7 +30,7 @@ import math
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -43,7 +43,14 @@ from benchmarks.cases import CT_DIR_NAME, BuiltCase, PlanSpec, model_dose, write
 from benchmarks.dicom_writer import read_ct_series_info, write_rtstruct
 from benchmarks.dose_model import ModelDose, add_organ_overdose
 from benchmarks.phantoms import Phantom
-from benchmarks.protocols import GAMMA_METRIC, GAMMA_STRUCTURE, GammaSection, Protocol, load_protocol
+from benchmarks.protocols import (
+    GAMMA_METRIC,
+    GAMMA_STRUCTURE,
+    PLAN_INDEX_METRICS,
+    GammaSection,
+    Protocol,
+    load_protocol,
+)
 from qa_checks.dvh import compute_dvh, dvh_measurements, is_dvh_metric
 from qa_checks.gamma import gamma_3d
 from qa_checks.geometry import DoseGrid
@@ -1181,9 +1188,6 @@ class PlanOracle:
         return f"all {len(self.criteria)} {what} met at the per-protocol level"
 
 
-_INDEX_FIELDS: Final = frozenset(f.name for f in fields(PlanIndices))
-
-
 def plan_measurements(
     model: ModelDose,
     criteria: Sequence[Criterion],
@@ -1194,16 +1198,17 @@ def plan_measurements(
 ) -> dict[tuple[str, str], float]:
     """Measure the keys of planning ``criteria`` on ``model``'s dose grid.
 
-    Metrics of ``target`` named like a :class:`~qa_checks.plan_indices.PlanIndices` field (``r100``, ``r50``,
-    ``d2cm_percent``, ``ptv_coverage_percent``, ``hi_rtog``, ...) are read from ``indices``; DVH metric names
+    Planning-index metrics of ``target`` (``V100%``, ``Dmax%``, ``R100%``, ``R50%``, ``D2cm%``; see
+    :data:`benchmarks.protocols.PLAN_INDEX_METRICS`) are read from ``indices``; DVH metric names
     (``"D0.35cc"``, ``"V20Gy%"``, ...) are computed with :func:`qa_checks.dvh.compute_dvh` on the model's masks
     (voxel centres, no supersampling), a composite structure being the union of its parts' masks. Keys of
     structures absent or empty on the grid are left out (the evaluation reports them missing).
     """
     measured: dict[tuple[str, str], float] = {}
     for c in criteria:
-        if c.structure == target and c.metric in _INDEX_FIELDS:
-            measured[c.key] = float(getattr(indices, c.metric))
+        if c.structure == target and c.metric in PLAN_INDEX_METRICS:
+            field_name, factor, _unit = PLAN_INDEX_METRICS[c.metric]
+            measured[c.key] = factor * float(getattr(indices, field_name))
     masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
     for name, parts in (composites or {}).items():
         if all(p in masks for p in parts):
@@ -1243,9 +1248,7 @@ def storage_tolerance(
     metric = criterion.metric
     if metric.startswith("D") and is_dvh_metric(metric):
         return step_gy
-    if metric == "hi_rtog":
-        return step_gy / prescription_gy
-    if metric == "d2cm_percent":
+    if metric in ("Dmax%", "D2cm%"):
         return 100.0 * step_gy / prescription_gy
     masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
     parts = (composites or {}).get(criterion.structure)
@@ -1256,19 +1259,19 @@ def storage_tolerance(
         return math.inf
     voxel_cc = float(np.prod(model.dose.spacing_mm)) / 1000.0
     structure_cc = float(np.count_nonzero(mask)) * voxel_cc
-    if metric in ("ptv_coverage_percent", "r100", "r50"):
-        threshold = prescription_gy * (0.5 if metric == "r50" else 1.0)
-        region = mask if metric == "ptv_coverage_percent" else np.ones(values.shape, dtype=bool)
+    if metric in ("V100%", "R100%", "R50%"):
+        threshold = prescription_gy * (0.5 if metric == "R50%" else 1.0)
+        region = mask if metric == "V100%" else np.ones(values.shape, dtype=bool)
     elif metric.startswith("V") and is_dvh_metric(metric):
         threshold = float(re.match(r"V(\d+(?:\.\d+)?)Gy", metric).group(1))  # type: ignore[union-attr]
         region = mask
     else:
         return math.inf
     changed_cc = float(np.count_nonzero(np.abs(values[region] - threshold) <= step_gy)) * voxel_cc
-    if metric in ("ptv_coverage_percent",) or metric.endswith("%"):
-        return 100.0 * changed_cc / structure_cc
-    if metric in ("r100", "r50"):
+    if metric in ("R100%", "R50%"):
         return changed_cc / structure_cc
+    if metric.endswith("%"):
+        return 100.0 * changed_cc / structure_cc
     return changed_cc
 
 

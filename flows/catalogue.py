@@ -8,12 +8,13 @@ from typing import Any
 from prefect import flow, task
 from sqlmodel import Session, select
 
-from benchmarks.cases import build_case, get_case
-from benchmarks.protocols import load_protocol
+from benchmarks.cases import CaseSpec, build_case, get_case
+from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
 from flows.credentialing import settings_for
 from models.audit import record_audit
 from models.enums import QAStage
+from models.stages import register_stage_requirements
 from models.tables import BenchmarkCase, Technique, Trial, TrialRequirement
 
 
@@ -57,7 +58,7 @@ def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -
                 version=spec.version,
                 title=spec.title,
                 technique_id=technique.id,
-                stage=QAStage(spec.stage),
+                stage=case_stage(spec),
                 protocol_id=protocol.id,
                 protocol_version=protocol.version,
                 reference_sha256=reference["sha256"],
@@ -73,16 +74,47 @@ def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -
                 subject_id=case.id or 0,
                 after={"case": f"{spec.case_id}@{spec.version}", "sha256": reference["sha256"]},
             )
-        _register_trial(
-            session,
-            protocol_id=protocol.id,
-            title=protocol.title,
-            technique_codes=sorted({r.technique for r in protocol.required_credentials}),
-            actor=actor,
-        )
+        register_protocol(session, protocol, actor=actor)
         session.commit()
         assert case.id is not None
         return case.id
+
+
+def case_stage(spec: CaseSpec) -> QAStage:
+    """The QA stage a library case belongs to."""
+    if spec.stage == "benchmark_case":  # cases written before the benchmark split into outlining and planning
+        return QAStage.PLANNING_BENCHMARK if spec.plan is not None else QAStage.OUTLINING_BENCHMARK
+    return QAStage(spec.stage)
+
+
+def register_protocol(session: Session, protocol: Protocol, *, actor: str) -> None:
+    """Register the trial a protocol defines, the techniques it requires and the QA stages each credential needs
+    (idempotent); audited."""
+    _register_trial(
+        session,
+        protocol_id=protocol.id,
+        title=protocol.title,
+        technique_codes=sorted({r.technique for r in protocol.required_credentials}),
+        actor=actor,
+    )
+    for scope in ("technique", "trial"):
+        chosen = [r for r in protocol.required_credentials if r.scope == scope]
+        if chosen:
+            register_stage_requirements(
+                session,
+                protocol_id=protocol.id,
+                requirements=[(r.stage, r.technique, r.description) for r in chosen],
+                trial_code=protocol.id if scope == "trial" else None,
+                actor=actor,
+            )
+
+
+def register_shipped_protocols(session: Session, *, actor: str) -> list[str]:
+    """Register every shipped protocol (:func:`register_protocol`); returns their ids."""
+    protocols = list_protocols()
+    for protocol in protocols:
+        register_protocol(session, protocol, actor=actor)
+    return [p.id for p in protocols]
 
 
 def _register_trial(session: Session, *, protocol_id: str, title: str, technique_codes: list[str], actor: str) -> None:

@@ -1,44 +1,47 @@
 """Credentialing flow: ingest a centre's submission, validate it, score it, decide, update credentials.
 
-Each task takes and returns ids and paths only; every task opens its own session. ``python -m
-flows.credentialing DIR --provider CODE --case CODE`` runs it on the embedded default database.
+Scoring follows the case's QA stage (see :mod:`flows.scoring`). Each task takes and returns ids and paths only;
+every task opens its own session. ``python -m flows.credentialing DIR --provider CODE --case CODE`` runs it on
+the embedded default database.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.exceptions import MissingContextError
-from sqlalchemy.exc import OperationalError
+from prefect import flow, task
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import reference_files
-from benchmarks.protocols import load_protocol
+from benchmarks.protocols import GAMMA_STRUCTURE, Protocol, load_protocol
 from flows._store import content_sha256, copy_atomically, engine_for
+from flows.scoring import criterion_from_json, score_stage
+from flows.steps import load_submission_and_case, retry_on_io, set_status, settings_for
 from models.audit import record_audit
 from models.credentials import apply_outcome
-from models.enums import OutcomeLevel, OutcomeSource, SubmissionStatus
+from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
 from models.outcomes import current_outcome
-from models.settings import Settings
-from models.tables import BenchmarkCase, Outcome, Provider, StructureResult, Submission
-from models.types import utcnow
-from qa_checks.dicom_io import load_submission
+from models.tables import BenchmarkCase, DoseResult, Outcome, PlanResult, Provider, StructureResult, Submission
+from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.errors import QAChecksError
-from qa_checks.outlining import score_outlining
-from qa_checks.protocol import evaluate
+from qa_checks.protocol import Evaluation, evaluate
 
-
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The run logger inside a flow or task run; the module logger when a task body is called directly."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
+__all__ = [
+    "IngestError",
+    "SubmissionMismatchError",
+    "credential_submission",
+    "decide_outcome",
+    "ingest_submission",
+    "score_contours",
+    "score_submission",
+    "settings_for",
+    "submission_summary",
+    "update_credentials",
+    "validate_submission",
+]
 
 
 class IngestError(ValueError):
@@ -49,63 +52,7 @@ class SubmissionMismatchError(ValueError):
     """A submission's files are readable but do not fit the case; the submission is rejected with this reason."""
 
 
-def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only transient I/O failures (file system, database connection), never bad input."""
-    try:
-        state.result()
-    except (OSError, OperationalError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-def settings_for(database_url: str | None, data_dir: str | None) -> Settings:
-    """Settings from the environment, overridden by explicit flow parameters."""
-    overrides: dict[str, Any] = {}
-    if database_url:
-        overrides["database_url"] = database_url
-    if data_dir:
-        overrides["data_dir"] = Path(data_dir)
-    return Settings(**overrides)
-
-
-def _set_status(
-    session: Session,
-    sub: Submission,
-    status: SubmissionStatus,
-    *,
-    actor: str,
-    reason: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    before = {"status": sub.status.value}
-    sub.status = status
-    sub.rejection_reason = reason if status is SubmissionStatus.REJECTED else None
-    sub.updated_at = utcnow()
-    session.add(sub)
-    record_audit(
-        session,
-        actor=actor,
-        action=f"submission.{status.value}",
-        subject_type="submission",
-        subject_id=sub.id or 0,
-        before=before,
-        after={"status": status.value, **(details or {})},
-        reason=reason,
-    )
-
-
-def _load(session: Session, submission_id: int) -> tuple[Submission, BenchmarkCase]:
-    sub = session.get(Submission, submission_id)
-    if sub is None:
-        raise LookupError(f"submission {submission_id} does not exist")
-    case = session.get(BenchmarkCase, sub.case_id)
-    assert case is not None
-    return sub, case
-
-
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
 def ingest_submission(
     source_dir: str,
     *,
@@ -185,110 +132,104 @@ def ingest_submission(
         return sub.id
 
 
+REQUIRED_MODALITIES: dict[QAStage, tuple[str, ...]] = {
+    QAStage.OUTLINING_BENCHMARK: ("RTSTRUCT",),
+    QAStage.PLANNING_BENCHMARK: ("RTSTRUCT", "RTPLAN", "RTDOSE"),
+    QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: ("RTDOSE",),
+}
+"""The DICOM objects a submission of each scored stage must hold."""
+
+_WHAT: dict[str, str] = {
+    "RTSTRUCT": "the structure set (RTSTRUCT) with your contours",
+    "RTPLAN": "your plan (RTPLAN)",
+    "RTDOSE": "the plan dose (RTDOSE, DoseSummationType PLAN)",
+}
+
+
+def check_fits_case(submitted: LoadedSubmission, reference: LoadedSubmission, stage: QAStage, where: str) -> None:
+    """Check that a readable submission fits its case: the objects its stage needs, and the case's frame of
+    reference (centres contour and plan on the supplied CT).
+
+    Raises:
+        SubmissionMismatchError: naming what is missing or the tag and values that differ.
+    """
+    present = {"RTSTRUCT": submitted.structure_set, "RTPLAN": submitted.plan, "RTDOSE": submitted.dose}
+    missing = [m for m in REQUIRED_MODALITIES.get(stage, ()) if present[m] is None]
+    if missing:
+        raise SubmissionMismatchError(
+            f"{where}: no {', '.join(missing)} file (Modality {', '.join(repr(m) for m in missing)}) in the "
+            f"submission; a {stage.label} needs " + " and ".join(_WHAT[m] for m in missing)
+        )
+    if submitted.frame_of_reference_uid != reference.frame_of_reference_uid:
+        raise SubmissionMismatchError(
+            f"{where}: (0020,0052) FrameOfReferenceUID {submitted.frame_of_reference_uid!r} "
+            f"does not match the case's {reference.frame_of_reference_uid!r}; contour and plan on the supplied CT"
+        )
+
+
 @task
 def validate_submission(submission_id: int, *, actor: str, database_url: str) -> bool:
-    """Read the submission, check its cross references and that it fits the case; reject it with the reason if not."""
+    """Read the submission, check its cross references and that it fits the case's stage; reject it with the
+    reason if not."""
     with Session(engine_for(database_url)) as session:
-        sub, case = _load(session, submission_id)
+        sub, case = load_submission_and_case(session, submission_id)
         if sub.status is not SubmissionStatus.RECEIVED:
             return sub.status is not SubmissionStatus.REJECTED
         # The reference is trusted: a problem reading it is an error of the case, not of the submission.
         reference = load_submission(reference_files(Path(case.reference_path)))
         try:
             submitted = load_submission(sub.storage_path)
-            if submitted.structure_set is None:
-                raise SubmissionMismatchError(
-                    f"{sub.storage_path}: no RTSTRUCT file (Modality 'RTSTRUCT') in the submission"
-                )
-            if submitted.frame_of_reference_uid != reference.frame_of_reference_uid:
-                raise SubmissionMismatchError(
-                    f"{sub.storage_path}: (0020,0052) FrameOfReferenceUID {submitted.frame_of_reference_uid!r} "
-                    f"does not match the case's {reference.frame_of_reference_uid!r}; contour on the supplied CT"
-                )
+            check_fits_case(submitted, reference, case.stage, sub.storage_path)
         except (QAChecksError, SubmissionMismatchError) as err:
-            _set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
+            set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()
             return False
-        _set_status(session, sub, SubmissionStatus.VALIDATED, actor=actor)
+        set_status(session, sub, SubmissionStatus.VALIDATED, actor=actor)
         session.commit()
         return True
 
 
 @task
-def score_contours(submission_id: int, *, actor: str, database_url: str) -> int:
-    """Contour metrics per protocol structure against the reference, on the reference CT grid.
+def score_submission(submission_id: int, *, actor: str, database_url: str) -> int:
+    """Score a validated submission by its case's QA stage (see :mod:`flows.scoring`); returns the results stored."""
+    return score_stage(submission_id, actor=actor, database_url=database_url)
 
-    Returns the number of structures scored.
-    """
-    with Session(engine_for(database_url)) as session:
-        sub, case = _load(session, submission_id)
-        if sub.status is not SubmissionStatus.VALIDATED:  # already scored (re-run) or not scorable
-            return len(
-                session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
-            )
-        protocol = load_protocol(case.protocol_id)
-        submitted = load_submission(sub.storage_path)
-        reference = load_submission(reference_files(Path(case.reference_path)))
-        assert submitted.structure_set is not None and reference.structure_set is not None and reference.ct is not None
-        structures = [c.structure for c in protocol.outlining_criteria()]
-        score = score_outlining(reference.structure_set, submitted.structure_set, reference.ct, structures=structures)
-        base = {
-            "grid": "reference CT",
-            "spacing_mm": list(score.spacing_mm),
-            "rasterisation": "voxel centre inside polygon, even-odd rule",
-            "surfaces": "surfels of the voxel masks (surface-distance definition); HD95 = max of directed 95th",
-        }
-        for s in score.scores:
-            params = {**base, "name_match": s.match_reason, "tolerance_mm": s.surface.tolerance_mm}
-            for metric, (value, unit) in s.measurements().items():
-                session.add(
-                    StructureResult(
-                        submission_id=submission_id,
-                        structure=s.structure,
-                        submitted_name=s.submitted_name,
-                        metric=metric,
-                        value=value,
-                        unit=unit,
-                        parameters=params,
-                    )
-                )
-        before = sub.status
-        # The reviewer sees how names were mapped: matches sit in each result's parameters, the rest here.
-        _set_status(
-            session,
-            sub,
-            SubmissionStatus.SCORED,
-            actor=actor,
-            details={
-                "missing": list(score.missing),
-                "unmatched_submitted": list(score.unmatched_submitted),
-                "ambiguous": {name: list(candidates) for name, candidates in score.ambiguous},
-            },
-        )
-        session.commit()
-        _logger().info(
-            "submission %s scored (%s -> scored): %d structures, missing %s",
-            submission_id,
-            before.value,
-            len(score.scores),
-            list(score.missing),
-        )
-        return len(score.scores)
+
+score_contours = score_submission
+"""The outlining benchmark's scoring task (the same task: scoring follows the case's stage)."""
+
+
+def _evaluation(session: Session, submission_id: int, stage: QAStage, protocol: Protocol) -> Evaluation:
+    """Judge the stored results: outlining against the protocol's outlining criteria, planning and dosimetry
+    against the criteria stored with their results."""
+    if stage is QAStage.OUTLINING_BENCHMARK:
+        results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
+        measured = {(r.structure, r.metric): r.value for r in results if r.value is not None}
+        return evaluate(protocol.outlining_criteria(), measured, present_structures={r.structure for r in results})
+    rows: list[tuple[str, str, float | None, dict[str, Any]]]
+    if stage is QAStage.PLANNING_BENCHMARK:
+        plan_rows = session.exec(select(PlanResult).where(PlanResult.submission_id == submission_id)).all()
+        rows = [(r.structure or "", r.metric, r.value, dict(r.parameters)) for r in plan_rows]
+    else:
+        dose_rows = session.exec(select(DoseResult).where(DoseResult.submission_id == submission_id)).all()
+        rows = [(GAMMA_STRUCTURE, r.metric, r.value, dict(r.parameters)) for r in dose_rows]
+    criteria = {c["id"]: criterion_from_json(c) for _, _, _, params in rows for c in params.get("criteria", [])}
+    measured = {(s, m): v for s, m, v, _ in rows if v is not None}
+    present = {s for s, m, v, _ in rows if m == "Volume" and v} | {GAMMA_STRUCTURE}
+    present |= {c.structure for c in criteria.values() if c.key in measured}
+    return evaluate(list(criteria.values()), measured, present_structures=present)
 
 
 @task
 def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
-    """Apply the protocol's outlining criteria to the stored results; record the automatic outcome."""
+    """Apply the protocol's criteria for the case's stage to the stored results; record the automatic outcome."""
     with Session(engine_for(database_url)) as session:
-        sub, case = _load(session, submission_id)
+        sub, case = load_submission_and_case(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
             current = current_outcome(session, submission_id)
             return current.level.value if current else sub.status.value
         protocol = load_protocol(case.protocol_id)
-        results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
-        measured = {(r.structure, r.metric): r.value for r in results if r.value is not None}
-        present = {r.structure for r in results}
-        evaluation = evaluate(protocol.outlining_criteria(), measured, present_structures=present)
+        evaluation = _evaluation(session, submission_id, case.stage, protocol)
         outcome = Outcome(
             submission_id=submission_id,
             level=OutcomeLevel(evaluation.outcome.value),
@@ -308,7 +249,7 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str) -> str:
             subject_id=submission_id,
             after={"outcome_id": outcome.id, "level": outcome.level.value, "reasons": list(evaluation.reasons)},
         )
-        _set_status(session, sub, SubmissionStatus.DECIDED, actor=actor)
+        set_status(session, sub, SubmissionStatus.DECIDED, actor=actor)
         session.commit()
         return outcome.level.value
 
@@ -325,7 +266,7 @@ def update_credentials(submission_id: int, *, actor: str, database_url: str, val
 def submission_summary(submission_id: int, *, database_url: str) -> dict[str, Any]:
     """Status, attempt and current outcome of a submission, as plain data."""
     with Session(engine_for(database_url)) as session:
-        sub, case = _load(session, submission_id)
+        sub, case = load_submission_and_case(session, submission_id)
         outcome = current_outcome(session, submission_id)
         return {
             "submission_id": submission_id,
@@ -362,7 +303,7 @@ def credential_submission(
     )
     # Each task does nothing when its step is already done, so re-submitting the same files is harmless.
     if validate_submission(submission_id, actor=actor, database_url=url):
-        score_contours(submission_id, actor=actor, database_url=url)
+        score_submission(submission_id, actor=actor, database_url=url)
         decide_outcome(submission_id, actor=actor, database_url=url)
         update_credentials(
             submission_id, actor=actor, database_url=url, validity_days=settings.credential_validity_days

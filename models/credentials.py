@@ -1,7 +1,8 @@
 """Granting and querying credentials.
 
-A passing outcome (per protocol, acceptable or justified variation) on a benchmark case credentials the provider
-for the case's technique; a trial credential follows when every technique the trial requires is credentialed.
+A technique credential follows the QA stages its protocol requires (see :mod:`models.stages`): it is credentialed
+only while every required stage has a passing, current outcome that has not lapsed. A trial credential follows
+when every technique the trial requires is credentialed and every stage only that trial requires has passed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from models.audit import record_audit
-from models.enums import CredentialStatus
+from models.enums import CredentialStatus, StageStatus
 from models.outcomes import current_outcome
+from models.stages import StageState, stage_states
 from models.tables import (
     BenchmarkCase,
     Credential,
@@ -69,13 +71,75 @@ def _save(session: Session, cred: Credential, before: dict[str, Any] | None, *, 
     )
 
 
+def _outstanding(states: list[StageState]) -> list[str]:
+    """Sentences naming every stage that is not passed, e.g. ``"planning benchmark: failed (unacceptable
+    variation, lung-sabr-planning@1.0 attempt 2)"``."""
+    lines = []
+    for s in states:
+        if s.status is StageStatus.PASSED:
+            continue
+        detail = ""
+        if s.case is not None:
+            what = s.outcome.replace("_", " ") + ", " if s.outcome else ""
+            detail = f" ({what}{s.case} attempt {s.attempt})"
+        lines.append(f"{s.label}: {s.status.value.replace('_', ' ')}{detail}")
+    return lines
+
+
+def _set_from_stages(cred: Credential, states: list[StageState], *, no_stages: str) -> str:
+    """Set ``cred`` from its stages; returns the audit reason."""
+    passed = [s for s in states if s.status is StageStatus.PASSED]
+    if states and len(passed) == len(states):
+        cred.status = CredentialStatus.CREDENTIALED
+        cred.granted_at = max(s.decided_at for s in passed if s.decided_at is not None)
+        cred.valid_until = min(s.valid_until for s in passed if s.valid_until is not None)
+        reason = "every required stage passed: " + ", ".join(s.label for s in states)
+    else:
+        outstanding = _outstanding(states) if states else [no_stages]
+        only_lapsed = bool(states) and all(s.status in (StageStatus.PASSED, StageStatus.LAPSED) for s in states)
+        cred.status = CredentialStatus.LAPSED if only_lapsed else CredentialStatus.PENDING
+        cred.granted_at = None
+        cred.valid_until = None
+        reason = "; ".join(outstanding)
+    cred.evidence = {
+        "stages": [s.as_dict() for s in states],
+        "outstanding": _outstanding(states) if states else [no_stages],
+    }
+    return reason
+
+
+def refresh_technique_credential(
+    session: Session, *, provider_id: int, technique_id: int, actor: str, validity_days: int, now: datetime
+) -> Credential:
+    """Re-evaluate the provider's credential for a technique from the states of its required stages.
+
+    ``credentialed`` while every stage its protocol requires has passed and not lapsed (valid until the earliest
+    stage's end, granted at the latest stage's decision); ``lapsed`` when every stage passed but one or more has
+    lapsed; otherwise ``pending``, naming the missing, failing or unfinished stages in ``evidence.outstanding``.
+    """
+    technique = session.get(Technique, technique_id)
+    assert technique is not None
+    cred = _get_or_new(session, provider_id=provider_id, technique_id=technique_id, trial_id=None)
+    before = _snapshot(cred) if cred.id is not None else None
+    states = stage_states(
+        session, provider_id=provider_id, technique_id=technique_id, validity_days=validity_days, now=now
+    )
+    reason = _set_from_stages(
+        cred,
+        states,
+        no_stages=f"no QA stages are registered for {technique.code}: publish a case of its protocol "
+        "(`rtqa cases publish CASE`) or run `rtqa db init`",
+    )
+    _save(session, cred, before, actor=actor, reason=reason)
+    return cred
+
+
 def apply_outcome(
     session: Session, *, submission_id: int, actor: str, validity_days: int, now: datetime | None = None
 ) -> list[int]:
-    """Update the provider's technique and trial credentials from the submission's current outcome.
+    """Re-evaluate the technique credential of the submission's case and every trial credential of the provider.
 
-    Returns the ids of the credentials looked at. A failing outcome never removes a credential that other
-    evidence granted; it returns a credential to pending only when this submission was its evidence.
+    Returns the ids of the credentials looked at.
     """
     now = now or utcnow()
     sub = session.get(Submission, submission_id)
@@ -83,37 +147,30 @@ def apply_outcome(
         raise LookupError(f"submission {submission_id} does not exist")
     case = session.get(BenchmarkCase, sub.case_id)
     assert case is not None
-    outcome = current_outcome(session, submission_id)
-    if outcome is None:
+    if current_outcome(session, submission_id) is None:
         raise LookupError(f"submission {submission_id} has no outcome yet")
-
-    cred = _get_or_new(session, provider_id=sub.provider_id, technique_id=case.technique_id, trial_id=None)
-    before = _snapshot(cred) if cred.id is not None else None
-    evidence = {"submission_id": sub.id, "outcome_id": outcome.id, "case": f"{case.case_code}@{case.version}"}
-    if outcome.level.passes:
-        cred.status = CredentialStatus.CREDENTIALED
-        cred.granted_at = now
-        cred.valid_until = now + timedelta(days=validity_days)
-        cred.evidence = {**evidence, "outcome": outcome.level.value}
-        reason = f"{outcome.level.value} on {evidence['case']} (submission {sub.id}, attempt {sub.attempt})"
-    elif cred.status is not CredentialStatus.CREDENTIALED or cred.evidence.get("submission_id") == sub.id:
-        cred.status = CredentialStatus.PENDING
-        cred.granted_at = None
-        cred.valid_until = None
-        cred.evidence = {**evidence, "outcome": outcome.level.value}
-        reason = f"{outcome.level.value} on {evidence['case']} (submission {sub.id}, attempt {sub.attempt})"
-    else:
-        reason = ""
-    if reason:
-        _save(session, cred, before, actor=actor, reason=reason)
+    cred = refresh_technique_credential(
+        session,
+        provider_id=sub.provider_id,
+        technique_id=case.technique_id,
+        actor=actor,
+        validity_days=validity_days,
+        now=now,
+    )
     touched = [cred.id] if cred.id is not None else []
-    touched += refresh_trial_credentials(session, provider_id=sub.provider_id, actor=actor)
+    touched += refresh_trial_credentials(
+        session, provider_id=sub.provider_id, actor=actor, validity_days=validity_days, now=now
+    )
     return touched
 
 
-def refresh_trial_credentials(session: Session, *, provider_id: int, actor: str) -> list[int]:
-    """Set each trial credential of the provider from its technique credentials: credentialed when all the
-    trial's required techniques are, valid until the earliest of theirs; otherwise pending."""
+def refresh_trial_credentials(
+    session: Session, *, provider_id: int, actor: str, validity_days: int, now: datetime | None = None
+) -> list[int]:
+    """Set each trial credential of the provider: credentialed when every technique the trial requires is
+    credentialed and every stage only that trial requires has passed, valid until the earliest of theirs; lapsed
+    when all passed but something lapsed; otherwise pending, naming what is outstanding."""
+    now = now or utcnow()
     touched: list[int] = []
     for trial in session.exec(select(Trial)).all():
         assert trial.id is not None
@@ -130,20 +187,48 @@ def refresh_trial_credentials(session: Session, *, provider_id: int, actor: str)
         ]
         if all(t is None for t in techs):
             continue
+        trial_states: list[StageState] = []
+        for req in required:
+            trial_states += stage_states(
+                session,
+                provider_id=provider_id,
+                technique_id=req.technique_id,
+                trial_id=trial.id,
+                protocol_id=trial.protocol_id,
+                validity_days=validity_days,
+                now=now,
+            )
         cred = _get_or_new(session, provider_id=provider_id, technique_id=None, trial_id=trial.id)
         before = _snapshot(cred) if cred.id is not None else None
-        if all(t is not None and t.status is CredentialStatus.CREDENTIALED for t in techs):
+        codes = {t.id: t.code for t in session.exec(select(Technique)).all()}
+        outstanding = [
+            f"{codes[req.technique_id]}: {'not credentialed' if t is None else t.status.value}"
+            for req, t in zip(required, techs, strict=True)
+            if t is None or t.status is not CredentialStatus.CREDENTIALED
+        ]
+        outstanding += _outstanding(trial_states)
+        if not outstanding:
             cred.status = CredentialStatus.CREDENTIALED
             granted = [t.granted_at for t in techs if t is not None and t.granted_at is not None]
+            granted += [s.decided_at for s in trial_states if s.decided_at is not None]
             until = [t.valid_until for t in techs if t is not None and t.valid_until is not None]
+            until += [s.valid_until for s in trial_states if s.valid_until is not None]
             cred.granted_at = max(granted) if granted else None
             cred.valid_until = min(until) if until else None
         else:
-            cred.status = CredentialStatus.PENDING
+            lapsed_only = all(
+                t is not None and t.status in (CredentialStatus.CREDENTIALED, CredentialStatus.LAPSED) for t in techs
+            ) and all(s.status in (StageStatus.PASSED, StageStatus.LAPSED) for s in trial_states)
+            cred.status = CredentialStatus.LAPSED if lapsed_only else CredentialStatus.PENDING
             cred.granted_at = None
             cred.valid_until = None
-        cred.evidence = {"technique_credential_ids": sorted(t.id for t in techs if t is not None and t.id)}
-        _save(session, cred, before, actor=actor, reason=f"technique credentials required by trial {trial.code}")
+        cred.evidence = {
+            "technique_credential_ids": sorted(t.id for t in techs if t is not None and t.id),
+            "stages": [s.as_dict() for s in trial_states],
+            "outstanding": outstanding,
+        }
+        reason = "; ".join(outstanding) or f"every technique and stage required by trial {trial.code} passed"
+        _save(session, cred, before, actor=actor, reason=reason)
         if cred.id is not None:
             touched.append(cred.id)
     return touched
@@ -188,6 +273,8 @@ class CredentialView:
             "status": self.status.value,
             "granted_at": self.granted_at.isoformat() if self.granted_at else None,
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "stages": list(self.evidence.get("stages", [])),
+            "outstanding": list(self.evidence.get("outstanding", [])),
             "evidence": self.evidence,
         }
 

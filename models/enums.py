@@ -13,17 +13,39 @@ class TechniqueFamily(StrEnum):
 
 
 class QAStage(StrEnum):
-    """Radiotherapy trial QA stages, Global Harmonisation Group vocabulary (Melidis et al., IJROBP 2014)."""
+    """Radiotherapy trial QA stages, Global Harmonisation Group vocabulary (Melidis et al., IJROBP 2014).
+
+    The GHG "benchmark case" is split in two, as trial QA groups run it: the *outlining benchmark* (contours
+    against the reference) and the *planning benchmark* (the centre's plan against the protocol). The
+    *complex treatment dosimetry check* is the TPS check / virtual phantom: the centre recalculates a given plan
+    and its dose is compared with the reference by 3D gamma.
+    """
 
     FACILITY_QUESTIONNAIRE = "facility_questionnaire"
     BEAM_OUTPUT_AUDIT = "beam_output_audit"
-    BENCHMARK_CASE = "benchmark_case"
+    OUTLINING_BENCHMARK = "outlining_benchmark"
+    PLANNING_BENCHMARK = "planning_benchmark"
     DUMMY_RUN = "dummy_run"
     COMPLEX_TREATMENT_DOSIMETRY_CHECK = "complex_treatment_dosimetry_check"
     VIRTUAL_PHANTOM = "virtual_phantom"
     INDIVIDUAL_CASE_REVIEW = "individual_case_review"
     TREATMENT_RECORD_REVIEW = "treatment_record_review"
     PROTOCOL_COMPLIANCE_VISIT = "protocol_compliance_visit"
+
+    @property
+    def label(self) -> str:
+        """Words for people, e.g. ``"planning benchmark"``."""
+        return self.value.replace("_", " ")
+
+
+class StageStatus(StrEnum):
+    """Where one required stage of a provider's credential stands (derived, not stored)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    MISSING = "missing"
+    LAPSED = "lapsed"
+    IN_PROGRESS = "in_progress"
 
 
 class SubmissionStatus(StrEnum):

@@ -110,6 +110,24 @@ class TrialRequirement(SQLModel, table=True):
     technique_id: int = Field(foreign_key="technique.id", index=True)
 
 
+class StageRequirement(SQLModel, table=True):
+    """A QA stage a credential needs, as a protocol lists it: for a technique, or for one trial only.
+
+    A technique credential (``trial_id`` NULL) is granted while every stage required for its technique has a
+    passing, current outcome; a trial credential needs its techniques plus the stages required for that trial.
+    """
+
+    __tablename__ = "stage_requirement"
+    __table_args__ = (sa.UniqueConstraint("technique_id", "trial_id", "stage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    technique_id: int = Field(foreign_key="technique.id", index=True)
+    trial_id: int | None = Field(default=None, foreign_key="trial.id", index=True)
+    stage: QAStage = Field(sa_column=enum_column(QAStage))
+    protocol_id: str = Field(max_length=64, description="The protocol that lists the requirement.")
+    description: str = Field(default="", max_length=300)
+
+
 class BenchmarkCase(SQLModel, table=True):
     """A versioned benchmark case; its reference files are identified by their content hash."""
 

@@ -5,16 +5,13 @@ Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. Centre t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from models.auth import user_for_token
 from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
@@ -22,18 +19,19 @@ from models.outcomes import OverrideError, UnknownSubmissionError, override_outc
 from models.settings import Settings, get_settings
 from models.tables import (
     BenchmarkCase,
+    DoseResult,
     Network,
     Outcome,
+    PlanResult,
     Provider,
     StructureResult,
     Submission,
     Technique,
     Trial,
     TrialRequirement,
-    User,
 )
-
-_bearer = HTTPBearer(auto_error=False, description="An rtqa API token (`rtqa tokens issue`).")
+from portal.api_stages import router as stages_router
+from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -42,6 +40,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app = FastAPI(title="rtqa", version="0.1.0", summary="Radiotherapy trials QA credentialing")
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
+    app.include_router(stages_router)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -149,10 +148,13 @@ def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
         .where(StructureResult.submission_id == sub.id)
         .order_by(StructureResult.structure, StructureResult.metric)
     ).all()
+    plan = session.exec(select(PlanResult).where(PlanResult.submission_id == sub.id).order_by(col(PlanResult.id))).all()
+    dose = session.exec(select(DoseResult).where(DoseResult.submission_id == sub.id).order_by(col(DoseResult.id))).all()
     return {
         "id": sub.id,
         "provider": provider.code,
         "case": f"{case.case_code}@{case.version}",
+        "stage": case.stage.value,
         "attempt": sub.attempt,
         "status": sub.status.value,
         "rejection_reason": sub.rejection_reason,
@@ -182,6 +184,19 @@ def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
             }
             for r in results
         ],
+        "plan_results": [
+            {
+                "structure": r.structure,
+                "metric": r.metric,
+                "value": r.value,
+                "unit": r.unit,
+                "parameters": dict(r.parameters),
+            }
+            for r in plan
+        ],
+        "dose_results": [
+            {"metric": r.metric, "value": r.value, "unit": r.unit, "parameters": dict(r.parameters)} for r in dose
+        ],
     }
 
 
@@ -203,54 +218,4 @@ def _provider_json(provider: Provider, network: Network) -> dict[str, Any]:
     }
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session for one request."""
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def current_user(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """The user behind the bearer token; 401 when it is missing, unknown, revoked or expired."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing bearer token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    user = user_for_token(session, credentials.credentials)
-    if user is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="invalid, revoked or expired token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return user
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
-
-
-def staff_or_commissioner(user: CurrentUser) -> User:
-    """The user, if they may see every provider (403 for centre tokens)."""
-    if user.role is Role.CENTRE:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="centre tokens may only read their own provider")
-    return user
-
-
-StaffOrCommissioner = Annotated[User, Depends(staff_or_commissioner)]
-
-
-def staff_only(user: CurrentUser) -> User:
-    """The user, if QA staff (403 otherwise)."""
-    if user.role is not Role.STAFF:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"only QA staff may do this, not {user.role.value} users")
-    return user
-
-
-StaffOnly = Annotated[User, Depends(staff_only)]
+__all__ = ["create_app"]

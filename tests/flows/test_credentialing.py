@@ -97,11 +97,17 @@ class TestFlowUnderPrefect:
 
         with Session(engine) as session:
             lung = session.exec(select(Technique).where(Technique.code == "sabr_lung")).one()
-            status = {
-                c.provider_id: c.status
-                for c in session.exec(select(Credential).where(Credential.technique_id == lung.id)).all()
-            }
-            assert sorted(s.value for s in status.values()) == ["credentialed", "pending"]
+            creds = session.exec(select(Credential).where(Credential.technique_id == lung.id)).all()
+            # One outlining benchmark is one stage of four: both stay pending, the close centre's outlining
+            # stage passed and the far centre's failed; the other stages are named as missing.
+            assert sorted(c.status.value for c in creds) == ["pending", "pending"]
+            outlining = sorted(
+                next(s["status"] for s in c.evidence["stages"] if s["stage"] == "outlining_benchmark") for c in creds
+            )
+            assert outlining == ["failed", "passed"]
+            for c in creds:
+                assert "planning benchmark: missing" in c.evidence["outstanding"]
+                assert "facility questionnaire: missing" in c.evidence["outstanding"]
             actions = {e.action for e in session.exec(select(AuditEvent)).all()}
         assert {
             "case.registered",
@@ -165,7 +171,9 @@ class TestTasks:
             sub = session.get(Submission, sid)
             assert sub is not None and sub.attempt == 2
             cred = session.exec(select(Credential).where(Credential.technique_id.is_not(None))).one()  # type: ignore[union-attr]
-            assert cred.status is CredentialStatus.CREDENTIALED and cred.evidence["submission_id"] == sid
+            outlining = next(s for s in cred.evidence["stages"] if s["stage"] == "outlining_benchmark")
+            assert (outlining["status"], outlining["submission_id"], outlining["attempt"]) == ("passed", sid, 2)
+            assert cred.status is CredentialStatus.PENDING  # the other stages of lung SABR are still missing
 
     def test_unknown_provider_leaves_nothing(
         self, settings: Settings, engine: Engine, built: BuiltCase, registered: int, tmp_path: Path

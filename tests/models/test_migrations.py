@@ -68,3 +68,28 @@ def test_downgrade_removes_audit_triggers(fresh_url: str) -> None:
         assert rows == []
     finally:
         engine.dispose()
+
+
+def test_benchmark_case_stage_becomes_outlining_benchmark(fresh_url: str) -> None:
+    """Cases registered before QA stages were scored only on outlining: 0002 makes them outlining benchmarks."""
+    upgrade(fresh_url, "0001")
+    engine = sa.create_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO technique (code, name, family, site) VALUES ('t', 'T', 'sabr', 'x')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO benchmark_case (case_code, version, title, technique_id, stage, protocol_id, "
+                    "protocol_version, reference_sha256, reference_path, created_at) SELECT 'old', '1', 'Old', id, "
+                    "'benchmark_case', 'p', '1', :sha, '/x', CURRENT_TIMESTAMP FROM technique"
+                ),
+                {"sha": "0" * 64},
+            )
+        upgrade(fresh_url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT stage FROM benchmark_case")).scalar_one() == "outlining_benchmark"
+        downgrade(fresh_url, "0001")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT stage FROM benchmark_case")).scalar_one() == "benchmark_case"
+    finally:
+        engine.dispose()

@@ -6,13 +6,15 @@ import pytest
 from sqlmodel import select
 
 from models.credentials import apply_outcome
-from models.enums import CredentialStatus, OutcomeLevel, OutcomeSource, SubmissionStatus
+from models.enums import CredentialStatus, OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
 from models.outcomes import OverrideError, UnknownSubmissionError, current_outcome, override_outcome
 from models.tables import AuditEvent, Outcome, Submission
 from tests.models.world import NOW, World
 
 
 def _decided_and_applied(world: World, level: OutcomeLevel) -> int:
+    """The planning stage passed; the outlining stage decided with ``level``."""
+    world.decided(OutcomeLevel.PER_PROTOCOL, QAStage.PLANNING_BENCHMARK)
     sid = world.decided(level)
     apply_outcome(world.session, submission_id=sid, actor="flow", validity_days=365, now=NOW)
     return sid

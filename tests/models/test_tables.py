@@ -35,7 +35,7 @@ def _case(session: Session) -> BenchmarkCase:
         version="1.0",
         title="t",
         technique_id=tech.id,
-        stage=QAStage.BENCHMARK_CASE,
+        stage=QAStage.OUTLINING_BENCHMARK,
         protocol_id="uk-lung-sabr",
         protocol_version="1.0",
         reference_sha256=SHA_A,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,41 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from models.auth import hash_token, issue_token
-from models.enums import Role
-from models.settings import Settings
+from models.auth import hash_token
 from models.tables import ApiToken, Provider, User
 from models.types import utcnow
-from portal.app import create_app
-
-OWN = "the-christie"
-OTHER = "leeds-teaching-hospitals"
-
-
-@pytest.fixture
-def tokens(engine: Engine) -> dict[str, str]:
-    with Session(engine) as session:
-        own = session.exec(select(Provider).where(Provider.code == OWN)).one()
-        users = {
-            "commissioner": User(email="comm@nhs.test", name="Commissioner", role=Role.COMMISSIONER),
-            "staff": User(email="qa@rttqa.test", name="QA", role=Role.STAFF),
-            "centre": User(email="phys@christie.test", name="Physicist", role=Role.CENTRE, provider_id=own.id),
-        }
-        for user in users.values():
-            session.add(user)
-        session.flush()
-        out = {key: issue_token(session, user=user, actor="tests") for key, user in users.items()}
-        out["expired"] = issue_token(
-            session, user=users["commissioner"], actor="tests", expires_at=utcnow() - timedelta(seconds=1)
-        )
-        session.commit()
-    return out
-
-
-@pytest.fixture
-def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, engine=engine)) as c:
-        yield c
+from tests.portal.conftest import OTHER, OWN
 
 
 def _get(client: TestClient, path: str, token: str | None = None) -> tuple[int, dict[str, object]]:
@@ -141,6 +108,7 @@ class TestCommissionerQueries:
 
         from models.credentials import apply_outcome
         from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
+        from models.stages import register_stage_requirements
         from models.tables import BenchmarkCase, Outcome, Submission, Technique, Trial, TrialRequirement
 
         with Session(engine) as session:
@@ -152,7 +120,7 @@ class TestCommissionerQueries:
                 version="1",
                 title="t",
                 technique_id=lung.id or 0,
-                stage=QAStage.BENCHMARK_CASE,
+                stage=QAStage.OUTLINING_BENCHMARK,
                 protocol_id="p",
                 protocol_version="1",
                 reference_sha256="0" * 64,
@@ -161,6 +129,10 @@ class TestCommissionerQueries:
             session.add(case)
             session.flush()
             session.add(TrialRequirement(trial_id=trial.id or 0, technique_id=lung.id or 0))
+            # A protocol requiring only the outlining benchmark: one passing case credentials.
+            register_stage_requirements(
+                session, protocol_id="p", requirements=[("outlining_benchmark", "sabr_lung", "")], actor="t"
+            )
             for i, (code, level) in enumerate(
                 [(OWN, OutcomeLevel.PER_PROTOCOL), (OTHER, OutcomeLevel.UNACCEPTABLE_VARIATION)]
             ):
@@ -236,13 +208,14 @@ class TestReview:
     @pytest.fixture
     def submission_id(self, engine: Engine) -> int:
         from models.credentials import apply_outcome
-        from models.enums import OutcomeLevel
+        from models.enums import OutcomeLevel, QAStage
         from tests.models.world import World
 
         with Session(engine) as session:
             world = World(session)
+            world.decided(OutcomeLevel.PER_PROTOCOL, QAStage.PLANNING_BENCHMARK)
             sid = world.decided(OutcomeLevel.UNACCEPTABLE_VARIATION)
-            apply_outcome(session, submission_id=sid, actor="flow", validity_days=30)
+            apply_outcome(session, submission_id=sid, actor="flow", validity_days=3650)
             session.commit()
         return sid
 

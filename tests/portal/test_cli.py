@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from models.auth import user_for_token
 from models.credentials import apply_outcome
-from models.enums import OutcomeLevel, Role
+from models.enums import OutcomeLevel, QAStage, Role
 from models.tables import AuditEvent, User
 from portal.cli import app
 from tests.models.world import World
@@ -64,8 +64,9 @@ def test_override_from_the_command_line(engine: Engine) -> None:
     with Session(engine) as session:
         session.add(User(email="qa@x.test", name="QA", role=Role.STAFF))
         world = World(session)
+        world.decided(OutcomeLevel.PER_PROTOCOL, QAStage.PLANNING_BENCHMARK)
         sid = world.decided(OutcomeLevel.UNACCEPTABLE_VARIATION)
-        apply_outcome(session, submission_id=sid, actor="flow", validity_days=30)
+        apply_outcome(session, submission_id=sid, actor="flow", validity_days=3650)
         session.commit()
     args = ["outcomes", "override", str(sid), "--level", "justified_variation", "--justification", "agreed on review"]
     refused = runner.invoke(app, [*args, "--actor", "someone@x.test"])

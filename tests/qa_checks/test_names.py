@@ -149,3 +149,97 @@ class TestTable:
 
     def test_normalise(self) -> None:
         assert normalise_name(" Spinal_Cord-PRV.5 ") == "spinalcordprv5"
+
+
+class TestProposals:
+    """Rule 5: targets with a dose, number or level suffix, and motion-management targets, are proposed for the
+    reviewer to confirm, never matched."""
+
+    @pytest.mark.parametrize(
+        ("submitted", "tg263", "reason"),
+        [
+            ("PTV_5400", "PTV", "PTV_5400 looks like PTV with a dose suffix '5400': confirm"),
+            ("PTV54", "PTV", "PTV54 looks like PTV with a dose suffix '54': confirm"),
+            ("PTV_54Gy", "PTV", "PTV_54Gy looks like PTV with a dose suffix '54Gy': confirm"),
+            ("PTV1", "PTV", "PTV1 looks like PTV with a number suffix '1': confirm"),
+            ("PTV_2", "PTV", "PTV_2 looks like PTV with a number suffix '2': confirm"),
+            ("PTV_High", "PTV", "PTV_High looks like PTV with a dose-level suffix 'High': confirm"),
+            ("gtv 2", "GTV", "gtv 2 looks like GTV with a number suffix '2': confirm"),
+        ],
+    )
+    def test_suffixed_target_is_proposed_not_matched(self, submitted: str, tg263: str, reason: str) -> None:
+        mapping = map_structure_names([submitted], targets=["GTV", "PTV", "SpinalCord"])
+        assert not mapping.matches and not mapping.unmatched and not mapping.ambiguous
+        assert [(m.submitted, m.tg263, m.reason, m.status) for m in mapping.proposed] == [
+            (submitted, tg263, reason, "proposed")
+        ]
+        assert tg263 in mapping.missing_targets  # a proposal does not supply the target
+
+    def test_proposed_without_targets(self) -> None:
+        mapping = map_structure_names(["PTV_5400"])
+        assert mapping.as_dict() == {}
+        assert [(m.tg263, m.status) for m in mapping.proposed] == [("PTV", "proposed")]
+
+    @pytest.mark.parametrize("submitted", ["ITV", "iGTV", "Internal Target Volume"])
+    def test_motion_target_is_proposed_for_gtv_not_equated(self, submitted: str) -> None:
+        mapping = map_structure_names([submitted], targets=["GTV", "PTV"])
+        assert mapping.as_dict() == {}
+        (proposal,) = mapping.proposed
+        assert proposal.tg263 == "GTV" and proposal.status == "proposed"
+        assert "TG-263 target in its own right" in proposal.reason and "confirm it stands for GTV" in proposal.reason
+
+    def test_motion_targets_are_names_of_their_own(self) -> None:
+        mapping = map_structure_names(["ITV", "iGTV"])
+        assert mapping.as_dict() == {"ITV": "ITV", "iGTV": "IGTV"}
+        assert map_structure_names(["iGTV"], targets=["ITV", "PTV"]).as_dict() == {}  # iGTV is not the ITV
+
+    def test_itv_with_gtv_and_ctv_wanted_is_ambiguous(self) -> None:
+        mapping = map_structure_names(["ITV"], targets=["GTV", "CTV", "PTV"])
+        assert dict(mapping.ambiguous) == {"ITV": ("GTV", "CTV")}
+        assert not mapping.proposed and not mapping.matches
+
+    def test_no_proposal_for_a_target_already_matched(self) -> None:
+        mapping = map_structure_names(["PTV", "PTV_2", "PTV_5400"], targets=["PTV"])
+        assert mapping.as_dict() == {"PTV": "PTV"}
+        assert mapping.unmatched == ("PTV_2", "PTV_5400") and not mapping.proposed
+
+    def test_exact_and_synonym_matches_unchanged(self) -> None:
+        mapping = map_structure_names(["PTV", "Cord", "ptv_54gy"], targets=["PTV", "SpinalCord", "PTV_54Gy"])
+        assert mapping.as_dict() == {"PTV": "PTV", "Cord": "SpinalCord", "ptv_54gy": "PTV_54Gy"}
+        assert all(m.status == "matched" for m in mapping.matches) and not mapping.proposed
+
+    @pytest.mark.parametrize("submitted", ["PTV_opt", "PTV ring", "PTVeval", "z_PTV54", "PTV_L"])
+    def test_other_suffixes_stay_unmatched(self, submitted: str) -> None:
+        mapping = map_structure_names([submitted], targets=["PTV"])
+        assert mapping.unmatched == (submitted,) and not mapping.proposed
+
+    def test_confirmed_proposal_becomes_a_match(self) -> None:
+        mapping = map_structure_names(["PTV_5400", "GTV"], targets=["GTV", "PTV"], confirmed={"PTV_5400": "PTV"})
+        assert mapping.as_dict() == {"PTV_5400": "PTV", "GTV": "GTV"}
+        (confirmed,) = [m for m in mapping.matches if m.submitted == "PTV_5400"]
+        assert confirmed.status == "confirmed"
+        assert confirmed.reason == (
+            "PTV_5400 looks like PTV with a dose suffix '5400': confirm; confirmed by the reviewer"
+        )
+        assert not mapping.proposed and mapping.missing_targets == ()
+
+    def test_two_confirmed_names_for_one_target_conflict(self) -> None:
+        mapping = map_structure_names(["PTV1", "PTV2"], confirmed={"PTV1": "PTV", "PTV2": "PTV"})
+        assert dict(mapping.conflicts) == {"PTV": ("PTV1", "PTV2")} and not mapping.matches
+
+    @pytest.mark.parametrize("confirmed", [{"PTV_5400": "GTV"}, {"Cord": "SpinalCord"}, {"z_ring": "PTV"}])
+    def test_confirming_something_not_proposed_is_refused(self, confirmed: dict[str, str]) -> None:
+        with pytest.raises(ValueError, match=r"^confirmed: .* is not a proposal of this mapping \(proposals: "):
+            map_structure_names(["PTV_5400", "Cord", "z_ring"], confirmed=confirmed)
+
+    def test_every_name_lands_in_exactly_one_bucket(self) -> None:
+        names = ["PTV_5400", "PTV", "PTV_2", "ITV", "Lung", "z_ring", "GTV_High"]
+        mapping = map_structure_names(names, targets=["PTV", "GTV", "Lung_L", "Lung_R"])
+        seen = (
+            [m.submitted for m in mapping.matches]
+            + [m.submitted for m in mapping.proposed]
+            + list(mapping.unmatched)
+            + list(mapping.ambiguous)
+            + [n for ns in mapping.conflicts.values() for n in ns]
+        )
+        assert sorted(seen) == sorted(names)

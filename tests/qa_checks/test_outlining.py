@@ -86,3 +86,42 @@ def test_empty_submitted_mask_gives_none_for_undefined_distances() -> None:
     assert values["hausdorff_mm"] == (None, "mm")
     assert values["centroid_distance_mm"] == (None, "mm")
     assert score.scores[0].submitted_volume_cc == 0.0
+
+
+class TestProposedNames:
+    """A name only proposed for a structure (``PTV_5400`` for ``PTV``) is not scored until the reviewer confirms
+    it; exact and synonym matches are scored as before."""
+
+    REFERENCE_WITH_PTV = StructureSet(
+        (
+            _box(1, "SpinalCord", 9.5, 19.5, 9.5, 19.5, PLANES),
+            _box(2, "PTV", 20.5, 30.5, 20.5, 30.5, PLANES),
+        )
+    )
+
+    def _submitted(self, ptv_name: str) -> StructureSet:
+        return StructureSet(
+            (_box(7, "Cord", 9.5, 19.5, 9.5, 19.5, PLANES), _box(8, ptv_name, 20.5, 30.5, 20.5, 30.5, PLANES))
+        )
+
+    def test_proposal_is_unmatched_until_confirmed(self) -> None:
+        score = score_outlining(self.REFERENCE_WITH_PTV, self._submitted("PTV_5400"), GRID,
+                                structures=["SpinalCord", "PTV"])  # fmt: skip
+        assert [s.structure for s in score.scores] == ["SpinalCord"]
+        assert score.missing == ("PTV",)
+        assert score.unmatched_submitted == ("PTV_5400",)
+        assert score.proposed == (("PTV_5400", "PTV", "PTV_5400 looks like PTV with a dose suffix '5400': confirm"),)
+
+    def test_confirmed_proposal_is_scored(self) -> None:
+        score = score_outlining(self.REFERENCE_WITH_PTV, self._submitted("PTV_5400"), GRID,
+                                structures=["SpinalCord", "PTV"], confirmed_names={"PTV_5400": "PTV"})  # fmt: skip
+        by_name = {s.structure: s for s in score.scores}
+        assert by_name["PTV"].submitted_name == "PTV_5400"
+        assert by_name["PTV"].match_reason.endswith("confirmed by the reviewer")
+        assert by_name["PTV"].measurements()["dice"] == (1.0, "1")
+        assert score.missing == () and score.unmatched_submitted == () and score.proposed == ()
+
+    def test_exact_name_scored_without_proposal(self) -> None:
+        score = score_outlining(self.REFERENCE_WITH_PTV, self._submitted("ptv"), GRID, structures=["SpinalCord", "PTV"])
+        assert [s.structure for s in score.scores] == ["SpinalCord", "PTV"]
+        assert score.proposed == () and score.unmatched_submitted == ()

@@ -1,0 +1,163 @@
+"""Scoring tasks, one per QA stage: each stores its metric results with units and parameters.
+
+* outlining benchmark: contour metrics per protocol structure against the reference (``StructureResult``);
+* planning benchmark: plan indices, DVH metrics and organ limits per target and organ (``PlanResult``);
+* complex treatment dosimetry check (TPS check): 3D gamma of the centre's dose against the reference
+  (``DoseResult``).
+
+Results of the planning and dosimetry stages carry, in their parameters, the protocol criteria they are judged
+against (``criteria``), so the decision reads the stored record alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from benchmarks.cases import reference_files
+from benchmarks.protocols import GAMMA_METRIC, Protocol, load_protocol
+from flows._store import engine_for
+from flows.steps import load_submission_and_case, logger, set_status
+from models.enums import QAStage, SubmissionStatus
+from models.tables import DoseResult, PlanResult, StructureResult
+from qa_checks.dicom_io import load_submission
+from qa_checks.dosimetry import score_dosimetry
+from qa_checks.outlining import score_outlining
+from qa_checks.protocol import Criterion
+
+RESULT_TABLES: dict[QAStage, type[StructureResult] | type[PlanResult] | type[DoseResult]] = {
+    QAStage.OUTLINING_BENCHMARK: StructureResult,
+    QAStage.PLANNING_BENCHMARK: PlanResult,
+    QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: DoseResult,
+}
+"""Where each scored stage keeps its results."""
+
+
+def criterion_json(c: Criterion) -> dict[str, Any]:
+    """A criterion as stored beside the result it judges."""
+    return {
+        "id": c.id,
+        "structure": c.structure,
+        "metric": c.metric,
+        "direction": c.direction,
+        "per_protocol": c.per_protocol,
+        "acceptable": c.acceptable,
+        "unit": c.unit,
+        "description": c.description,
+    }
+
+
+def criterion_from_json(data: dict[str, Any]) -> Criterion:
+    """The inverse of :func:`criterion_json`."""
+    return Criterion(
+        data["id"],
+        data["structure"],
+        data["metric"],
+        data["direction"],
+        float(data["per_protocol"]),
+        float(data["acceptable"]),
+        data["unit"],
+        data.get("description", ""),
+    )
+
+
+def _count(session: Session, table: type[Any], submission_id: int) -> int:
+    return len(session.exec(select(table).where(table.submission_id == submission_id)).all())
+
+
+def _store_outlining(
+    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+) -> dict[str, Any]:
+    submitted = load_submission(storage)
+    reference = load_submission(reference_files(reference_dir))
+    assert submitted.structure_set is not None and reference.structure_set is not None and reference.ct is not None
+    structures = [c.structure for c in protocol.outlining_criteria()]
+    score = score_outlining(reference.structure_set, submitted.structure_set, reference.ct, structures=structures)
+    base = {
+        "grid": "reference CT",
+        "spacing_mm": list(score.spacing_mm),
+        "rasterisation": "voxel centre inside polygon, even-odd rule",
+        "surfaces": "surfels of the voxel masks (surface-distance definition); HD95 = max of directed 95th",
+    }
+    for s in score.scores:
+        params = {**base, "name_match": s.match_reason, "tolerance_mm": s.surface.tolerance_mm}
+        for metric, (value, unit) in s.measurements().items():
+            session.add(
+                StructureResult(
+                    submission_id=submission_id,
+                    structure=s.structure,
+                    submitted_name=s.submitted_name,
+                    metric=metric,
+                    value=value,
+                    unit=unit,
+                    parameters=params,
+                )
+            )
+    return {
+        "scored": len(score.scores),
+        "missing": list(score.missing),
+        "unmatched_submitted": list(score.unmatched_submitted),
+        "ambiguous": {name: list(candidates) for name, candidates in score.ambiguous},
+    }
+
+
+def _store_dosimetry(
+    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+) -> dict[str, Any]:
+    submitted = load_submission(storage)
+    reference = load_submission(reference_files(reference_dir))
+    assert submitted.dose is not None and reference.dose is not None
+    params = protocol.gamma_parameters()
+    score = score_dosimetry(
+        reference.dose,
+        submitted.dose,
+        dose_percent=params["dose_percent"],
+        distance_mm=params["distance_mm"],
+        lower_cutoff_percent=params["lower_cutoff_percent"],
+        local=params["local"],
+    )
+    criterion = protocol.gamma_criterion()
+    for m in score.measurements:
+        extra: dict[str, Any] = {}
+        if m.metric == GAMMA_METRIC:
+            extra = {"criteria": [criterion_json(criterion)], "protocol": f"{protocol.id}@{protocol.version}"}
+        session.add(
+            DoseResult(
+                submission_id=submission_id,
+                metric=m.metric,
+                value=m.value,
+                unit=m.unit,
+                parameters={**m.parameters, **extra},
+            )
+        )
+    return {"pass_rate_percent": score.pass_rate_percent, "warnings": list(score.warnings)}
+
+
+SCORERS = {
+    QAStage.OUTLINING_BENCHMARK: _store_outlining,
+    QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: _store_dosimetry,
+}
+
+
+def score_stage(submission_id: int, *, actor: str, database_url: str) -> int:
+    """Score a validated submission by its case's stage; returns the number of results stored.
+
+    Does nothing (returning the count already stored) when the submission is past validation: re-running a flow
+    never scores twice.
+    """
+    with Session(engine_for(database_url)) as session:
+        sub, case = load_submission_and_case(session, submission_id)
+        table = RESULT_TABLES.get(case.stage)
+        if table is None:
+            raise LookupError(f"case {case.case_code}@{case.version}: stage {case.stage.value} has no scorer")
+        if sub.status is not SubmissionStatus.VALIDATED:
+            return _count(session, table, submission_id)
+        protocol = load_protocol(case.protocol_id)
+        details = SCORERS[case.stage](session, submission_id, sub.storage_path, Path(case.reference_path), protocol)
+        before = sub.status
+        set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details=details)
+        session.commit()
+        logger().info("submission %s scored (%s -> scored): %s", submission_id, before.value, details)
+        return _count(session, table, submission_id)

@@ -1,0 +1,88 @@
+"""Pieces every flow task shares: the run logger, the retry rule, settings from parameters, status changes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from models.audit import record_audit
+from models.enums import SubmissionStatus
+from models.settings import Settings
+from models.tables import BenchmarkCase, Submission
+from models.types import utcnow
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run; the module logger when a task body is called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("flows")
+
+
+def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only transient I/O failures (file system, database connection), never bad input."""
+    try:
+        state.result()
+    except (OSError, OperationalError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def settings_for(database_url: str | None, data_dir: str | None) -> Settings:
+    """Settings from the environment, overridden by explicit flow parameters."""
+    overrides: dict[str, Any] = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    if data_dir:
+        overrides["data_dir"] = Path(data_dir)
+    return Settings(**overrides)
+
+
+def set_status(
+    session: Session,
+    sub: Submission,
+    status: SubmissionStatus,
+    *,
+    actor: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Move a submission to ``status`` (a rejection keeps its reason) and audit the change."""
+    before = {"status": sub.status.value}
+    sub.status = status
+    sub.rejection_reason = reason if status is SubmissionStatus.REJECTED else None
+    sub.updated_at = utcnow()
+    session.add(sub)
+    record_audit(
+        session,
+        actor=actor,
+        action=f"submission.{status.value}",
+        subject_type="submission",
+        subject_id=sub.id or 0,
+        before=before,
+        after={"status": status.value, **(details or {})},
+        reason=reason,
+    )
+
+
+def load_submission_and_case(session: Session, submission_id: int) -> tuple[Submission, BenchmarkCase]:
+    """The submission and its case.
+
+    Raises:
+        LookupError: no submission has that id.
+    """
+    sub = session.get(Submission, submission_id)
+    if sub is None:
+        raise LookupError(f"submission {submission_id} does not exist")
+    case = session.get(BenchmarkCase, sub.case_id)
+    assert case is not None
+    return sub, case
