@@ -72,7 +72,7 @@ class TestCatalogue:
 
     def test_every_protocol_with_an_outlining_stage_has_an_outlining_case(self) -> None:
         for protocol in list_protocols():
-            wants_outlining = any("outlining" in r.description for r in protocol.required_credentials)
+            wants_outlining = any(r.stage == STAGE_OUTLINING for r in protocol.required_credentials)
             assert wants_outlining, protocol.id  # all five shipped protocols list an outlining benchmark
             cases = [s for s in list_cases() if s.protocol_id == protocol.id and s.stage == STAGE_OUTLINING]
             assert len(cases) >= 1, protocol.id
@@ -81,7 +81,7 @@ class TestCatalogue:
 
     def test_every_protocol_with_a_planning_stage_has_a_planning_case(self) -> None:
         for protocol in list_protocols():
-            if any("planning" in r.description for r in protocol.required_credentials):
+            if any(r.stage == STAGE_PLANNING for r in protocol.required_credentials):
                 stages = {s.stage for s in list_cases() if s.protocol_id == protocol.id}
                 assert STAGE_PLANNING in stages, protocol.id
 
