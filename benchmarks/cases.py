@@ -1,12 +1,13 @@
-"""The benchmark case library: case specifications and a deterministic, idempotent builder.
+"""The benchmark case library: a deterministic, idempotent builder for the cases of
+:mod:`benchmarks.case_catalogue` (specifications and QA stages: :mod:`benchmarks.case_spec`, re-exported here).
 
 A built case is a directory::
 
     <out_dir>/<case_id>-<version>/
         dicom/CT/CT.0001.dcm ...    reference CT series
         dicom/RTSTRUCT.dcm          reference structure set
-        dicom/RTPLAN.dcm            reference plan (planning cases only)
-        dicom/RTDOSE.dcm            reference dose of that plan (planning cases only)
+        dicom/RTPLAN.dcm            reference plan (planning and dosimetry cases)
+        dicom/RTDOSE.dcm            reference dose of that plan (planning and dosimetry cases)
         manifest.json               case metadata, per-file SHA-256 and the content hash
 
 ``dicom/`` holds only DICOM files, so it can be read like a submission (``qa_checks.dicom_io.load_submission``).
@@ -22,15 +23,23 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from benchmarks.anatomy import head_phantom, pelvis_phantom, thorax_phantom
+from benchmarks.case_catalogue import CASES
+from benchmarks.case_spec import (
+    CASE_STAGES,
+    STAGE_DOSIMETRY,
+    STAGE_OUTLINING,
+    STAGE_PLANNING,
+    CaseSpec,
+    CaseSpecError,
+    PlanSpec,
+)
 from benchmarks.dicom_writer import (
-    ArcSpec,
     CtSeriesInfo,
     PlanTarget,
     read_ct_series_info,
@@ -39,20 +48,18 @@ from benchmarks.dicom_writer import (
     write_rtplan,
     write_rtstruct,
 )
-from benchmarks.dose_model import (
-    DEFAULT_DOSE_SUBSAMPLING,
-    DoseModelOptions,
-    ModelDose,
-    TargetPrescription,
-    compute_reference_dose,
-)
-from benchmarks.phantoms import Phantom, simple_thorax_phantom
+from benchmarks.dose_model import DoseModelOptions, ModelDose, compute_reference_dose
+from benchmarks.phantoms import Phantom
 
 __all__ = [
-    "STAGE_BENCHMARK_CASE",
+    "CASE_STAGES",
+    "STAGE_DOSIMETRY",
+    "STAGE_OUTLINING",
+    "STAGE_PLANNING",
     "BuiltCase",
     "CaseError",
     "CaseSpec",
+    "CaseSpecError",
     "PlanSpec",
     "build_case",
     "build_case_from_spec",
@@ -65,9 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STAGE_BENCHMARK_CASE: Final = "benchmark_case"
-"""QA stage of outlining and planning benchmark cases (Global Harmonisation Group name, snake case)."""
 
 MANIFEST_NAME: Final = "manifest.json"
 DICOM_DIR_NAME: Final = "dicom"
@@ -85,69 +89,6 @@ class CaseError(ValueError):
 
 
 @dataclass(frozen=True)
-class PlanSpec:
-    """The reference plan of a planning case.
-
-    Attributes:
-        targets: PTV names and total prescriptions (one (300A,0010) DoseReferenceSequence item each).
-        fractions: (300A,0078) NumberOfFractionsPlanned.
-        arcs: the VMAT arcs.
-        subsampling: CT-to-dose-grid subsampling (z, y, x), see :func:`benchmarks.dose_model.compute_reference_dose`.
-        options: dose-model options.
-        machine_name: (300A,00B2) TreatmentMachineName.
-    """
-
-    targets: tuple[TargetPrescription, ...]
-    fractions: int
-    arcs: tuple[ArcSpec, ...]
-    subsampling: tuple[int, int, int] = DEFAULT_DOSE_SUBSAMPLING
-    options: DoseModelOptions = field(default_factory=DoseModelOptions)
-    machine_name: str = "TrueBeam1"
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """A benchmark case.
-
-    Attributes:
-        case_id: stable identifier, e.g. ``"lung-sabr-outlining-mini"``.
-        version: case version; a new version means new reference files (and a new content hash).
-        technique: technique credentialed, e.g. ``"sabr_lung"``.
-        stage: QA stage, :data:`STAGE_BENCHMARK_CASE`.
-        title: human-readable title.
-        protocol_id: id of the protocol file that scores submissions (see :mod:`benchmarks.protocols`).
-        builder: returns the phantom (CT and reference masks); must be deterministic.
-        patient_id, patient_name: (0010,0020) PatientID and (0010,0010) PatientName of the case.
-        body_part_examined: (0018,0015) BodyPartExamined of the CT, e.g. ``"CHEST"``.
-        description: what the case exercises.
-        plan: the reference plan (RTPLAN and RTDOSE are written) for planning cases, ``None`` otherwise.
-    """
-
-    case_id: str
-    version: str
-    technique: str
-    stage: str
-    title: str
-    protocol_id: str
-    builder: Callable[[], Phantom]
-    patient_id: str
-    patient_name: str
-    body_part_examined: str
-    description: str = ""
-    plan: PlanSpec | None = None
-
-    @property
-    def uid_seed(self) -> str:
-        """Seed for every UID of the reference files."""
-        return f"rtqa-case/{self.case_id}/{self.version}"
-
-    @property
-    def directory_name(self) -> str:
-        """Name of the built case directory."""
-        return f"{self.case_id}-{self.version}"
-
-
-@dataclass(frozen=True)
 class BuiltCase:
     """A case written to disk.
 
@@ -159,7 +100,7 @@ class BuiltCase:
         rtstruct_path: the reference RT Structure Set.
         content_sha256: SHA-256 over the reference files (see :func:`content_hash`).
         ct: UIDs and geometry of the reference CT series.
-        rtplan_path, rtdose_path: the reference RT Plan and RT Dose (planning cases), else ``None``.
+        rtplan_path, rtdose_path: the reference RT Plan and RT Dose (planning and dosimetry cases), else ``None``.
     """
 
     spec: CaseSpec
@@ -182,123 +123,9 @@ class BuiltCase:
         return self.spec.builder()
 
 
-def _mini_lung_phantom() -> Phantom:
-    return simple_thorax_phantom(spacing_mm=(3.0, 2.0, 2.0))
-
-
-def _lung_planning_phantom() -> Phantom:
-    return thorax_phantom()
-
-
-def _prostate_planning_phantom() -> Phantom:
-    return pelvis_phantom()
-
-
-def _srs_planning_phantom() -> Phantom:
-    return head_phantom()
-
-
-_LUNG_ARCS: Final = (
-    ArcSpec("Arc1 CW", 181.0, 10.0, "CW", collimator_deg=10.0),
-    ArcSpec("Arc2 CC", 10.0, 181.0, "CC", collimator_deg=350.0),
-)
-"""Two partial arcs on the patient's right (gantry 181 -> 10 via 270) for a right-lung tumour."""
-
-_FULL_ARCS: Final = (
-    ArcSpec("Arc1 CW", 181.0, 179.0, "CW", collimator_deg=30.0),
-    ArcSpec("Arc2 CC", 179.0, 181.0, "CC", collimator_deg=330.0),
-)
-"""Two full coplanar arcs."""
-
-_SRS_ARCS: Final = (
-    ArcSpec("Arc1 T0", 181.0, 179.0, "CW", couch_deg=0.0, collimator_deg=10.0),
-    ArcSpec("Arc2 T45", 0.0, 179.0, "CW", couch_deg=45.0, collimator_deg=10.0),
-    ArcSpec("Arc3 T315", 181.0, 0.0, "CW", couch_deg=315.0, collimator_deg=10.0),
-)
-"""A coplanar full arc and two non-coplanar half arcs (couch 45 and 315 degrees)."""
-
-_CASES: Final[tuple[CaseSpec, ...]] = (
-    CaseSpec(
-        case_id="lung-sabr-outlining-mini",
-        version="1.0",
-        technique="sabr_lung",
-        stage=STAGE_BENCHMARK_CASE,
-        title="Lung SABR outlining benchmark (mini synthetic thorax)",
-        protocol_id="uk-lung-sabr",
-        builder=_mini_lung_phantom,
-        patient_id="RTQA-LUNG-MINI",
-        patient_name="Benchmark^LungSABR^Mini",
-        body_part_examined="CHEST",
-        description=(
-            "Synthetic thorax (3 x 2 x 2 mm voxels) with a 2 cm GTV in the right lung, a 5 mm PTV margin, both "
-            "lungs, heart, spinal cord and body; for testing the outlining pipeline end to end."
-        ),
-    ),
-    CaseSpec(
-        case_id="lung-sabr-planning",
-        version="1.0",
-        technique="sabr_lung",
-        stage=STAGE_BENCHMARK_CASE,
-        title="Lung SABR planning benchmark (54 Gy in 3 fractions)",
-        protocol_id="uk-lung-sabr",
-        builder=_lung_planning_phantom,
-        patient_id="RTQA-LUNG-PLAN",
-        patient_name="Benchmark^LungSABR^Planning",
-        body_part_examined="CHEST",
-        description=(
-            "Digital adult thorax (2 x 1 x 1 mm voxels) with a 2.4 cm peripheral right-upper-lobe tumour, 5 mm "
-            "PTV margin, lungs, heart, oesophagus, cord, canal and vertebra; reference VMAT plan 54 Gy / 3 "
-            "fractions with an analytic dose meeting RTOG 0915 R50% and D2cm."
-        ),
-        plan=PlanSpec(targets=(TargetPrescription("PTV", 54.0),), fractions=3, arcs=_LUNG_ARCS),
-    ),
-    CaseSpec(
-        case_id="prostate-sabr-planning",
-        version="1.0",
-        technique="sabr_prostate",
-        stage=STAGE_BENCHMARK_CASE,
-        title="Prostate SABR planning benchmark (36.25 Gy in 5 fractions)",
-        protocol_id="prostate-sabr",
-        builder=_prostate_planning_phantom,
-        patient_id="RTQA-PROST-PLAN",
-        patient_name="Benchmark^ProstateSABR^Planning",
-        body_part_examined="PELVIS",
-        description=(
-            "Digital male pelvis (2 x 1 x 1 mm voxels): prostate, seminal vesicles, CTV, 5 mm PTV, rectum, "
-            "bladder, femoral heads; reference VMAT plan 36.25 Gy / 5 fractions (PACE-B)."
-        ),
-        plan=PlanSpec(targets=(TargetPrescription("PTV", 36.25),), fractions=5, arcs=_FULL_ARCS),
-    ),
-    CaseSpec(
-        case_id="srs-brain-planning",
-        version="1.0",
-        technique="srs_brain",
-        stage=STAGE_BENCHMARK_CASE,
-        title="Brain SRS planning benchmark (two metastases, 24 Gy and 18 Gy single fraction)",
-        protocol_id="srs-brain",
-        builder=_srs_planning_phantom,
-        patient_id="RTQA-SRS-PLAN",
-        patient_name="Benchmark^SRS^Planning",
-        body_part_examined="HEAD",
-        description=(
-            "Digital adult head (2 x 1 x 1 mm voxels): brain, brainstem, optic chiasm and nerves, eyes, skull and "
-            "two metastases (PTV 18 mm diameter: 24 Gy; PTV_2 26 mm: 18 Gy, RTOG 90-05 size bands) with 1 mm "
-            "PTV margins; single-isocentre reference plan on a 1 mm dose grid."
-        ),
-        plan=PlanSpec(
-            targets=(TargetPrescription("PTV", 24.0), TargetPrescription("PTV_2", 18.0)),
-            fractions=1,
-            arcs=_SRS_ARCS,
-            subsampling=(1, 1, 1),
-            machine_name="TrueBeamSTx",
-        ),
-    ),
-)
-
-
 def list_cases() -> list[CaseSpec]:
     """All benchmark cases, sorted by id."""
-    return sorted(_CASES, key=lambda spec: spec.case_id)
+    return sorted(CASES, key=lambda spec: spec.case_id)
 
 
 def get_case(case_id: str) -> CaseSpec:
@@ -307,7 +134,7 @@ def get_case(case_id: str) -> CaseSpec:
     Raises:
         CaseError: unknown id (the message lists the known ids).
     """
-    for spec in _CASES:
+    for spec in CASES:
         if spec.case_id == case_id:
             return spec
     known = ", ".join(spec.case_id for spec in list_cases())
@@ -316,8 +143,8 @@ def get_case(case_id: str) -> CaseSpec:
 
 def reference_files(directory: Path) -> list[Path]:
     """The reference DICOM files of a built case directory (CT slices, the RT Structure Set and, for planning
-    cases, the RT Plan and RT Dose), sorted by relative POSIX path; an incomplete directory gives the files
-    present."""
+    and dosimetry cases, the RT Plan and RT Dose), sorted by relative POSIX path; an incomplete directory gives
+    the files present."""
     dicom = directory / DICOM_DIR_NAME
     files = sorted((dicom / CT_DIR_NAME).glob("*.dcm"))
     for name in (RTSTRUCT_NAME, RTPLAN_NAME, RTDOSE_NAME):
@@ -364,6 +191,7 @@ def _manifest(spec: CaseSpec, directory: Path, phantom: Phantom, ct: CtSeriesInf
         "version": spec.version,
         "technique": spec.technique,
         "stage": spec.stage,
+        "distributed_files": list(spec.distributed_files),
         "title": spec.title,
         "protocol_id": spec.protocol_id,
         "description": spec.description,

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from benchmarks.cases import (
-    STAGE_BENCHMARK_CASE,
+    STAGE_OUTLINING,
     BuiltCase,
     CaseError,
     build_case,
@@ -41,7 +41,7 @@ class TestLibrary:
         spec = get_case(CASE)
         assert spec.version == "1.0"
         assert spec.technique == "sabr_lung"
-        assert spec.stage == STAGE_BENCHMARK_CASE == "benchmark_case"
+        assert spec.stage == STAGE_OUTLINING == "outlining_benchmark"
         assert spec.protocol_id == "uk-lung-sabr"
 
     def test_every_case_has_a_loadable_protocol(self) -> None:

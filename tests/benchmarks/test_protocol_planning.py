@@ -125,9 +125,10 @@ class TestShippedPlanning:
                         assert PLAN_INDEX_METRICS[c.metric][0] in index_fields, (p.id, c)
 
     def test_no_limits_for_fraction_number(self) -> None:
-        # Oligomets allows 1-8 fractions but has no planning section; lung allows 8 fractions: only V20Gy applies.
+        # A protocol without a planning section; lung allows 8 fractions: only V20Gy applies.
+        without = load_protocol("oligomets-sabr").model_copy(update={"planning": None})
         with pytest.raises(ProtocolError, match=r"protocol 'oligomets-sabr' has no planning section"):
-            load_protocol("oligomets-sabr").planning_criteria(fractions=5, ptv_volume_cc=10.0)
+            without.planning_criteria(fractions=5, ptv_volume_cc=10.0)
         with pytest.raises(ProtocolError, match=r"'uk-lung-sabr': 4 fractions is not one of its fractionations"):
             load_protocol("uk-lung-sabr").planning_criteria(fractions=4, ptv_volume_cc=10.0)
         with pytest.raises(ProtocolError, match=r"'srs-brain': 3 fractions is not one of its fractionations \[1\]"):

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.anatomy import head_phantom, thorax_phantom
 from benchmarks.cases import (
-    STAGE_BENCHMARK_CASE,
+    STAGE_PLANNING,
     BuiltCase,
     CaseSpec,
     build_case,
@@ -34,7 +34,13 @@ from qa_checks.plan_indices import compute_plan_indices, rtog_conformity_limits
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import StructureSet
 
-PLANNING_CASES = ("lung-sabr-planning", "prostate-sabr-planning", "srs-brain-planning")
+PLANNING_CASES = (
+    "lung-sabr-planning",
+    "prostate-sabr-planning",
+    "srs-brain-planning",
+    "spine-sabr-planning",
+    "oligomets-sabr-planning",
+)
 TECHNIQUES = {"sabr_lung", "sabr_spine", "sabr_liver", "sabr_prostate", "sabr_oligomets", "srs_brain"}
 
 MINI_CONTENT_SHA256 = "47505e0abd19db4666a7ccf52a37f1749c5705c76ccf54ed206874cc8e90f993"
@@ -77,7 +83,7 @@ class TestLibrary:
         for case_id in PLANNING_CASES:
             spec = get_case(case_id)
             assert spec.plan is not None
-            assert spec.stage == STAGE_BENCHMARK_CASE
+            assert spec.stage == STAGE_PLANNING
             assert spec.technique in TECHNIQUES
             protocol = load_protocol(spec.protocol_id)
             assert spec.technique in protocol.techniques
