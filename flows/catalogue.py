@@ -82,8 +82,6 @@ def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -
 
 def case_stage(spec: CaseSpec) -> QAStage:
     """The QA stage a library case belongs to."""
-    if spec.stage == "benchmark_case":  # cases written before the benchmark split into outlining and planning
-        return QAStage.PLANNING_BENCHMARK if spec.plan is not None else QAStage.OUTLINING_BENCHMARK
     return QAStage(spec.stage)
 
 
