@@ -6,9 +6,16 @@ name maps to the TG-263 name it stands for (``rename`` keeps that meaning; ``swa
 under correct names), so a rename to a name no mapper could recognise makes the oracle more lenient than the
 pipeline.
 
-Plans (:func:`plan_oracle`): the deviated dose is scored on the modelled grid with the protocol: a planning
-benchmark with its planning criteria (coverage, maximum dose, conformity, organ-at-risk limits for the plan's
-fractions), a TPS check with a 3D gamma against the reference dose and its gamma criterion.
+Plans (:func:`plan_oracle`): the deviated dose is scored on the modelled grid without the scorer's metric code
+(no :mod:`qa_checks.gamma`, :mod:`qa_checks.dvh` or :mod:`qa_checks.plan_indices`): a planning benchmark with the
+protocol's planning criteria for every target of the plan, measured with the oracle's own voxel-counting
+definitions (:mod:`benchmarks.simulation.definitions`); a TPS check from bounds on the gamma pass rate that follow
+from the deviations' closed forms (:mod:`benchmarks.simulation.gamma_bounds`), with no outcome when the bounds do
+not decide it. Outcomes from values come from :func:`qa_checks.protocol.evaluate`.
+
+What the deviations' definitions fix (coverage tuned by the dose model, a hot spot of known height on a PTV voxel,
+R50% from the model's construction, an organ part raised to a known dose) is checked against these measurements
+by each deviation's expected effects (:mod:`benchmarks.simulation.effects`).
 """
 
 from __future__ import annotations
@@ -17,31 +24,36 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
-from numpy.typing import NDArray
 
 from benchmarks.cases import PlanSpec
 from benchmarks.dose_model import ModelDose
-from benchmarks.protocols import GAMMA_METRIC, GAMMA_STRUCTURE, PLAN_INDEX_METRICS, GammaSection, Protocol
+from benchmarks.protocols import Protocol
 from benchmarks.simulation.common import Mask, SimulationError, Spacing
 from benchmarks.simulation.contours import SubmittedStructure
+from benchmarks.simulation.definitions import (
+    TargetContext,
+    is_dvh_metric_name,
+    measure_criteria,
+    neighbourhoods,
+)
+from benchmarks.simulation.gamma_bounds import GammaBounds, gamma_outcome_from_bounds, gamma_pass_rate_bounds
 from benchmarks.simulation.plans import PlanCheck, PlanDeviation, PlanDeviationKind
-from qa_checks.dvh import compute_dvh, dvh_measurements, is_dvh_metric
-from qa_checks.gamma import gamma_3d
-from qa_checks.plan_indices import PlanIndices, compute_plan_indices
 from qa_checks.protocol import Criterion, Evaluation, OutcomeLevel, evaluate
 
 __all__ = [
     "STORED_DOSE_LEVELS",
     "PlanOracle",
-    "expected_gamma_outcome",
     "oracle_measurements",
     "plan_measurements",
     "plan_oracle",
+    "planning_oracle",
     "storage_tolerance",
+    "target_contexts",
+    "tps_check_oracle",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,115 +114,82 @@ def oracle_measurements(
     return out
 
 
-def expected_gamma_outcome(
-    deviations: Sequence[PlanDeviation], gamma: GammaSection | dict[str, Any] | None
-) -> tuple[OutcomeLevel | None, str]:
-    """The gamma outcome (submitted dose evaluated against the reference) implied by the deviations alone.
-
-    Predicted only where it follows from the gamma definition with global normalisation to the reference
-    maximum: no deviation (identical doses, gamma 0); a single ``dose_scale_percent`` of at most the dose
-    criterion (every dose difference is at most that % of the maximum, so gamma <= 1 everywhere); a single
-    ``dose_shift_mm`` of at most half the distance criterion (the reference dose is found within the shift,
-    and the interpolation error of the shifted grid is a small fraction of the dose criterion). In these cases
-    the pass rate is (close to) 100% and the outcome ``per_protocol``. Otherwise ``None``.
-    """
-    if gamma is None:
-        return None, "the protocol has no gamma section"
-    if isinstance(gamma, GammaSection):
-        gamma = gamma.model_dump()
-    dose_percent = float(gamma["dose_percent"])
-    distance_mm = float(gamma["distance_mm"])
-    criterion = f"{dose_percent:g}%/{distance_mm:g} mm"
-    if gamma.get("normalisation", "global") != "global":
-        return None, f"not predicted: {criterion} with {gamma.get('normalisation')} normalisation"
-    if not deviations:
-        return OutcomeLevel.PER_PROTOCOL, f"dose identical to the reference: every point passes {criterion}"
-    if len(deviations) == 1:
-        dev = deviations[0]
-        if dev.kind is PlanDeviationKind.DOSE_SCALE_PERCENT and abs(dev.amount) <= dose_percent:
-            return OutcomeLevel.PER_PROTOCOL, f"dose scaled {dev.amount:g}% <= {dose_percent:g}%: every point passes"
-        if dev.kind is PlanDeviationKind.DOSE_SHIFT_MM and isinstance(dev.value, tuple):
-            shift = float(np.linalg.norm(dev.value))
-            if shift <= 0.5 * distance_mm:
-                return OutcomeLevel.PER_PROTOCOL, f"dose shifted {shift:.3g} mm <= half of {distance_mm:g} mm"
-    return None, f"not predicted from the deviations alone ({criterion}); measure the gamma pass rate"
-
-
 @dataclass(frozen=True, eq=False)
 class PlanOracle:
-    """The oracle's scoring of a plan submission, measured on the modelled dose grid (no DICOM round trip).
+    """The oracle's scoring of a plan submission on the modelled dose grid (no DICOM round trip, no scorer code).
 
     Attributes:
         check: ``"planning"`` or ``"tps_check"``.
-        criteria: the protocol criteria evaluated.
-        measurements: ``(structure, metric) -> value`` for the criteria's keys.
-        evaluation: the protocol evaluation.
-        plan_indices: the prescription target's plan indices (planning check), else ``None``.
-        gamma_pass_rate_percent: the gamma pass rate (TPS check), else ``None``.
+        criteria: the protocol criteria scored.
+        outcome: the expected outcome; ``None`` when the deviations' closed forms do not decide it (TPS check).
+        reason: the reasons of every criterion not met per protocol joined with ``"; "``, a per-protocol
+            statement, or why no outcome is given.
+        measurements: ``(structure, metric) -> value`` measured by the oracle's own definitions (planning check,
+            see :mod:`benchmarks.simulation.definitions`); empty for a TPS check.
+        evaluation: the protocol evaluation of the measurements (planning check), else ``None``.
+        gamma_bounds: bounds on the gamma pass rate (TPS check), else ``None``.
         borderline: ids of planning criteria whose measurement lies within the 16-bit RTDOSE storage tolerance
             of one of its levels (see :func:`storage_tolerance`): a pipeline measuring the written RTDOSE may
-            reach a different outcome for them. Not assessed for the gamma criterion.
+            reach a different outcome for them.
     """
 
     check: PlanCheck
     criteria: tuple[Criterion, ...]
-    measurements: dict[tuple[str, str], float]
-    evaluation: Evaluation
-    plan_indices: PlanIndices | None = None
-    gamma_pass_rate_percent: float | None = None
+    outcome: OutcomeLevel | None
+    reason: str
+    measurements: dict[tuple[str, str], float] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
+    gamma_bounds: GammaBounds | None = None
     borderline: tuple[str, ...] = ()
 
-    @property
-    def outcome(self) -> OutcomeLevel:
-        """The worst criterion outcome."""
-        return self.evaluation.outcome
 
-    @property
-    def reason(self) -> str:
-        """The reasons of every criterion not met per protocol, joined with ``"; "``, or a per-protocol statement."""
-        if self.evaluation.reasons:
-            return "; ".join(self.evaluation.reasons)
-        what = "planning criteria" if self.check == "planning" else "TPS-check (gamma) criteria"
-        return f"all {len(self.criteria)} {what} met at the per-protocol level"
+def _with_composites(model: ModelDose, composites: Mapping[str, Sequence[str]] | None) -> dict[str, Mask]:
+    masks: dict[str, Mask] = dict(model.masks)
+    for name, parts in (composites or {}).items():
+        if parts and all(p in masks for p in parts):
+            masks[name] = np.logical_or.reduce([masks[p] for p in parts])
+    return masks
+
+
+def target_contexts(model: ModelDose, *, first: str | None = None) -> dict[str, TargetContext]:
+    """The plan's targets (``first``, e.g. the protocol's prescription target, then plan order) with their
+    prescriptions, PTV masks and nearest-target neighbourhoods on ``model``'s grid."""
+    order = sorted(model.prescriptions, key=lambda rx: rx.structure != first)
+    ptvs = {rx.structure: np.asarray(model.masks[rx.structure], dtype=bool) for rx in order}
+    hoods = neighbourhoods(ptvs, model.dose.spacing_mm)
+    return {
+        rx.structure: TargetContext(rx.structure, rx.dose_gy, ptvs[rx.structure], hoods[rx.structure]) for rx in order
+    }
 
 
 def plan_measurements(
     model: ModelDose,
     criteria: Sequence[Criterion],
     *,
-    indices: PlanIndices,
-    target: str,
     composites: Mapping[str, Sequence[str]] | None = None,
+    first_target: str | None = None,
+    targets: Mapping[str, TargetContext] | None = None,
 ) -> dict[tuple[str, str], float]:
-    """Measure the keys of planning ``criteria`` on ``model``'s dose grid.
-
-    Planning-index metrics of ``target`` (``V100%``, ``Dmax%``, ``R100%``, ``R50%``, ``D2cm%``; see
-    :data:`benchmarks.protocols.PLAN_INDEX_METRICS`) are read from ``indices``; DVH metric names
-    (``"D0.35cc"``, ``"V20Gy%"``, ...) are computed with :func:`qa_checks.dvh.compute_dvh` on the model's masks
-    (voxel centres, no supersampling), a composite structure being the union of its parts' masks. Keys of
-    structures absent or empty on the grid are left out (the evaluation reports them missing).
-    """
-    measured: dict[tuple[str, str], float] = {}
-    for c in criteria:
-        if c.structure == target and c.metric in PLAN_INDEX_METRICS:
-            field_name, factor, _unit = PLAN_INDEX_METRICS[c.metric]
-            measured[c.key] = factor * float(getattr(indices, field_name))
-    masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
-    for name, parts in (composites or {}).items():
-        if all(p in masks for p in parts):
-            union = np.zeros(model.dose.shape, dtype=bool)
-            for p in parts:
-                union |= masks[p]
-            masks[name] = union
-    dvh_keys = [c.key for c in criteria if c.key not in measured and is_dvh_metric(c.metric)]
-    dvhs = {s: compute_dvh(model.dose, masks[s]) for s in {s for s, _ in dvh_keys} if s in masks and masks[s].any()}
-    measured.update(dvh_measurements(dvhs, dvh_keys))
-    return measured
+    """Measure the keys of planning ``criteria`` on ``model``'s dose grid with the oracle's own definitions
+    (:mod:`benchmarks.simulation.definitions`): target metrics (``V100%``, ``Dmax%``, ``R100%``, ``R50%``,
+    ``D2cm%``) of a structure that is a target of the plan, with its own prescription and neighbourhood; DVH
+    metrics (``D0.35cc``, ``D95%``, ``V20Gy%``, ``V39Gy``, ``Dmean``, ...) of any structure, a composite being
+    the union of its parts. Keys of structures absent or empty on the grid are left out (the evaluation reports
+    them missing). ``targets``: the :func:`target_contexts` of ``model`` if already computed."""
+    return measure_criteria(
+        criteria,
+        model.dose.values_gy,
+        _with_composites(model, composites),
+        target_contexts(model, first=first_target) if targets is None else targets,
+        spacing_mm=model.dose.spacing_mm,
+    )
 
 
 STORED_DOSE_LEVELS: Final = 65535
 """Largest stored RTDOSE pixel value: (3004,000E) DoseGridScaling is the maximum dose / 65535 (see
 :func:`benchmarks.dicom_writer.write_rtdose`)."""
+
+_V_GY: Final = re.compile(r"^V(\d+(?:\.\d+)?)Gy")
 
 
 def storage_tolerance(
@@ -219,46 +198,143 @@ def storage_tolerance(
     *,
     prescription_gy: float,
     composites: Mapping[str, Sequence[str]] | None = None,
+    region: Mask | None = None,
 ) -> float:
     """How far a measurement of ``criterion`` on ``model`` can move when the dose is stored as 16-bit RTDOSE.
 
     Every voxel dose moves by at most half a storage step (maximum dose / 65535 / 2) plus the rounding of
     (3004,000E) DoseGridScaling to 10 significant digits. A dose metric (``D...`` in Gy) moves by at most that;
-    ``hi_rtog`` and ``d2cm_percent`` by that relative to the prescription. A volume metric (``ptv_coverage_percent``,
-    ``r100``, ``r50``, ``V<x>Gy``, ``V<x>Gy%``) changes only through voxels whose dose lies within that of its
-    threshold (prescription, half the prescription, x Gy): their volume, in the metric's unit. ``inf`` for a
-    metric this function does not model.
+    ``Dmax%`` and ``D2cm%`` by that relative to the prescription. A volume metric (``V100%``, ``R100%``, ``R50%``,
+    ``V<x>Gy``, ``V<x>Gy%``) changes only through voxels whose dose lies within that of its threshold
+    (prescription, half the prescription, x Gy): their volume, in the metric's unit; ``R100%`` and ``R50%``
+    count voxels in ``region`` (the target's neighbourhood; the whole grid when ``None``). ``inf`` for a metric
+    this function does not model.
     """
     values = model.dose.values_gy
     step_gy = float(values.max()) / STORED_DOSE_LEVELS * (0.5 + STORED_DOSE_LEVELS * 5e-10)
     metric = criterion.metric
-    if metric.startswith("D") and is_dvh_metric(metric):
-        return step_gy
     if metric in ("Dmax%", "D2cm%"):
         return 100.0 * step_gy / prescription_gy
-    masks: dict[str, NDArray[np.bool_]] = dict(model.masks)
-    parts = (composites or {}).get(criterion.structure)
-    if parts and all(p in masks for p in parts):
-        masks[criterion.structure] = np.logical_or.reduce([masks[p] for p in parts])
-    mask = masks.get(criterion.structure)
+    if metric.startswith("D") and is_dvh_metric_name(metric):
+        return step_gy
+    mask = _with_composites(model, composites).get(criterion.structure)
     if mask is None or not mask.any():
         return math.inf
     voxel_cc = float(np.prod(model.dose.spacing_mm)) / 1000.0
     structure_cc = float(np.count_nonzero(mask)) * voxel_cc
     if metric in ("V100%", "R100%", "R50%"):
         threshold = prescription_gy * (0.5 if metric == "R50%" else 1.0)
-        region = mask if metric == "V100%" else np.ones(values.shape, dtype=bool)
-    elif metric.startswith("V") and is_dvh_metric(metric):
-        threshold = float(re.match(r"V(\d+(?:\.\d+)?)Gy", metric).group(1))  # type: ignore[union-attr]
-        region = mask
+        where = mask if metric == "V100%" else (np.ones(values.shape, dtype=bool) if region is None else region)
+    elif (match := _V_GY.match(metric)) is not None and is_dvh_metric_name(metric):
+        threshold = float(match.group(1))
+        where = mask
     else:
         return math.inf
-    changed_cc = float(np.count_nonzero(np.abs(values[region] - threshold) <= step_gy)) * voxel_cc
+    changed_cc = float(np.count_nonzero(np.abs(values[where] - threshold) <= step_gy)) * voxel_cc
     if metric in ("R100%", "R50%"):
         return changed_cc / structure_cc
     if metric.endswith("%"):
         return 100.0 * changed_cc / structure_cc
     return changed_cc
+
+
+def planning_oracle(protocol: Protocol, plan: PlanSpec, submitted: ModelDose) -> PlanOracle:
+    """Score a submitted dose as a planning benchmark with the oracle's own measurements.
+
+    Criteria: :meth:`~benchmarks.protocols.Protocol.planning_criteria` for the plan's fractions, first for the
+    protocol's prescription target (with the organ-at-risk limits), then for every other target of the plan
+    (``target=<name>``, ids ending in ``@<name>``, without the organ-at-risk limits), each with its own PTV
+    volume and prescription. Measurements: :func:`plan_measurements` (the oracle's own definitions, each target
+    in its own neighbourhood). Outcome: :func:`qa_checks.protocol.evaluate`.
+
+    Raises:
+        SimulationError: the protocol has no planning section, or its prescription target is not a target of the
+            plan.
+        ProtocolError: the protocol has no criteria for the plan (e.g. no limits for its number of fractions).
+    """
+    if protocol.planning is None:
+        raise SimulationError(f"protocol {protocol.id!r} has no planning section: a plan cannot be scored")
+    first = protocol.planning.prescription.target
+    if all(t.structure != first for t in plan.targets):
+        targets = ", ".join(t.structure for t in plan.targets)
+        raise SimulationError(f"protocol {protocol.id!r} prescribes to {first!r}, not a target of the plan ({targets})")
+    contexts = target_contexts(submitted, first=first)
+    voxel_cc = float(np.prod(submitted.dose.spacing_mm)) / 1000.0
+    criteria: list[Criterion] = []
+    for name, target in contexts.items():
+        criteria.extend(
+            protocol.planning_criteria(
+                fractions=plan.fractions,
+                ptv_volume_cc=int(np.count_nonzero(target.ptv)) * voxel_cc,
+                prescription_gy=target.prescription_gy,
+                target=None if name == first else name,
+                include_oars=name == first,
+            )
+        )
+    composites = protocol.composite_structures()
+    measured = plan_measurements(submitted, criteria, composites=composites, targets=contexts)
+    present = {name for name, mask in submitted.masks.items() if mask.any()} | set(composites)
+    evaluation = evaluate(criteria, measured, present_structures=present)
+    borderline = []
+    for res in evaluation.results:
+        if res.value is None or not math.isfinite(res.value):
+            continue
+        c = res.criterion
+        target = contexts.get(c.structure, contexts[first])
+        tol = storage_tolerance(
+            c, submitted, prescription_gy=target.prescription_gy, composites=composites, region=target.neighbourhood
+        )
+        if min(abs(res.value - c.per_protocol), abs(res.value - c.acceptable)) <= tol:
+            borderline.append(c.id)
+    if borderline:
+        logger.warning(
+            "oracle: %s within the 16-bit RTDOSE storage tolerance of a protocol level; a pipeline reading the "
+            "RTDOSE may reach a different outcome",
+            ", ".join(borderline),
+        )
+    reason = (
+        "; ".join(evaluation.reasons)
+        if evaluation.reasons
+        else f"all {len(criteria)} planning criteria met at the per-protocol level"
+    )
+    return PlanOracle(
+        "planning",
+        tuple(criteria),
+        evaluation.outcome,
+        reason,
+        measurements=measured,
+        evaluation=evaluation,
+        borderline=tuple(borderline),
+    )
+
+
+def tps_check_oracle(
+    protocol: Protocol, reference: ModelDose, submitted: ModelDose, *, deviations: Sequence[PlanDeviation] = ()
+) -> PlanOracle:
+    """Score a submitted dose as a TPS check from bounds on its gamma pass rate against ``reference`` (see
+    :mod:`benchmarks.simulation.gamma_bounds`): an outcome only when both bounds give the same one under the
+    protocol's :meth:`~benchmarks.protocols.Protocol.gamma_criterion`, else ``None``. ``deviations`` supply the
+    known rigid shift (the sum of the ``dose_shift_mm`` values).
+
+    Raises:
+        SimulationError: the protocol has no gamma section.
+    """
+    if protocol.gamma is None:
+        raise SimulationError(f"protocol {protocol.id!r} has no gamma section: a TPS check cannot be scored")
+    shift = np.zeros(3)
+    for dev in deviations:
+        if dev.kind is PlanDeviationKind.DOSE_SHIFT_MM:
+            shift += np.asarray(dev.value, dtype=np.float64)
+    bounds = gamma_pass_rate_bounds(
+        reference.dose.values_gy,
+        submitted.dose.values_gy,
+        spacing_mm=reference.dose.spacing_mm,
+        gamma=protocol.gamma,
+        shift_mm=(float(shift[0]), float(shift[1]), float(shift[2])),
+    )
+    criterion = protocol.gamma_criterion()
+    outcome, reason = gamma_outcome_from_bounds(bounds, criterion)
+    return PlanOracle("tps_check", (criterion,), outcome, reason, gamma_bounds=bounds)
 
 
 def plan_oracle(
@@ -268,58 +344,11 @@ def plan_oracle(
     submitted: ModelDose,
     *,
     check: PlanCheck,
+    deviations: Sequence[PlanDeviation] = (),
 ) -> PlanOracle:
-    """Score a submitted dose the way a correct pipeline should, measuring directly on the modelled dose grid.
-
-    ``"planning"``: the protocol's :meth:`~benchmarks.protocols.Protocol.planning_criteria` for the plan's
-    number of fractions, the prescription target's PTV volume and its prescription dose, measured with
-    :func:`qa_checks.plan_indices.compute_plan_indices` and :mod:`qa_checks.dvh` (see :func:`plan_measurements`).
-    ``"tps_check"``: :func:`qa_checks.gamma.gamma_3d` of ``submitted`` against ``reference`` with the protocol's
-    :meth:`~benchmarks.protocols.Protocol.gamma_parameters`, scored by its
-    :meth:`~benchmarks.protocols.Protocol.gamma_criterion`.
-
-    Raises:
-        SimulationError: the protocol lacks the section the check needs, or its prescription target is not a
-            target of the plan.
-        ProtocolError: the protocol has no criteria for the plan (e.g. no limits for its number of fractions).
-    """
+    """Score a submitted dose the way a correct pipeline should, on the modelled dose grid and without the
+    scorer's metric code: :func:`planning_oracle` for ``"planning"``, :func:`tps_check_oracle` for
+    ``"tps_check"``."""
     if check == "tps_check":
-        if protocol.gamma is None:
-            raise SimulationError(f"protocol {protocol.id!r} has no gamma section: a TPS check cannot be scored")
-        result = gamma_3d(reference.dose, submitted.dose, **protocol.gamma_parameters())
-        gamma_criteria = (protocol.gamma_criterion(),)
-        measured = {(GAMMA_STRUCTURE, GAMMA_METRIC): result.pass_rate_percent}
-        evaluation = evaluate(gamma_criteria, measured)
-        return PlanOracle(check, gamma_criteria, measured, evaluation, gamma_pass_rate_percent=result.pass_rate_percent)
-    if protocol.planning is None:
-        raise SimulationError(f"protocol {protocol.id!r} has no planning section: a plan cannot be scored")
-    target = protocol.planning.prescription.target
-    rx = next((t for t in plan.targets if t.structure == target), None)
-    if rx is None:
-        targets = ", ".join(t.structure for t in plan.targets)
-        raise SimulationError(
-            f"protocol {protocol.id!r} prescribes to {target!r}, not a target of the plan ({targets})"
-        )
-    indices = compute_plan_indices(submitted.dose, submitted.masks[target], rx.dose_gy)
-    criteria = protocol.planning_criteria(
-        fractions=plan.fractions, ptv_volume_cc=indices.ptv_volume_cc, prescription_gy=rx.dose_gy
-    )
-    composites = protocol.composite_structures()
-    measured = plan_measurements(submitted, criteria, indices=indices, target=target, composites=composites)
-    present = {name for name, mask in submitted.masks.items() if mask.any()} | set(composites)
-    evaluation = evaluate(criteria, measured, present_structures=present)
-    borderline = []
-    for res in evaluation.results:
-        if res.value is None or not math.isfinite(res.value):
-            continue
-        c = res.criterion
-        tol = storage_tolerance(c, submitted, prescription_gy=rx.dose_gy, composites=composites)
-        if min(abs(res.value - c.per_protocol), abs(res.value - c.acceptable)) <= tol:
-            borderline.append(c.id)
-    if borderline:
-        logger.warning(
-            "oracle: %s within the 16-bit RTDOSE storage tolerance of a protocol level; a pipeline reading the "
-            "RTDOSE may reach a different outcome",
-            ", ".join(borderline),
-        )
-    return PlanOracle("planning", criteria, measured, evaluation, plan_indices=indices, borderline=tuple(borderline))
+        return tps_check_oracle(protocol, reference, submitted, deviations=deviations)
+    return planning_oracle(protocol, plan, submitted)

@@ -27,7 +27,8 @@ from benchmarks.protocols import load_protocol
 from benchmarks.simulation.common import SimulationError
 from benchmarks.simulation.contours import Deviation, apply_deviations
 from benchmarks.simulation.effects import ExpectedEffect, apply_plan_deviations
-from benchmarks.simulation.oracle import expected_gamma_outcome, oracle_measurements, plan_oracle
+from benchmarks.simulation.gamma_bounds import expected_gamma_outcome
+from benchmarks.simulation.oracle import oracle_measurements, plan_oracle
 from benchmarks.simulation.plans import PlanCheck, PlanDeviation, plan_check_of
 from qa_checks.protocol import Evaluation, OutcomeLevel, evaluate
 
@@ -224,12 +225,14 @@ class SimulatedPlanSubmission:
             deviations alone (see :func:`expected_gamma_outcome`), else ``None``.
         expected_gamma_reason: why (or why no outcome is predicted).
         check: what the submission is scored as (see :data:`PlanCheck`).
-        expected_outcome: the oracle's outcome under the case's protocol (see :func:`plan_oracle`).
+        expected_outcome: the oracle's outcome under the case's protocol (see :func:`plan_oracle`); ``None`` for a
+            TPS check the deviations' closed forms do not decide.
         expected_reason: the oracle's reasons joined with ``"; "`` (or a per-protocol statement).
         measurements: the oracle's measurements, ``(structure, metric) -> value``.
         evaluation: the oracle's full protocol evaluation.
         borderline: criterion ids the oracle found within the RTDOSE storage tolerance of a level (see
             :attr:`PlanOracle.borderline`).
+        gamma_pass_rate_bounds_percent: (lower, upper) bounds on the gamma pass rate (TPS check), else ``None``.
     """
 
     directory: Path
@@ -250,6 +253,7 @@ class SimulatedPlanSubmission:
     measurements: dict[tuple[str, str], float] = field(default_factory=dict)
     evaluation: Evaluation | None = None
     borderline: tuple[str, ...] = ()
+    gamma_pass_rate_bounds_percent: tuple[float, float] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary."""
@@ -267,6 +271,9 @@ class SimulatedPlanSubmission:
             "expected_outcome": self.expected_outcome.value if self.expected_outcome else None,
             "expected_reason": self.expected_reason,
             "borderline": list(self.borderline),
+            "gamma_pass_rate_bounds_percent": (
+                list(self.gamma_pass_rate_bounds_percent) if self.gamma_pass_rate_bounds_percent else None
+            ),
             "measurements": [
                 {"structure": s, "metric": m, "value": v} for (s, m), v in sorted(self.measurements.items())
             ],
@@ -351,13 +358,13 @@ def simulate_plan_submission(
     protocol = load_protocol(case.spec.protocol_id)
     gamma_outcome, gamma_reason = expected_gamma_outcome(deviations, protocol.gamma)
     chosen: PlanCheck = check or plan_check_of(deviations)
-    oracle = plan_oracle(protocol, case.spec.plan, reference, submitted, check=chosen)
+    oracle = plan_oracle(protocol, case.spec.plan, reference, submitted, check=chosen, deviations=deviations)
     logger.info(
         "simulated %s plan submission of %s with %s: expected %s (%s)",
         provider,
         case.spec.case_id,
         [str(d) for d in deviations],
-        oracle.outcome.value,
+        oracle.outcome.value if oracle.outcome else "no outcome (not decided)",
         chosen,
     )
     return SimulatedPlanSubmission(
@@ -379,4 +386,7 @@ def simulate_plan_submission(
         measurements=oracle.measurements,
         evaluation=oracle.evaluation,
         borderline=oracle.borderline,
+        gamma_pass_rate_bounds_percent=(
+            (oracle.gamma_bounds.lower_percent, oracle.gamma_bounds.upper_percent) if oracle.gamma_bounds else None
+        ),
     )

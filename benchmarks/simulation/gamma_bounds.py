@@ -1,0 +1,207 @@
+"""The TPS-check oracle: bounds on the gamma pass rate from the deviations' closed forms, not from a gamma code.
+
+Gamma (AAPM TG-218, as the protocol states it): a reference point ``r`` is evaluated when ``Dr(r)`` is at least the
+low-dose threshold (% of the maximum reference dose); it passes when some position ``r'`` within the distance
+criterion ``DTA`` has ``|r' - r|² / DTA² + (De(r') - Dr(r))² / ΔD² <= 1``, with ``De`` the submitted dose
+interpolated trilinearly, ``ΔD`` the dose criterion (% of the maximum reference dose, global; % of ``Dr(r)``,
+local). The pass rate is the % of evaluated points that pass. Here both doses are on the dose model's grid.
+
+Lower bound (points that surely pass)
+    * *On dose alone*: the position ``r`` itself is always searched, so ``|De(r) - Dr(r)| <= ΔD`` passes. For a
+      uniform scale by ``s`` this is ``|s - 1| · Dr(r) <= ΔD``; for noise it is the realised noise within ``ΔD``
+      (for Gaussian noise of standard deviation ``σ`` in the body, about a fraction ``erf(ΔD / (σ √2))`` of the
+      points).
+    * *After a rigid shift* by ``d`` (the sum of the ``dose_shift_mm`` deviations): the position ``q = r + d`` is
+      within ``DTA`` when ``|d| < DTA``. Search positions lie on shells ``s_step`` apart with neighbours at most
+      ``s_step`` apart (:data:`SEARCH_STEP_FRACTION` of ``DTA``), so some position ``p`` lies within ``s_step`` of
+      ``q``, where the trilinear dose differs from ``De(q)`` by at most ``L · s_step`` (``L`` the largest gradient
+      of the trilinear interpolant in the cells around ``q``). Hence ``r`` passes if
+      ``((|d| + s_step) / DTA)² + ((|De(q) - Dr(r)| + L · s_step) / ΔD)² <= 1`` (``q`` inside the grid).
+
+Upper bound (points that cannot pass)
+    ``De(r')`` for ``|r' - r| <= DTA`` is a weighted mean of the grid doses at the corners of the cells that the
+    ball of radius ``DTA`` around ``r`` touches, so it lies between their minimum and maximum (a minimum / maximum
+    filter over those nodes; nodes off the grid are ignored, as positions off the grid are not searched). A point
+    whose ``Dr(r)`` lies more than ``ΔD`` above that maximum or below that minimum fails whatever the search.
+
+An outcome is given only when both bounds lead to the same outcome under the protocol's gamma criterion;
+otherwise the expected outcome is ``None``, "not decided by the deviation's closed form".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from benchmarks.protocols import GammaSection
+from benchmarks.simulation.plans import PlanDeviation, PlanDeviationKind
+from qa_checks.protocol import Criterion, OutcomeLevel, evaluate_criterion
+
+__all__ = [
+    "NOT_DECIDED",
+    "SEARCH_STEP_FRACTION",
+    "GammaBounds",
+    "expected_gamma_outcome",
+    "gamma_outcome_from_bounds",
+    "gamma_pass_rate_bounds",
+]
+
+SEARCH_STEP_FRACTION: Final = 0.1
+"""Largest gap between neighbouring gamma search positions as a fraction of ``DTA`` (TG-218 asks for a search
+step well below the DTA; the scorer uses ``DTA / 10``, pymedphys' ``interp_fraction`` 10). A finer search only
+makes the lower bound safer."""
+
+NOT_DECIDED: Final = "not decided by the deviation's closed form"
+"""Reason prefix when the bounds straddle a protocol level."""
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class GammaBounds:
+    """Bounds on the gamma pass rate of a submitted dose against the reference dose (same grid).
+
+    Attributes:
+        lower_percent: % of evaluated points that surely pass.
+        upper_percent: 100 minus the % of evaluated points that surely fail.
+        n_evaluated: reference points at or above the low-dose threshold.
+        basis: how the bounds were obtained (for reasons and reports).
+    """
+
+    lower_percent: float
+    upper_percent: float
+    n_evaluated: int
+    basis: str
+
+
+def _criterion_gy(gamma: GammaSection, reference: Array) -> tuple[NDArray[np.bool_], Array]:
+    """(evaluated points, ΔD in Gy at every point) for the protocol's gamma section."""
+    d_max = float(reference.max())
+    evaluated = reference >= gamma.low_dose_threshold_percent / 100.0 * d_max
+    if gamma.normalisation == "local":
+        evaluated &= reference > 0
+        return evaluated, gamma.dose_percent / 100.0 * reference
+    return evaluated, np.full(reference.shape, gamma.dose_percent / 100.0 * d_max)
+
+
+def _node_footprint(spacing_mm: Sequence[float], distance_mm: float) -> NDArray[np.bool_]:
+    """Grid-node offsets (a (z, y, x) boolean footprint) that are corners of a cell touched by the ball of radius
+    ``distance_mm`` around a node."""
+    reach = [math.ceil(distance_mm / h) + 1 for h in spacing_mm]
+    footprint = np.zeros([2 * k + 1 for k in reach], dtype=bool)
+    for lower in itertools.product(*[range(-k, k) for k in reach]):
+        # nearest point of the cell [lower, lower + 1] (in voxels) to the origin, per axis, in mm
+        gap = [0.0 if a <= 0 <= a + 1 else min(abs(a), abs(a + 1)) * h for a, h in zip(lower, spacing_mm, strict=True)]
+        if math.hypot(*gap) <= distance_mm:
+            for corner in itertools.product((0, 1), repeat=3):
+                footprint[tuple(a + c + k for a, c, k in zip(lower, corner, reach, strict=True))] = True
+    return footprint
+
+
+def _cell_gradient_bound(values: Array, spacing_mm: Sequence[float]) -> Array:
+    """At every node, a bound (Gy/mm) on the gradient of the trilinear interpolant in the cells within one cell of
+    it: per axis the largest node difference along that axis nearby over the spacing, combined in quadrature."""
+    squares = np.zeros(values.shape)
+    for axis, h in enumerate(spacing_mm):
+        if values.shape[axis] < 2:  # a single node along this axis: the interpolant is constant along it
+            continue
+        diff = np.abs(np.diff(values, axis=axis))
+        pad = [(0, 0)] * 3
+        pad[axis] = (0, 1)
+        edge = np.pad(diff, pad, mode="edge")
+        squares += (ndimage.maximum_filter(edge, size=5, mode="nearest") / h) ** 2
+    return np.sqrt(squares)
+
+
+def gamma_pass_rate_bounds(
+    reference_gy: Array,
+    submitted_gy: Array,
+    *,
+    spacing_mm: Sequence[float],
+    gamma: GammaSection,
+    shift_mm: Sequence[float] = (0.0, 0.0, 0.0),
+) -> GammaBounds:
+    """Bounds on the gamma pass rate of ``submitted_gy`` against ``reference_gy`` (Gy, same (z, y, x) grid of
+    ``spacing_mm``) under the protocol's ``gamma`` section (see the module docstring); ``shift_mm`` is the rigid
+    shift (dz, dy, dx) mm the submitted dose is known to have."""
+    evaluated, delta_gy = _criterion_gy(gamma, reference_gy)
+    n = int(np.count_nonzero(evaluated))
+    if n == 0:
+        return GammaBounds(100.0, 100.0, 0, "no point above the low-dose threshold")
+    dta = gamma.distance_mm
+    passes = np.abs(submitted_gy - reference_gy) <= delta_gy
+    basis = "dose difference within the dose criterion at the point itself"
+    shift = float(np.linalg.norm(shift_mm))
+    step = SEARCH_STEP_FRACTION * dta
+    if shift > 0.0 and shift + step < dta:
+        vox = [d / h for d, h in zip(shift_mm, spacing_mm, strict=True)]
+        at_q = ndimage.shift(submitted_gy, [-v for v in vox], order=1, mode="constant", cval=np.nan)
+        slope = ndimage.shift(
+            _cell_gradient_bound(submitted_gy, spacing_mm), [-v for v in vox], order=0, mode="nearest"
+        )
+        dose_room = np.sqrt(1.0 - ((shift + step) / dta) ** 2) * delta_gy
+        with np.errstate(invalid="ignore"):
+            passes |= np.abs(at_q - reference_gy) + slope * step <= dose_room
+        basis += f", or at the shifted position {shift:.3g} mm away (within {step:.3g} mm search step)"
+    footprint = _node_footprint(spacing_mm, dta)
+    high = ndimage.maximum_filter(submitted_gy, footprint=footprint, mode="constant", cval=-np.inf)
+    low = ndimage.minimum_filter(submitted_gy, footprint=footprint, mode="constant", cval=np.inf)
+    fails = (reference_gy - delta_gy > high) | (reference_gy + delta_gy < low)
+    lower = 100.0 * int(np.count_nonzero(passes & evaluated)) / n
+    upper = 100.0 - 100.0 * int(np.count_nonzero(fails & evaluated)) / n
+    basis += f"; fails when no dose within {dta:g} mm comes within the dose criterion"
+    return GammaBounds(lower, upper, n, basis)
+
+
+def gamma_outcome_from_bounds(bounds: GammaBounds, criterion: Criterion) -> tuple[OutcomeLevel | None, str]:
+    """The outcome of the gamma ``criterion`` when both bounds lead to it, with a reason; ``(None, reason)``
+    otherwise."""
+    low = evaluate_criterion(criterion, bounds.lower_percent).outcome
+    high = evaluate_criterion(criterion, bounds.upper_percent).outcome
+    span = f"gamma pass rate between {bounds.lower_percent:.4g}% and {bounds.upper_percent:.4g}%"
+    levels = f"levels {criterion.per_protocol:g}% / {criterion.acceptable:g}%"
+    if low is not high:
+        return None, f"{NOT_DECIDED}: {span} straddles the {levels} ({bounds.basis})"
+    return low, f"{span}: {low.label} ({levels}; {bounds.basis})"
+
+
+def expected_gamma_outcome(
+    deviations: Sequence[PlanDeviation], gamma: GammaSection | dict[str, Any] | None
+) -> tuple[OutcomeLevel | None, str]:
+    """The gamma outcome (submitted dose evaluated against the reference) implied by the deviations' definitions
+    alone, without any dose.
+
+    Predicted only where it follows from the gamma definition with global normalisation to the reference
+    maximum: no deviation (identical doses, gamma 0); a single ``dose_scale_percent`` of at most the dose
+    criterion (every dose difference is at most that % of the maximum, so gamma <= 1 everywhere); a single
+    ``dose_shift_mm`` of at most half the distance criterion (the reference dose is found within the shift,
+    and the interpolation error of the shifted grid is a small fraction of the dose criterion). In these cases
+    the pass rate is (close to) 100% and the outcome ``per_protocol``. Otherwise ``None``.
+    """
+    if gamma is None:
+        return None, "the protocol has no gamma section"
+    if isinstance(gamma, GammaSection):
+        gamma = gamma.model_dump()
+    dose_percent = float(gamma["dose_percent"])
+    distance_mm = float(gamma["distance_mm"])
+    criterion = f"{dose_percent:g}%/{distance_mm:g} mm"
+    if gamma.get("normalisation", "global") != "global":
+        return None, f"not predicted: {criterion} with {gamma.get('normalisation')} normalisation"
+    if not deviations:
+        return OutcomeLevel.PER_PROTOCOL, f"dose identical to the reference: every point passes {criterion}"
+    if len(deviations) == 1:
+        dev = deviations[0]
+        if dev.kind is PlanDeviationKind.DOSE_SCALE_PERCENT and abs(dev.amount) <= dose_percent:
+            return OutcomeLevel.PER_PROTOCOL, f"dose scaled {dev.amount:g}% <= {dose_percent:g}%: every point passes"
+        if dev.kind is PlanDeviationKind.DOSE_SHIFT_MM and isinstance(dev.value, tuple):
+            shift = float(np.linalg.norm(dev.value))
+            if shift <= 0.5 * distance_mm:
+                return OutcomeLevel.PER_PROTOCOL, f"dose shifted {shift:.3g} mm <= half of {distance_mm:g} mm"
+    return None, f"not predicted from the deviations alone ({criterion}); measure the gamma pass rate"
