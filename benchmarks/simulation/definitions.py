@@ -180,8 +180,13 @@ def measure_criteria(
 ) -> dict[tuple[str, str], float]:
     """Measure the ``(structure, metric)`` key of every criterion whatever metric it names: a target metric of a
     structure that is one of ``targets``, or a DVH metric of a structure in ``masks`` (composites already
-    united). Keys of structures absent or empty, of target metrics on a non-target, and of metric names not
-    defined here are left out (the protocol evaluation reports them as not measured)."""
+    united). Keys of structures absent or empty and of target metrics on a non-target are left out (the protocol
+    evaluation reports them as not measured).
+
+    Raises:
+        ValueError: a criterion names a metric not defined here (an expected outcome that silently treated it as
+            unmeasured would be wrong), naming the criterion and the metrics defined.
+    """
     voxel_cc = float(np.prod([float(s) for s in spacing_mm])) / 1000.0
     measured: dict[tuple[str, str], float] = {}
     for c in criteria:
@@ -194,4 +199,9 @@ def measure_criteria(
             mask = masks.get(c.structure)
             if mask is not None and mask.any():
                 measured[c.key] = dvh_metric(c.metric, values_gy[mask], voxel_cc=voxel_cc)
+        else:
+            raise ValueError(
+                f"criterion {c.id!r}: the oracle defines no metric {c.metric!r} (defined: {', '.join(TARGET_METRICS)} "
+                "and DVH metrics D<x>cc, D<x>%, V<x>Gy, V<x>Gycc, V<x>Gy%, Dmean, Dmax, Dmin)"
+            )
     return measured

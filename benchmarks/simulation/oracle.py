@@ -248,8 +248,8 @@ def planning_oracle(protocol: Protocol, plan: PlanSpec, submitted: ModelDose) ->
     in its own neighbourhood). Outcome: :func:`qa_checks.protocol.evaluate`.
 
     Raises:
-        SimulationError: the protocol has no planning section, or its prescription target is not a target of the
-            plan.
+        SimulationError: the protocol has no planning section, its prescription target is not a target of the
+            plan, or a criterion names a metric the oracle does not define.
         ProtocolError: the protocol has no criteria for the plan (e.g. no limits for its number of fractions).
     """
     if protocol.planning is None:
@@ -272,7 +272,10 @@ def planning_oracle(protocol: Protocol, plan: PlanSpec, submitted: ModelDose) ->
             )
         )
     composites = protocol.composite_structures()
-    measured = plan_measurements(submitted, criteria, composites=composites, targets=contexts)
+    try:
+        measured = plan_measurements(submitted, criteria, composites=composites, targets=contexts)
+    except ValueError as exc:
+        raise SimulationError(f"protocol {protocol.id!r}: {exc}") from None
     present = {name for name, mask in submitted.masks.items() if mask.any()} | set(composites)
     evaluation = evaluate(criteria, measured, present_structures=present)
     borderline = []

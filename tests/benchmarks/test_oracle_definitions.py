@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.protocols import GammaSection
-from benchmarks.simulation.definitions import TargetContext, dvh_metric, neighbourhoods, target_metric
+from benchmarks.simulation.definitions import TargetContext, dvh_metric, measure_criteria, neighbourhoods, target_metric
 from benchmarks.simulation.gamma_bounds import (
     GammaBounds,
     _node_footprint,
@@ -179,3 +179,40 @@ class TestGammaBounds:
         got, reason = gamma_outcome_from_bounds(GammaBounds(lower, upper, 100, "test"), criterion)
         assert got is outcome
         assert reason.startswith("not decided by the deviation's closed form") == (outcome is None)
+
+
+class TestMeasureCriteria:
+    def test_every_named_metric_is_measured(self) -> None:
+        values, target = _ramp_target()
+        criteria = [
+            Criterion("coverage", "PTV", "V100%", ">=", 95.0, 90.0, "%"),
+            Criterion("max_dose_min", "PTV", "Dmax%", ">=", 105.0, 100.0, "%"),
+            Criterion("coverage_d99", "PTV", "D99%", ">=", 50.0, 45.0, "Gy"),
+            Criterion("r100_min", "PTV", "R100%", ">=", 0.5, 0.4),
+            Criterion("organ", "Organ", "V20Gy%", "<=", 10.0, 15.0, "%"),
+        ]
+        organ = np.zeros_like(target.ptv)
+        organ[..., 30:40] = True  # doses 30..21 Gy: 10 voxels, all >= 20 Gy
+        measured = measure_criteria(
+            criteria, values, {"PTV": target.ptv, "Organ": organ}, {"PTV": target}, spacing_mm=(1.0, 1.0, 1.0)
+        )
+        assert measured == pytest.approx(
+            {
+                ("PTV", "V100%"): 60.0,
+                ("PTV", "Dmax%"): 100.0 * 60.0 / 55.0,
+                ("PTV", "D99%"): 51.0,  # 99% of 10 voxels: the 10th hottest (x = 9, 51 Gy)
+                ("PTV", "R100%"): 0.6,
+                ("Organ", "V20Gy%"): 100.0,
+            }
+        )
+
+    def test_missing_structure_is_left_out(self) -> None:
+        values, target = _ramp_target()
+        criteria = [Criterion("organ", "Organ", "Dmax", "<=", 10.0, 15.0, "Gy")]
+        assert measure_criteria(criteria, values, {}, {"PTV": target}, spacing_mm=(1.0, 1.0, 1.0)) == {}
+
+    def test_unknown_metric_is_refused(self) -> None:
+        values, target = _ramp_target()
+        criteria = [Criterion("paddick", "PTV", "paddick_ci", ">=", 0.8, 0.7)]
+        with pytest.raises(ValueError, match=r"criterion 'paddick': the oracle defines no metric 'paddick_ci'"):
+            measure_criteria(criteria, values, {"PTV": target.ptv}, {"PTV": target}, spacing_mm=(1.0, 1.0, 1.0))
