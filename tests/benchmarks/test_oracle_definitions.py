@@ -154,14 +154,28 @@ class TestGammaBounds:
         # The last point (100 Gy) surely fails: the submitted dose nowhere exceeds 98 Gy = 100 Gy - 2 ΔD.
         assert known.upper_percent == pytest.approx(100.0 * 90 / 91)
 
+    def test_refined_upper_bound_on_a_coarse_grid(self) -> None:
+        # 4 mm nodes along x, dose x Gy (x = 0, 4, ..., 100 mm), submitted scaled by 1.2, 3%/2 mm: the 23 nodes
+        # x >= 12 are evaluated; 0.2 x <= 3 Gy holds only at x = 12. Within 2 mm the submitted dose is at least
+        # 1.2 (x - 2), more than x + 3 for x > 27: the 19 nodes x >= 28 surely fail. (The unrefined 4 mm cells
+        # would only show it for x > 39.)
+        ramp = (4.0 * np.arange(26, dtype=np.float64)).reshape(1, 1, 26)
+        bounds = gamma_pass_rate_bounds(ramp, 1.2 * ramp, spacing_mm=(1.0, 1.0, 4.0), gamma=GLOBAL_3_2)
+        assert bounds.n_evaluated == 23
+        assert bounds.lower_percent == pytest.approx(100.0 / 23)
+        assert bounds.upper_percent == pytest.approx(100.0 * 4 / 23)
+
     def test_footprint(self) -> None:
-        # 1 mm grid, DTA 1 mm: the ball touches the cells sharing the node and, along each axis, the next cell.
-        footprint = _node_footprint((1.0, 1.0, 1.0), 1.0)
-        assert footprint.shape == (5, 5, 5)
-        centre = footprint[1:4, 1:4, 1:4]
-        assert centre.all()
-        assert footprint[2, 2, 0] and footprint[2, 2, 4] and footprint[0, 2, 2]
-        assert not footprint[0, 0, 0] and not footprint[0, 0, 2]
+        # 1 mm grid, DTA 1.5 mm: cells nearer than 1.5 mm have lower corners -2..1 along an axis, and the cell at
+        # (1, 1, 0) (1.41 mm away) is one but not the cell at (1, 1, 1) (1.73 mm away).
+        footprint = _node_footprint((1.0, 1.0, 1.0), 1.5)
+        assert footprint.shape == (7, 7, 7)  # offsets -3..3
+        assert footprint[1:6, 3, 3].all() and not footprint[0, 3, 3] and not footprint[6, 3, 3]
+        assert footprint[5, 5, 4] and not footprint[5, 5, 5]
+        assert (footprint == footprint[::-1, ::-1, ::-1]).all()
+        # A cell only touching the ball's surface (1 mm grid, DTA 1 mm: the cells at 1 mm) is not needed.
+        assert _node_footprint((1.0, 1.0, 1.0), 1.0)[1:4, 1:4, 1:4].all()
+        assert _node_footprint((1.0, 1.0, 1.0), 1.0).sum() == 27
 
     @pytest.mark.parametrize(
         ("lower", "upper", "outcome"),
