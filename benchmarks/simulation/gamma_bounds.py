@@ -23,8 +23,10 @@ Upper bound (points that cannot pass)
     so over the ball it lies between the minimum and maximum of the corners of the cells the ball touches (a
     minimum / maximum filter; positions off the grid are not searched, so nodes off the grid are ignored). The
     cells are those of the grid refined :data:`REFINEMENT` times per axis (the interpolant at the refined nodes,
-    trilinear within each refined cell), which tightens the bound near steep gradients. A point whose ``Dr(r)``
-    lies more than ``ΔD`` above that maximum or below that minimum fails whatever the search.
+    trilinear within each refined cell), which tightens the bound near steep gradients. Cells are taken ring by
+    ring (:data:`GAP_RINGS`): a position at least ``f · DTA`` from ``r`` passes only with a dose difference of at
+    most ``sqrt(1 - f²) · ΔD``. A point whose ``Dr(r)`` lies farther than that from the range of every ring fails
+    whatever the search.
 
 An outcome is given only when both bounds lead to the same outcome under the protocol's gamma criterion;
 otherwise the expected outcome is ``None``, "not decided by the deviation's closed form".
@@ -60,8 +62,12 @@ SEARCH_STEP_FRACTION: Final = 0.1
 step well below the DTA; the scorer uses ``DTA / 10``, pymedphys' ``interp_fraction`` 10). A finer search only
 makes the lower bound safer."""
 
-REFINEMENT: Final = 2
+REFINEMENT: Final = 4
 """Refinement of the dose grid (per axis) for the upper bound: finer is tighter and slower."""
+
+GAP_RINGS: Final = (0.0, 0.4, 0.6, 0.75, 0.85, 0.93)
+"""Rings of the DTA ball for the upper bound, as the fraction of ``DTA`` where each begins: a cell at least
+``f · DTA`` away leaves a dose difference of at most ``sqrt(1 - f²) · ΔD`` for gamma <= 1."""
 
 NOT_DECIDED: Final = "not decided by the deviation's closed form"
 """Reason prefix when the bounds straddle a protocol level."""
@@ -96,16 +102,19 @@ def _criterion_gy(gamma: GammaSection, reference: Array) -> tuple[NDArray[np.boo
     return evaluated, np.full(reference.shape, gamma.dose_percent / 100.0 * d_max)
 
 
-def _node_footprint(spacing_mm: Sequence[float], distance_mm: float) -> NDArray[np.bool_]:
+def _node_footprint(
+    spacing_mm: Sequence[float], distance_mm: float, *, nearest_from_mm: float = 0.0
+) -> NDArray[np.bool_]:
     """Grid-node offsets (a (z, y, x) boolean footprint) that are corners of a cell nearer than ``distance_mm`` to a
-    node. Every point of the closed ball of radius ``distance_mm`` lies in such a cell (a point at exactly that
-    distance is the limit of nearer points on the segment from the node, so a cell holding them holds it)."""
+    node (and whose nearest point is at least ``nearest_from_mm`` away). Every point of the closed ball of radius
+    ``distance_mm`` lies in such a cell (a point at exactly that distance is the limit of nearer points on the
+    segment from the node, so a cell holding them holds it)."""
     reach = [math.ceil(distance_mm / h) + 1 for h in spacing_mm]
     footprint = np.zeros([2 * k + 1 for k in reach], dtype=bool)
     for lower in itertools.product(*[range(-k, k) for k in reach]):
         # nearest point of the cell [lower, lower + 1] (in voxels) to the origin, per axis, in mm
         gap = [0.0 if a <= 0 <= a + 1 else min(abs(a), abs(a + 1)) * h for a, h in zip(lower, spacing_mm, strict=True)]
-        if math.hypot(*gap) < distance_mm:
+        if nearest_from_mm <= math.hypot(*gap) < distance_mm:
             for corner in itertools.product((0, 1), repeat=3):
                 footprint[tuple(a + c + k for a, c, k in zip(lower, corner, reach, strict=True))] = True
     return footprint
@@ -128,22 +137,37 @@ def _interpolate_along(values: Array, axis: int, offset: float) -> Array:
 
 def _extremes_within(
     values: Array, where: NDArray[np.bool_], *, spacing_mm: Sequence[float], distance_mm: float
-) -> tuple[Array, Array]:
-    """(upper, lower) bounds at every node of ``where`` on the trilinear interpolant of ``values`` over the ball
-    of radius ``distance_mm`` (positions off the grid excluded); ``-inf`` / ``+inf`` elsewhere.
+) -> list[tuple[float, Array, Array]]:
+    """Bounds on the trilinear interpolant of ``values`` over the ball of radius ``distance_mm`` around every node
+    of ``where``, ring by ring: ``(f, upper, lower)`` for the cells whose nearest point lies between ``f`` and
+    the next ring's fraction of ``distance_mm`` (:data:`GAP_RINGS`); ``-inf`` / ``+inf`` where no such cell is
+    on the grid and outside ``where``.
 
     The grid is refined :data:`REFINEMENT` times along each axis: the interpolant restricted to a refined cell is
     trilinear with the interpolant's values at the refined nodes as corners, so its extremes there are at those
-    corners; the bounds are the extremes over the refined nodes that are corners of refined cells the ball
-    touches (:func:`_node_footprint` on the refined spacing).
+    corners; each ring's bounds are the extremes over the corners of its refined cells (:func:`_node_footprint`
+    on the refined spacing).
     """
-    high = np.full(values.shape, -np.inf)
-    low = np.full(values.shape, np.inf)
-    if not where.any():
-        return high, low
+    rings = [*GAP_RINGS, 1.0]
     fine = [h / REFINEMENT for h in spacing_mm]
-    footprint = _node_footprint(fine, distance_mm)
-    reach = [(n - 1) // 2 for n in footprint.shape]
+    footprints = [
+        _node_footprint(fine, rings[j + 1] * distance_mm, nearest_from_mm=rings[j] * distance_mm)
+        for j in range(len(GAP_RINGS))
+    ]
+    out = [(f, np.full(values.shape, -np.inf), np.full(values.shape, np.inf)) for f in GAP_RINGS]
+    if not where.any():
+        return out
+    size = (
+        max(fp.shape[0] for fp in footprints),
+        max(fp.shape[1] for fp in footprints),
+        max(fp.shape[2] for fp in footprints),
+    )
+    reach = [(n - 1) // 2 for n in size]
+    padded = []
+    for fp in footprints:
+        pad = [((n - m) // 2, (n - m) // 2) for n, m in zip(size, fp.shape, strict=True)]
+        padded.append(np.pad(fp, pad))
+    union = np.logical_or.reduce(padded)
     # Work on the box of the points asked for, with the nodes their balls can reach.
     box = []
     for axis in range(3):
@@ -152,9 +176,9 @@ def _extremes_within(
         margin = math.ceil(reach[axis] / REFINEMENT) + 1
         box.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, values.shape[axis])))
     block = values[tuple(box)]
-    top = np.full(block.shape, -np.inf)
-    bottom = np.full(block.shape, np.inf)
-    offsets = np.argwhere(footprint) - np.asarray(reach)
+    tops = [np.full(block.shape, -np.inf) for _ in GAP_RINGS]
+    bottoms = [np.full(block.shape, np.inf) for _ in GAP_RINGS]
+    offsets = np.argwhere(union) - np.asarray(reach)
     for uz in np.unique(offsets[:, 0]):
         along_z = _interpolate_along(block, 0, uz / REFINEMENT)
         in_z = offsets[offsets[:, 0] == uz]
@@ -162,11 +186,15 @@ def _extremes_within(
             along_zy = _interpolate_along(along_z, 1, uy / REFINEMENT)
             for ux in in_z[in_z[:, 1] == uy, 2]:
                 node = _interpolate_along(along_zy, 2, ux / REFINEMENT)
-                np.fmax(top, node, out=top)
-                np.fmin(bottom, node, out=bottom)
-    high[tuple(box)] = top
-    low[tuple(box)] = bottom
-    return high, low
+                index = (uz + reach[0], uy + reach[1], ux + reach[2])
+                for j, fp in enumerate(padded):
+                    if fp[index]:
+                        np.fmax(tops[j], node, out=tops[j])
+                        np.fmin(bottoms[j], node, out=bottoms[j])
+    for (_, high, low), top, bottom in zip(out, tops, bottoms, strict=True):
+        high[tuple(box)] = top
+        low[tuple(box)] = bottom
+    return out
 
 
 def _cell_gradient_bound(values: Array, spacing_mm: Sequence[float]) -> Array:
@@ -214,8 +242,10 @@ def gamma_pass_rate_bounds(
         with np.errstate(invalid="ignore"):
             passes |= np.abs(at_q - reference_gy) + slope * step <= dose_room
         basis += f", or at the shifted position {shift:.3g} mm away (within {step:.3g} mm search step)"
-    high, low = _extremes_within(submitted_gy, evaluated, spacing_mm=spacing_mm, distance_mm=dta)
-    fails = (reference_gy - delta_gy > high) | (reference_gy + delta_gy < low)
+    fails = np.ones(reference_gy.shape, dtype=bool)
+    for f, high, low in _extremes_within(submitted_gy, evaluated, spacing_mm=spacing_mm, distance_mm=dta):
+        room = math.sqrt(1.0 - f**2) * delta_gy  # the dose difference a point of this ring may still have
+        fails &= (reference_gy - room > high) | (reference_gy + room < low)
     lower = 100.0 * int(np.count_nonzero(passes & evaluated)) / n
     upper = 100.0 - 100.0 * int(np.count_nonzero(fails & evaluated)) / n
     basis += f"; fails when no dose within {dta:g} mm comes within the dose criterion"

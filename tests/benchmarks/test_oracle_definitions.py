@@ -120,6 +120,14 @@ def _ramp(gradient_gy_per_mm: float) -> np.ndarray:
 GLOBAL_3_2 = GammaSection(dose_percent=3, distance_mm=2)
 
 
+def _exact_ramp_pass_percent(x_mm: np.ndarray, scale: float, *, delta_gy: float, dta_mm: float) -> float:
+    """Gamma pass rate of the points ``x_mm`` (dose x Gy) against the dose ``scale * x'`` Gy on [0, 100] mm, by a
+    dense search over x' (0.001 mm): the continuous truth the bounds must bracket."""
+    search = np.arange(0.0, 100.0 + 1e-9, 0.001)
+    passed = [np.min((search - x) ** 2 / dta_mm**2 + (scale * search - x) ** 2 / delta_gy**2) <= 1.0 for x in x_mm]
+    return 100.0 * float(np.mean(passed))
+
+
 class TestGammaBounds:
     def test_identical_doses(self) -> None:
         ramp = _ramp(1.0)
@@ -128,11 +136,13 @@ class TestGammaBounds:
 
     def test_scale_closed_form(self) -> None:
         # Scale 1.05, ΔD = 3% of 100 Gy: |0.05 x| <= 3 for x <= 60, i.e. points 10..60 of the 91 evaluated
-        # (x >= 10, the 10% threshold). No point surely fails: 1.05 (x - 2) <= x + 3 for every x <= 100.
+        # (x >= 10, the 10% threshold). The exact gamma passes x <= 73 (64 points); the upper bound lies above.
         ramp = _ramp(1.0)
         bounds = gamma_pass_rate_bounds(ramp, 1.05 * ramp, spacing_mm=(1.0, 1.0, 1.0), gamma=GLOBAL_3_2)
         assert bounds.lower_percent == pytest.approx(100.0 * 51 / 91)
-        assert bounds.upper_percent == 100.0
+        exact = _exact_ramp_pass_percent(np.arange(10.0, 101.0), 1.05, delta_gy=3.0, dta_mm=2.0)
+        assert exact == pytest.approx(100.0 * 64 / 91)
+        assert exact <= bounds.upper_percent < 100.0
 
     def test_doubling_fails_everywhere(self) -> None:
         # 2 (x - 2) > x + 3 for x > 7: no dose within 2 mm comes within 3 Gy of any evaluated point.
@@ -156,14 +166,16 @@ class TestGammaBounds:
 
     def test_refined_upper_bound_on_a_coarse_grid(self) -> None:
         # 4 mm nodes along x, dose x Gy (x = 0, 4, ..., 100 mm), submitted scaled by 1.2, 3%/2 mm: the 23 nodes
-        # x >= 12 are evaluated; 0.2 x <= 3 Gy holds only at x = 12. Within 2 mm the submitted dose is at least
-        # 1.2 (x - 2), more than x + 3 for x > 27: the 19 nodes x >= 28 surely fail. (The unrefined 4 mm cells
-        # would only show it for x > 39.)
+        # x >= 12 are evaluated; 0.2 x <= 3 Gy holds only at x = 12. The exact gamma passes x = 12 and 16. Within
+        # 2 mm the submitted dose is at least 1.2 (x - 2), more than x + 3 for x > 27, so the 19 nodes x >= 28
+        # surely fail even without weighing distance (the unrefined 4 mm cells would only show it for x > 39).
         ramp = (4.0 * np.arange(26, dtype=np.float64)).reshape(1, 1, 26)
         bounds = gamma_pass_rate_bounds(ramp, 1.2 * ramp, spacing_mm=(1.0, 1.0, 4.0), gamma=GLOBAL_3_2)
         assert bounds.n_evaluated == 23
         assert bounds.lower_percent == pytest.approx(100.0 / 23)
-        assert bounds.upper_percent == pytest.approx(100.0 * 4 / 23)
+        exact = _exact_ramp_pass_percent(np.arange(12.0, 101.0, 4.0), 1.2, delta_gy=3.0, dta_mm=2.0)
+        assert exact == pytest.approx(100.0 * 2 / 23)
+        assert exact <= bounds.upper_percent <= 100.0 * 4 / 23 + 1e-9
 
     def test_footprint(self) -> None:
         # 1 mm grid, DTA 1.5 mm: cells nearer than 1.5 mm have lower corners -2..1 along an axis, and the cell at

@@ -181,12 +181,15 @@ class TestTpsCheck:
             # evaluated points) and few surely fail: the bounds straddle the 95% and 90% levels, no outcome.
             ("dose_scale_percent:8", None),
             ("dose_scale_percent:20", None),
+            # 20% down: more than a tenth of the points find no dose within 3% anywhere within 2 mm.
+            ("dose_scale_percent:-20", OutcomeLevel.UNACCEPTABLE_VARIATION),
             # 50% up or 40% down: no grid dose within 2 mm comes within 3% of the maximum for most points.
             ("dose_scale_percent:50", OutcomeLevel.UNACCEPTABLE_VARIATION),
             ("dose_scale_percent:-40", OutcomeLevel.UNACCEPTABLE_VARIATION),
             # A 1 mm shift: the shifted position lies within the 2 mm DTA for (almost) every point.
             ("dose_shift_mm:0,0,1", OutcomeLevel.PER_PROTOCOL),
-            # A 10 mm shift: over a fifth of the points find no dose within 3% anywhere within 2 mm.
+            # 5 and 10 mm shifts: over a tenth (a third) of the points find no dose within 3% within 2 mm.
+            ("dose_shift_mm:0,0,5", OutcomeLevel.UNACCEPTABLE_VARIATION),
             ("dose_shift_mm:0,0,10", OutcomeLevel.UNACCEPTABLE_VARIATION),
             # Noise of 1% (sd) of the maximum: above 99% of points within 3% on dose alone; 10% is undecided.
             ("dose_noise_percent:1", OutcomeLevel.PER_PROTOCOL),
