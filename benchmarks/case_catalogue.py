@@ -97,6 +97,9 @@ _SRS_PLAN: Final = PlanSpec(
     fractions=1,
     arcs=_SRS_ARCS,
     subsampling=(1, 1, 1),
+    # RTOG 90-05 expects the whole target inside the prescription isodose (PITV = R100% >= 1.0): 99.5% coverage
+    # gives R100% 1.03 (PTV) and 1.05 (PTV_2); the 96% default left R100% at 0.96, a minor deviation.
+    options=DoseModelOptions(coverage_percent=99.5),
     machine_name="TrueBeamSTx",
 )
 _SPINE_PLAN: Final = PlanSpec(
@@ -225,7 +228,7 @@ CASES: Final[tuple[CaseSpec, ...]] = (
     ),
     CaseSpec(
         case_id="srs-brain-planning",
-        version="1.0",
+        version="1.1",
         technique="srs_brain",
         stage=STAGE_PLANNING,
         title="Brain SRS planning benchmark (two metastases, 24 Gy and 18 Gy single fraction)",
@@ -239,7 +242,7 @@ CASES: Final[tuple[CaseSpec, ...]] = (
     ),
     CaseSpec(
         case_id="srs-brain-tps-check",
-        version="1.0",
+        version="1.1",
         technique="srs_brain",
         stage=STAGE_DOSIMETRY,
         title="Brain SRS TPS check (recalculate the two-metastasis single-isocentre plan)",

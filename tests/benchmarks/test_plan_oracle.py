@@ -69,16 +69,6 @@ def _oracle(plan: PlanSpec, phantom: Phantom, *texts: str) -> tuple[PlanOracle, 
     return oracle, reference, submitted
 
 
-SRS_R100_BELOW_PITV_FLOOR = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "srs-brain-planning reference plan: R100% (PITV) of PTV is 0.960, below the RTOG 90-05 per-protocol floor "
-        "1.0 (criterion r100_min, acceptable >= 0.9): acceptable variation. Its prescription isodose covers 96% of "
-        "the PTV; RTOG 90-05 expects the whole target inside it. The reference plan needs re-normalising."
-    ),
-)
-
-
 def _scorer_measurements(
     dose: DoseGrid, masks: dict[str, np.ndarray], criteria: list[Criterion], prescription_gy: float
 ) -> dict[tuple[str, str], float]:
@@ -97,7 +87,7 @@ def _scorer_measurements(
 class TestReferencePlans:
     @pytest.mark.parametrize(
         "case_id",
-        [c if c != "srs-brain-planning" else pytest.param(c, marks=SRS_R100_BELOW_PITV_FLOOR) for c in PLANNING_CASES],
+        PLANNING_CASES,
     )
     def test_reference_plan_is_per_protocol(self, case_id: str) -> None:
         spec = get_case(case_id)
