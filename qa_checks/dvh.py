@@ -20,11 +20,14 @@ Metrics (computed from the samples, not from the binned curve)
       (:data:`D_X_DEFINITION`), within [min, max] of the sample doses. Stepping to a sample's dose (the
       previous definition) was off by up to one sample dose step in a gradient.
     - ``D_x %``: ``D_(x/100 · V) cc``. ``D0%`` is the maximum and ``D100%`` the minimum dose.
-    - ``V_x Gy``: V(x) in cc; ``V_x Gy %`` the same as a percentage of the structure volume.
+    - ``V_x Gy``: volume (cc) of the samples whose dose is ≥ x Gy, each sample counted whole (*not* V(x) of the
+      continuous curve: volume criteria stay voxel counts, as planning systems and the plan indices count them);
+      ``V_x Gy %`` the same as a percentage of the structure volume. V_x Gy and D_x can therefore disagree by
+      up to the volume of the samples whose dose range straddles x.
     - mean: volume-weighted mean dose; max / min: of the samples with non-zero volume.
 
-The cumulative curve (:attr:`DVH.dose_bins_gy`, :attr:`DVH.cumulative_volume_cc`) is V at each bin's lower
-edge, ``bin_width_gy`` apart from 0 Gy: for display and storage.
+The cumulative curve (:attr:`DVH.dose_bins_gy`, :attr:`DVH.cumulative_volume_cc`) is ``V_x Gy`` at each bin's
+lower edge, ``bin_width_gy`` apart from 0 Gy: for display and storage.
 
 Supersampling
     :func:`compute_dvh` supersamples by default where voxel centres are not enough: targets and structures
@@ -57,7 +60,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from qa_checks.dvh_curve import cumulative_volume_cc, curve_points, dose_spread_gy
+from qa_checks.dvh_curve import curve_points, dose_spread_gy
 from qa_checks.geometry import DoseGrid, check_axis
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure
@@ -280,7 +283,9 @@ class DVH:
         d = float(dose_gy)
         if not math.isfinite(d):
             raise ValueError(f"V_x Gy needs a finite dose; got {dose_gy!r}")
-        return float(cumulative_volume_cc(*self._samples, np.array([d]))[0])
+        # sample_dose_gy is descending: count the samples with dose >= d.
+        n = int(np.searchsorted(-self.sample_dose_gy, -d, side="right"))
+        return float(self.cumulative_sample_volume_cc[n - 1]) if n > 0 else 0.0
 
     def v_gy_percent(self, dose_gy: float) -> float:
         """Percentage of the structure volume receiving at least ``dose_gy`` Gy."""
@@ -453,7 +458,8 @@ def compute_dvh(
     mean = float(np.dot(doses, volumes) / total)
     max_gy = float(sorted_dose[0])
     bins = np.arange(0.0, max_gy + bw, bw)
-    curve = cumulative_volume_cc(sorted_dose, volumes[order], sorted_spread, bins)
+    counted = np.searchsorted(-sorted_dose, -bins, side="right")  # samples with dose >= each bin edge
+    curve = np.where(counted > 0, cumulative[np.maximum(counted - 1, 0)], 0.0)
     return DVH(
         sample_dose_gy=sorted_dose,
         cumulative_sample_volume_cc=cumulative,

@@ -207,8 +207,9 @@ class TestMasksAndCurve:
         assert dvh.d_cc(0.002) == 40.0  # 47.5, kept at the maximum sample dose
         assert dvh.d_cc(0.008) == pytest.approx(25.0, rel=1e-12)
         assert dvh.d_cc(0.010) == pytest.approx(10.0, rel=1e-12)  # 25 − 30 · 2/4
-        assert dvh.v_gy(40.0) == pytest.approx(0.004, rel=1e-12)
-        assert dvh.v_gy(17.5) == pytest.approx(0.008 + 0.001, rel=1e-12)
+        # V_x Gy counts samples whole: the 40 Gy voxel's 8 mm³ from 40 Gy down to 10 Gy.
+        assert dvh.v_gy(40.0) == pytest.approx(0.008, rel=1e-12) and dvh.v_gy(40.01) == 0.0
+        assert dvh.v_gy(17.5) == pytest.approx(0.008, rel=1e-12)
 
     def test_cumulative_curve(self) -> None:
         dvh = compute_dvh(dose_grid(2.0, gradient_x), sphere_structure(), bin_width_gy=0.5)
