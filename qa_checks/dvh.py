@@ -61,6 +61,15 @@ import numpy as np
 import numpy.typing as npt
 
 from qa_checks.dvh_curve import curve_points, dose_spread_gy
+from qa_checks.dvh_policy import (
+    MAX_DEFAULT_SUPERSAMPLE,
+    SUB_VOXEL_TARGET_MM,
+    SUPERSAMPLE_BELOW_CC,
+    TARGET_TYPES,
+    default_supersampling,
+    is_target_structure,
+    supersampling_policy,
+)
 from qa_checks.geometry import DoseGrid, check_axis
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure
@@ -70,6 +79,7 @@ __all__ = [
     "DVH",
     "D_X_DEFINITION",
     "INTERPOLATION",
+    "MAX_DEFAULT_SUPERSAMPLE",
     "SMALL_VOLUME_CC",
     "SMALL_VOLUME_VOXELS",
     "SUB_VOXEL_TARGET_MM",
@@ -84,11 +94,12 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SMALL_VOLUME_CC: Final = 0.1
-"""Volumes (cc) at or below which ``D_x cc`` is a small-volume metric (D0.03cc, D0.1cc)."""
+"""Volumes (cc) at or below which ``D_x cc`` is conventionally a small-volume metric (D0.03cc, D0.1cc). Kept for
+callers; warnings now follow :data:`SMALL_VOLUME_VOXELS`, which accounts for the grid."""
 
 COARSE_GRID_MM: Final = 3.0
-"""Dose-grid spacing (mm) from which small-volume metrics without supersampling are warned about (DOMAIN:
-small-volume DVH metrics on dose grids ≥ 3 mm are unreliable)."""
+"""Dose-grid spacing (mm) from which small-volume DVH metrics are unreliable (DOMAIN). Kept for callers;
+warnings now follow :data:`SMALL_VOLUME_VOXELS`."""
 
 INTERPOLATION: Final = "trilinear"
 """How the dose is sampled at sub-voxel centres when supersampling."""
@@ -106,20 +117,6 @@ SMALL_VOLUME_VOXELS: Final = 2.0
 """A ``D_x cc`` whose volume x is under this many dose voxels is a small-volume metric and gets a warning in
 words: with fewer than two voxels' worth of volume the hottest x cc is decided by one or two sample doses."""
 
-SUPERSAMPLE_BELOW_CC: Final = 30.0
-"""Structures smaller than this (cc) are supersampled by default: a 30 cc sphere is about 3.9 cm across, i.e.
-only ~13 voxels of a 3 mm grid, so its surface voxels (a third of its volume and more for smaller ones) need
-fractional occupancy."""
-
-SUB_VOXEL_TARGET_MM: Final = 1.0
-"""The default supersampling factor makes the sub-voxels at most this size (mm) along the coarsest grid axis,
-the resolution at which contours are drawn on CT (1-3 mm slices, sub-mm pixels)."""
-
-MAX_DEFAULT_SUPERSAMPLE: Final = 5
-"""Upper bound of the default factor (5³ = 125 sub-voxels per voxel keeps a 100 cc target under a second)."""
-
-TARGET_TYPES: Final[frozenset[str]] = frozenset({"PTV", "CTV", "GTV", "ITV"})
-"""(3006,00A4) *RTROIInterpretedType* values, and TG-263 name prefixes, taken as targets."""
 
 _METRIC = re.compile(
     r"^(?:(?P<dkind>D)(?P<dval>\d+(?:\.\d+)?)(?P<dunit>%|cc)"
@@ -314,38 +311,6 @@ class DVH:
         return self.v_gy_percent(value) if match["vunit"] == "%" else self.v_gy(value)
 
 
-def default_supersampling(volume_cc: float, is_target: bool, *, grid_spacing_mm: float | None = None) -> int:
-    """The supersampling factor :func:`compute_dvh` uses when the caller gives none.
-
-    Targets and structures under :data:`SUPERSAMPLE_BELOW_CC` are supersampled so that sub-voxels are at most
-    :data:`SUB_VOXEL_TARGET_MM` along the coarsest axis: ``ceil(grid_spacing_mm / SUB_VOXEL_TARGET_MM)``,
-    clipped to [1, :data:`MAX_DEFAULT_SUPERSAMPLE`] (3 when the spacing is not given). Other structures use
-    voxel centres (1).
-
-    Args:
-        volume_cc: the structure's volume, cc.
-        is_target: the structure is a target (PTV, CTV, GTV, ITV).
-        grid_spacing_mm: the coarsest dose-grid spacing, mm.
-    """
-    return _supersampling_policy(volume_cc, is_target, grid_spacing_mm)[0]
-
-
-def _supersampling_policy(volume_cc: float, is_target: bool, grid_spacing_mm: float | None) -> tuple[int, str]:
-    if not is_target and volume_cc >= SUPERSAMPLE_BELOW_CC:
-        return 1, f"default: {volume_cc:.1f} cc non-target structure (>= {SUPERSAMPLE_BELOW_CC:g} cc): voxel centres"
-    why = "target" if is_target else f"{volume_cc:.3g} cc structure (< {SUPERSAMPLE_BELOW_CC:g} cc)"
-    if grid_spacing_mm is None:
-        return 3, f"default: {why}"
-    n = min(max(math.ceil(grid_spacing_mm / SUB_VOXEL_TARGET_MM - 1e-9), 1), MAX_DEFAULT_SUPERSAMPLE)
-    return n, f"default: {why}, sub-voxels <= {SUB_VOXEL_TARGET_MM:g} mm on a {grid_spacing_mm:g} mm grid"
-
-
-def _is_target(structure: Structure) -> bool:
-    kind = (structure.interpreted_type or "").strip().upper()
-    name = structure.name.strip().upper()
-    return kind in TARGET_TYPES or any(name.startswith(t) for t in TARGET_TYPES)
-
-
 def compute_dvh(
     dose: DoseGrid,
     structure: Structure | npt.NDArray[np.bool_] | npt.NDArray[np.floating],
@@ -412,9 +377,9 @@ def compute_dvh(
                 logger.warning("%s", notes[-1])
         estimate = rasterise(structure, dose, fractional=True, supersample=3, plane_spacing_mm=thickness)
         volume_estimate = float(np.sum(estimate * _voxel_volumes_cc(dose)))
-        target = _is_target(structure) if is_target is None else bool(is_target)
+        target = is_target_structure(structure) if is_target is None else bool(is_target)
         if supersample is None:
-            n, reason = _supersampling_policy(volume_estimate, target, max(spacing))
+            n, reason = supersampling_policy(volume_estimate, target, max(spacing))
         else:
             n, reason = int(supersample), "given by the caller"
         coarse = (
@@ -495,14 +460,12 @@ def _voxel_samples(
     dose: DoseGrid, occupancy: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(dose Gy, volume cc, dose spread Gy) of the dose voxels the structure occupies (no supersampling)."""
-    (z0, z1), (y0, y1), (x0, x1) = _box(occupancy, margin=1)  # one voxel around for central differences
+    box = _box(occupancy, margin=1)  # one voxel around for central differences
+    (z0, z1), (y0, y1), (x0, x1) = box
     values = dose.values_gy[z0:z1, y0:y1, x0:x1]
     weights = (occupancy * _voxel_volumes_cc(dose))[z0:z1, y0:y1, x0:x1]
     axes = (dose.z_mm[z0:z1], dose.y_mm[y0:y1], dose.x_mm[x0:x1])
-    widths = [
-        _cell_widths(a)[lo:hi]
-        for a, (lo, hi) in zip((dose.z_mm, dose.y_mm, dose.x_mm), _box(occupancy, 1), strict=True)
-    ]
+    widths = [_cell_widths(a)[lo:hi] for a, (lo, hi) in zip((dose.z_mm, dose.y_mm, dose.x_mm), box, strict=True)]
     spread = dose_spread_gy(values, axes, widths)
     inside = weights > 0
     return (

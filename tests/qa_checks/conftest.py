@@ -234,6 +234,8 @@ class DicomFactory:
         row_sign, col_sign = iop[0], iop[4]
         normal_z = row_sign * col_sign
         stored = np.asarray(values_gy, dtype=np.float64)
+        if stored.min() < 0:  # would wrap around in the unsigned 32-bit pixels
+            raise ValueError(f"RTDOSE values must be >= 0 Gy; got a minimum of {stored.min()} Gy")
         stored_x, stored_y, stored_z = x, y, z
         if row_sign < 0:
             stored, stored_x = stored[:, :, ::-1], x[::-1]
