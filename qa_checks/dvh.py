@@ -85,6 +85,7 @@ __all__ = [
     "SUB_VOXEL_TARGET_MM",
     "SUPERSAMPLE_BELOW_CC",
     "TARGET_TYPES",
+    "V_X_DEFINITION",
     "compute_dvh",
     "default_supersampling",
     "dvh_measurements",
@@ -112,6 +113,9 @@ D_X_DEFINITION: Final = (
     "kept within [min, max] of the sample doses"
 )
 """The definition of ``D_x`` in words, stored with every DVH's parameters (see the module docstring)."""
+
+V_X_DEFINITION: Final = "V_x: volume of the samples whose dose is >= x Gy, each sample counted whole"
+"""The definition of ``V_x Gy`` in words, stored with every DVH's parameters."""
 
 SMALL_VOLUME_VOXELS: Final = 2.0
 """A ``D_x cc`` whose volume x is under this many dose voxels is a small-volume metric and gets a warning in
@@ -192,6 +196,7 @@ class DVH:
             "interpolation": self.interpolation,
             "bin_width_gy": self.bin_width_gy,
             "d_x_definition": D_X_DEFINITION,
+            "v_x_definition": V_X_DEFINITION,
             "single_plane_thickness_mm": self.single_plane_thickness_mm,
             "volume_cc": self.volume_cc,
             "notes": list(self.notes),
@@ -237,7 +242,9 @@ class DVH:
         return np.asarray(100.0 * self.cumulative_volume_cc / self.volume_cc, dtype=np.float64)
 
     def d_cc(self, volume_cc: float) -> float:
-        """Minimum dose (Gy) to the hottest ``volume_cc`` cc of the structure (``0`` gives the maximum).
+        """Dose (Gy) received by the hottest ``volume_cc`` cc: where the continuous cumulative DVH reaches that
+        volume, interpolated (:data:`D_X_DEFINITION`); ``0`` gives the maximum. Logs
+        :meth:`small_volume_warning` when there is one.
 
         Raises:
             ValueError: ``volume_cc`` negative, not finite, or larger than the structure volume (the hottest
