@@ -89,6 +89,7 @@ __all__ = [
     "compute_dvh",
     "default_supersampling",
     "dvh_measurements",
+    "dvh_warnings",
     "is_dvh_metric",
 ]
 
@@ -636,3 +637,23 @@ def dvh_measurements(dvhs: Mapping[str, DVH], keys: Iterable[tuple[str, str]]) -
             logger.warning("%s of %s is undefined: %s", metric, structure, exc)
             measured[(structure, metric)] = math.nan
     return measured
+
+
+def dvh_warnings(dvhs: Mapping[str, DVH], keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Small-volume warnings in words (:meth:`DVH.small_volume_warning`) for the ``(structure, metric)`` keys
+    whose metric is a ``D_x cc`` or ``D_x %`` of a structure in ``dvhs``, to show the reviewer next to the value.
+    Keys without a warning, or that are not D_x metrics of a known structure, are left out."""
+    warnings: dict[tuple[str, str], str] = {}
+    for structure, metric in keys:
+        dvh = dvhs.get(structure)
+        match = _METRIC.match(metric.strip())
+        if dvh is None or match is None or not match["dkind"]:
+            continue
+        value = float(match["dval"])
+        volume_cc = value / 100.0 * dvh.volume_cc if match["dunit"] == "%" else value
+        if match["dunit"] == "%" and value in (0.0, 100.0):
+            continue  # the maximum and the minimum are not volume quantiles
+        message = dvh.small_volume_warning(volume_cc, metric=metric.strip())
+        if message is not None:
+            warnings[(structure, metric)] = message
+    return warnings

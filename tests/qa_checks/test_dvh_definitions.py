@@ -15,6 +15,7 @@ from qa_checks.dvh import (
     SUPERSAMPLE_BELOW_CC,
     compute_dvh,
     default_supersampling,
+    dvh_warnings,
 )
 from qa_checks.geometry import DoseGrid
 from qa_checks.rasterise import rasterise
@@ -208,3 +209,19 @@ class TestSmallVolumeWarnings:
         message = dvh.small_volume_warning(0.03)
         assert message is not None
         assert message.startswith("D0.03cc of SpinalCord on a 3×2.5×2.5 mm (z×y×x) dose grid: the volume is 1.6")
+
+
+class TestDvhWarnings:
+    def test_for_the_reviewer_by_key(self) -> None:
+        cord = structure_of(sphere_contours((0.0, 0.0, 0.0), 3.0, np.arange(-2.75, 2.8, 0.5)), "SpinalCord")
+        dvh = compute_dvh(dose_grid(3.0, gradient_x, half_width_mm=15.0), cord, supersample=1)
+        keys = [("SpinalCord", "D0.03cc"), ("SpinalCord", "D50%"), ("SpinalCord", "Dmax"), ("SpinalCord", "D0%")]
+        keys += [("SpinalCord", "V10Gy"), ("Brainstem", "D0.03cc")]
+        warnings = dvh_warnings({"SpinalCord": dvh}, keys)
+        # The 0.11 cc sphere holds only 2 voxel centres of this grid (0.054 cc): half of it is one voxel.
+        assert dvh.volume_cc == pytest.approx(0.054, abs=1e-9)
+        assert set(warnings) == {("SpinalCord", "D0.03cc"), ("SpinalCord", "D50%")}
+        assert warnings[("SpinalCord", "D50%")].startswith("D50% (0.027 cc) of SpinalCord on a 3 mm dose grid: ")
+        assert warnings[("SpinalCord", "D0.03cc")].startswith(
+            "D0.03cc of SpinalCord on a 3 mm dose grid: the volume is 1.1 dose voxels (0.027 cc each)"
+        )
