@@ -20,9 +20,9 @@ import logging
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,12 +41,14 @@ from qa_checks.errors import (
     MissingReferenceError,
     NotDicomError,
     QAChecksError,
+    UnsupportedDoseSummationError,
     UnsupportedDoseUnitsError,
     UnsupportedGeometryError,
     WrongModalityError,
 )
 from qa_checks.geometry import IMAGE_ORIENTATION_BY_POSITION, DoseGrid, ImageVolume, check_axis
 from qa_checks.plan import Beam, Plan
+from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, dose_meaning, sum_beam_doses
 from qa_checks.structures import Contour, Structure, StructureSet
 
 __all__ = [
@@ -505,7 +507,14 @@ def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
 # RTDOSE
 
 
-def read_rtdose(path: PathLike, *, allow_relative: bool = False) -> DoseGrid:
+def read_rtdose(
+    path: PathLike,
+    *,
+    allow_relative: bool = False,
+    number_of_fractions: int | None = None,
+    allowed_dose_types: Collection[str] = DEFAULT_ALLOWED_DOSE_TYPES,
+    allow_beam: bool = False,
+) -> DoseGrid:
     """Read an RTDOSE file into a :class:`~qa_checks.geometry.DoseGrid` (Gy, (z, y, x), increasing axes).
 
     Dose = stored value × (3004,000E) *DoseGridScaling*. Frame positions come from (3004,000C)
@@ -515,12 +524,23 @@ def read_rtdose(path: PathLike, *, allow_relative: bool = False) -> DoseGrid:
     orientation). A single-frame grid may omit the vector. (3004,0002) *DoseUnits*, (3004,0004) *DoseType* and
     (3004,000A) *DoseSummationType* are recorded on the grid.
 
+    What the dose means is checked by :func:`qa_checks.rtdose_meaning.dose_meaning`: *DoseType* must be one of
+    ``allowed_dose_types``; *DoseSummationType* must be PLAN, or FRACTION when ``number_of_fractions`` is given
+    (the values are then multiplied by it and the grid's ``notes`` say so), or BEAM when ``allow_beam`` (the
+    grid's ``summation`` is then ``"BEAM"``: one beam, not the plan; see
+    :func:`qa_checks.rtdose_meaning.sum_beam_doses`).
+
     Args:
         allow_relative: (3004,0002) *DoseUnits* ``RELATIVE`` is refused unless this is True; when allowed the
             grid's ``values_gy`` hold the scaled relative values and ``dose_units`` is ``"RELATIVE"``.
+        number_of_fractions: the plan's number of fractions, to accept a FRACTION dose (multiplied by it).
+        allowed_dose_types: (3004,0004) *DoseType* values accepted.
+        allow_beam: accept a single-beam dose (read as that beam's dose, not the plan's).
 
     Raises:
         UnsupportedDoseUnitsError: *DoseUnits* is not ``GY`` (and not an allowed ``RELATIVE``).
+        UnsupportedDoseTypeError: *DoseType* not allowed.
+        UnsupportedDoseSummationError: *DoseSummationType* is not PLAN (nor an accepted FRACTION or BEAM).
         InvalidGridError: the offset vector's length or first value does not fit the grid.
         UnsupportedGeometryError: oblique orientation.
         NotDicomError, WrongModalityError, MissingAttributeError.
@@ -529,16 +549,41 @@ def read_rtdose(path: PathLike, *, allow_relative: bool = False) -> DoseGrid:
     ds = _read_dataset(p)
     _check_modality(ds, "RTDOSE", p)
     with _pydicom_warnings_logged(p):
-        return _rtdose_from_dataset(ds, p, allow_relative=allow_relative)
+        return _rtdose_from_dataset(
+            ds,
+            p,
+            allow_relative=allow_relative,
+            number_of_fractions=number_of_fractions,
+            allowed_dose_types=allowed_dose_types,
+            allow_beam=allow_beam,
+        )
 
 
-def _rtdose_from_dataset(ds: Dataset, path: Path, *, allow_relative: bool) -> DoseGrid:
+def _rtdose_from_dataset(
+    ds: Dataset,
+    path: Path,
+    *,
+    allow_relative: bool,
+    number_of_fractions: int | None = None,
+    allowed_dose_types: Collection[str] = DEFAULT_ALLOWED_DOSE_TYPES,
+    allow_beam: bool = False,
+    name: str | None = None,
+) -> DoseGrid:
+    """``name``: the file as the user knows it (relative to the submission folder) in the new messages."""
     units = str(_require(ds, "DoseUnits", path)).upper()
     if units != "GY" and not (units == "RELATIVE" and allow_relative):
         raise UnsupportedDoseUnitsError(
             f"{path}: {_tag('DoseUnits')} is {units!r}; only 'GY' gives dose in Gy "
             f"(read with allow_relative=True to accept 'RELATIVE')"
         )
+    meaning = dose_meaning(
+        _opt_str(ds, "DoseType"),
+        _opt_str(ds, "DoseSummationType"),
+        name=name or str(path),
+        number_of_fractions=number_of_fractions,
+        allowed_dose_types=allowed_dose_types,
+        allow_beam=allow_beam,
+    )
     row_sign, col_sign = _axis_signs(ds, path)
     rows = int(_require(ds, "Rows", path))
     cols = int(_require(ds, "Columns", path))
@@ -578,7 +623,7 @@ def _rtdose_from_dataset(ds: Dataset, path: Path, *, allow_relative: bool) -> Do
     except Exception as exc:
         raise MissingAttributeError(f"{path}: {_tag('PixelData')} cannot be decoded: {exc}") from exc
     pixels = pixels.reshape(frames, rows, cols)
-    values = pixels.astype(np.float64) * scaling
+    values = pixels.astype(np.float64) * scaling * meaning.factor
 
     x = ipp[0] + row_sign * spacing[1] * np.arange(cols)
     y = ipp[1] + col_sign * spacing[0] * np.arange(rows)
@@ -590,9 +635,15 @@ def _rtdose_from_dataset(ds: Dataset, path: Path, *, allow_relative: bool) -> Do
         values, z = values[::-1], z[::-1]
 
     plan_uid = None
+    beam_numbers: set[int] = set()
     plan_refs = _get(ds, "ReferencedRTPlanSequence") or []
     if plan_refs:
         plan_uid = _opt_str(plan_refs[0], "ReferencedSOPInstanceUID")
+        for group in _get(plan_refs[0], "ReferencedFractionGroupSequence") or []:
+            for beam in _get(group, "ReferencedBeamSequence") or []:
+                number = _opt_int(beam, "ReferencedBeamNumber")
+                if number is not None:
+                    beam_numbers.add(number)
     return DoseGrid(
         values_gy=np.ascontiguousarray(values),
         z_mm=np.ascontiguousarray(z),
@@ -605,6 +656,9 @@ def _rtdose_from_dataset(ds: Dataset, path: Path, *, allow_relative: bool) -> Do
         referenced_plan_uid=plan_uid,
         sop_instance_uid=_opt_str(ds, "SOPInstanceUID"),
         path=str(path),
+        summation=meaning.summation,
+        referenced_beam_numbers=tuple(sorted(beam_numbers)),
+        notes=meaning.notes,
     )
 
 
@@ -736,7 +790,12 @@ class LoadedSubmission:
 
 
 def load_submission(
-    dir_or_files: PathLike | Iterable[PathLike], *, allow_relative_dose: bool = False
+    dir_or_files: PathLike | Iterable[PathLike],
+    *,
+    allow_relative_dose: bool = False,
+    number_of_fractions: int | None = None,
+    allowed_dose_types: Collection[str] = DEFAULT_ALLOWED_DOSE_TYPES,
+    sum_beams: bool = False,
 ) -> LoadedSubmission:
     """Read a folder (or list) of mixed DICOM files and check that they belong together.
 
@@ -744,6 +803,14 @@ def load_submission(
     ignored, as is a DICOMDIR; every other file must be DICOM. At most one CT series, one RTSTRUCT, one RTPLAN
     and one RTDOSE may be present (each is optional). Other modalities are listed in ``files_by_modality`` but
     not read.
+
+    The RTDOSE must be the plan dose (see :func:`read_rtdose`): (3004,000A) *DoseSummationType* PLAN, or
+    FRACTION when ``number_of_fractions`` is given (multiplied by it; it must then equal the RTPLAN's
+    (300A,0078) *NumberOfFractionsPlanned* when an RTPLAN is present), with (3004,0004) *DoseType* in
+    ``allowed_dose_types``. With ``sum_beams`` the submission may instead hold one BEAM RTDOSE per beam of the
+    plan on one grid: they are summed by :func:`qa_checks.rtdose_meaning.sum_beam_doses` (recorded in the dose's
+    ``notes``) and, when an RTPLAN is present, must cover exactly its beams. Messages name files relative to the
+    submission folder when one folder is given.
 
     Cross-checks:
 
@@ -754,7 +821,10 @@ def load_submission(
 
     Raises:
         NotDicomError: a non-hidden file is not DICOM (the message names it).
-        AmbiguousInputError: two CT series, or two files of one RT modality.
+        AmbiguousInputError: two CT series, or two files of one RT modality (except BEAM doses with
+            ``sum_beams``).
+        UnsupportedDoseTypeError, UnsupportedDoseSummationError: the RTDOSE is not (or cannot be made) the
+            physical plan dose.
         MissingReferenceError: a cross reference above is not satisfied.
         FrameOfReferenceMismatchError: frames of reference differ (the message lists each object's UID).
         and the errors of the individual readers.
@@ -774,9 +844,18 @@ def load_submission(
             raise MissingAttributeError(f"{p}: {_tag('Modality')} is missing; cannot sort the file")
         by_modality[str(modality).upper()].append((p, ds))
 
+    root = Path(dir_or_files) if isinstance(dir_or_files, str | os.PathLike) and Path(dir_or_files).is_dir() else None
     for modality in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
         found = by_modality.get(modality, [])
-        if len(found) > 1:
+        if len(found) > 1 and not (modality == "RTDOSE" and sum_beams):
+            if modality == "RTDOSE":
+                summations = sorted({str(_get(ds, "DoseSummationType")) for _, ds in found})
+                raise AmbiguousInputError(
+                    f"the submission holds {len(found)} RTDOSE files "
+                    f"({', '.join(_display_name(p, root) for p, _ in found)}) with {_tag('DoseSummationType')} "
+                    f"{', '.join(summations)}; exactly one plan dose is expected (load one RTDOSE per beam of "
+                    f"one plan with sum_beams=True)"
+                )
             raise AmbiguousInputError(
                 f"the submission holds {len(found)} {modality} files ({', '.join(str(p) for p, _ in found)}); "
                 f"exactly one is expected"
@@ -798,9 +877,15 @@ def load_submission(
         with _pydicom_warnings_logged(p):
             plan = _rtplan_from_dataset(ds, p)
     if by_modality.get("RTDOSE"):
-        p, ds = by_modality["RTDOSE"][0]
-        with _pydicom_warnings_logged(p):
-            dose = _rtdose_from_dataset(ds, p, allow_relative=allow_relative_dose)
+        dose = _submission_dose(
+            by_modality["RTDOSE"],
+            root,
+            plan,
+            allow_relative=allow_relative_dose,
+            number_of_fractions=number_of_fractions,
+            allowed_dose_types=allowed_dose_types,
+            sum_beams=sum_beams,
+        )
 
     if ct is not None and structure_set is not None:
         _check_structure_set_references_ct(structure_set, ct, by_modality["CT"][0][0].parent)
@@ -846,6 +931,68 @@ def load_submission(
         files_by_modality={m: tuple(p for p, _ in items) for m, items in sorted(by_modality.items())},
         frame_of_reference_uid=next(iter(frames.values()), None),
     )
+
+
+def _display_name(path: Path, root: Path | None) -> str:
+    """``path`` relative to the submission folder ``root`` when it lies inside it, else as given."""
+    if root is not None:
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _submission_dose(
+    found: Sequence[tuple[Path, Dataset]],
+    root: Path | None,
+    plan: Plan | None,
+    *,
+    allow_relative: bool,
+    number_of_fractions: int | None,
+    allowed_dose_types: Collection[str],
+    sum_beams: bool,
+) -> DoseGrid:
+    """The plan dose of a submission from its RTDOSE file(s) (see :func:`load_submission`)."""
+    doses = []
+    for p, ds in found:
+        with _pydicom_warnings_logged(p):
+            doses.append(
+                _rtdose_from_dataset(
+                    ds,
+                    p,
+                    allow_relative=allow_relative,
+                    number_of_fractions=number_of_fractions,
+                    allowed_dose_types=allowed_dose_types,
+                    allow_beam=sum_beams,
+                    name=_display_name(p, root),
+                )
+            )
+    names = [_display_name(p, root) for p, _ in found]
+    if len(doses) == 1 and doses[0].summation == "PLAN":
+        dose = doses[0]
+        if number_of_fractions is not None and doses[0].notes and plan is not None:
+            planned = plan.number_of_fractions
+            if planned is not None and planned != number_of_fractions:
+                raise UnsupportedDoseSummationError(
+                    f"{names[0]}: per-fraction dose read as {number_of_fractions} fractions but the RTPLAN "
+                    f"{_display_name(Path(plan.path or ''), root)} has {_tag('NumberOfFractionsPlanned')} "
+                    f"{planned}; pass the plan's number of fractions or export the plan dose"
+                )
+        return dose
+    relabelled = [replace(d, path=n) for d, n in zip(doses, names, strict=True)]
+    dose = sum_beam_doses(relabelled)
+    if plan is not None and plan.beams:
+        planned_beams = {b.number for b in plan.beams if (b.treatment_delivery_type or "TREATMENT") == "TREATMENT"}
+        if set(dose.referenced_beam_numbers) != planned_beams:
+            missing = sorted(planned_beams - set(dose.referenced_beam_numbers))
+            extra = sorted(set(dose.referenced_beam_numbers) - planned_beams)
+            raise UnsupportedDoseSummationError(
+                f"BEAM doses {', '.join(names)} cover beams {list(dose.referenced_beam_numbers)} but the RTPLAN "
+                f"{_display_name(Path(plan.path or ''), root)} has treatment beams {sorted(planned_beams)} "
+                f"(missing {missing}, not in the plan {extra}); submit one RTDOSE per beam or the plan dose"
+            )
+    return dose
 
 
 def _check_structure_set_references_ct(structure_set: StructureSet, ct: ImageVolume, ct_dir: Path) -> None:

@@ -11,18 +11,40 @@ Model
     resolution: what small structures need (dicompyler-core gives up to 10 Gy differences for ≤ 0.5 cc
     structures without it).
 
-Metrics (computed from the samples exactly, not from the binned curve)
-    - ``D_x cc``: the minimum dose to the hottest x cc: samples sorted from the hottest down, the dose of the
-      sample at which the accumulated volume first reaches x cc.
+Metrics (computed from the samples, not from the binned curve)
+    - The cumulative DVH V(D) (cc receiving at least D Gy) is continuous: each sample spreads its volume
+      uniformly over a dose interval as wide as the dose varies across it (its *dose spread*, from the local
+      dose gradient), as defined in :mod:`qa_checks.dvh_curve`. In a linear gradient along a grid axis this
+      is exact for the voxelised structure; in a uniform dose (no gradient) nothing is spread.
+    - ``D_x cc``: the dose at which V reaches x cc, **interpolated linearly** between the corners of V
+      (:data:`D_X_DEFINITION`), within [min, max] of the sample doses. Stepping to a sample's dose (the
+      previous definition) was off by up to one sample dose step in a gradient.
     - ``D_x %``: ``D_(x/100 · V) cc``. ``D0%`` is the maximum and ``D100%`` the minimum dose.
-    - ``V_x Gy``: volume (cc) of the samples with dose ≥ x Gy; ``V_x Gy %`` the same as a percentage of ``V``.
+    - ``V_x Gy``: volume (cc) of the samples whose dose is ≥ x Gy, each sample counted whole (*not* V(x) of the
+      continuous curve: volume criteria stay voxel counts, as planning systems and the plan indices count them);
+      ``V_x Gy %`` the same as a percentage of the structure volume. V_x Gy and D_x can therefore disagree by
+      up to the volume of the samples whose dose range straddles x.
     - mean: volume-weighted mean dose; max / min: of the samples with non-zero volume.
 
-The cumulative curve (:attr:`DVH.dose_bins_gy`, :attr:`DVH.cumulative_volume_cc`) is for display and storage:
-the volume receiving at least each bin's lower edge, ``bin_width_gy`` apart from 0 Gy.
+The cumulative curve (:attr:`DVH.dose_bins_gy`, :attr:`DVH.cumulative_volume_cc`) is ``V_x Gy`` at each bin's
+lower edge, ``bin_width_gy`` apart from 0 Gy: for display and storage.
 
-Dose grids ≥ 3 mm make small-volume metrics such as D0.03cc unreliable unless supersampled: :meth:`DVH.d_cc`
-logs a warning when asked for x ≤ :data:`SMALL_VOLUME_CC` on such a grid without supersampling.
+Supersampling
+    :func:`compute_dvh` supersamples by default where voxel centres are not enough: targets and structures
+    under :data:`SUPERSAMPLE_BELOW_CC` (policy :func:`default_supersampling`). The factor used, and why, is
+    recorded on the DVH (:attr:`DVH.parameters`). A mask given on the dose grid cannot be refined and is not
+    supersampled unless asked.
+
+Structures drawn on one plane
+    A structure contoured on a single CT slice stands for a slab one CT slice thick. On the dose grid (coarser
+    than the CT, or its sub-voxels when supersampling) that thickness cannot be read off the grid, so
+    :func:`compute_dvh` takes it from ``ct_slice_thickness_mm`` (:func:`qa_checks.rasterise.rasterise`'s
+    ``plane_spacing_mm``); without it the dose grid's z spacing is used and a warning recorded.
+
+Small volumes
+    A ``D_x`` whose volume is under :data:`SMALL_VOLUME_VOXELS` dose voxels depends on where the structure
+    falls on the grid: :meth:`DVH.small_volume_warning` says so in words ("D0.03cc of SpinalCord on a 3 mm dose
+    grid: the volume is 1.1 dose voxels (0.027 cc each)"), and :meth:`DVH.d_cc` logs it.
 """
 
 from __future__ import annotations
@@ -32,11 +54,22 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from qa_checks.dvh_curve import curve_points, dose_spread_gy
+from qa_checks.dvh_policy import (
+    MAX_DEFAULT_SUPERSAMPLE,
+    SUB_VOXEL_TARGET_MM,
+    SUPERSAMPLE_BELOW_CC,
+    TARGET_TYPES,
+    default_supersampling,
+    is_target_structure,
+    supersampling_policy,
+)
 from qa_checks.geometry import DoseGrid, check_axis
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure
@@ -44,26 +77,51 @@ from qa_checks.structures import Structure
 __all__ = [
     "COARSE_GRID_MM",
     "DVH",
+    "D_X_DEFINITION",
     "INTERPOLATION",
+    "MAX_DEFAULT_SUPERSAMPLE",
     "SMALL_VOLUME_CC",
+    "SMALL_VOLUME_VOXELS",
+    "SUB_VOXEL_TARGET_MM",
+    "SUPERSAMPLE_BELOW_CC",
+    "TARGET_TYPES",
+    "V_X_DEFINITION",
     "compute_dvh",
+    "default_supersampling",
     "dvh_measurements",
+    "dvh_warnings",
     "is_dvh_metric",
 ]
 
 logger = logging.getLogger(__name__)
 
 SMALL_VOLUME_CC: Final = 0.1
-"""Volumes (cc) at or below which ``D_x cc`` is a small-volume metric (D0.03cc, D0.1cc)."""
+"""Volumes (cc) at or below which ``D_x cc`` is conventionally a small-volume metric (D0.03cc, D0.1cc). Kept for
+callers; warnings now follow :data:`SMALL_VOLUME_VOXELS`, which accounts for the grid."""
 
 COARSE_GRID_MM: Final = 3.0
-"""Dose-grid spacing (mm) from which small-volume metrics without supersampling are warned about (DOMAIN:
-small-volume DVH metrics on dose grids ≥ 3 mm are unreliable)."""
+"""Dose-grid spacing (mm) from which small-volume DVH metrics are unreliable (DOMAIN). Kept for callers;
+warnings now follow :data:`SMALL_VOLUME_VOXELS`."""
 
 INTERPOLATION: Final = "trilinear"
 """How the dose is sampled at sub-voxel centres when supersampling."""
 
 MM3_PER_CC: Final = 1000.0
+
+D_X_DEFINITION: Final = (
+    "D_x: dose at which the cumulative DVH V(D) reaches x cc, V piecewise linear: each sample's volume spread "
+    "uniformly over its dose +/- half the dose variation across it (|gradient| x voxel width, summed over axes); "
+    "kept within [min, max] of the sample doses"
+)
+"""The definition of ``D_x`` in words, stored with every DVH's parameters (see the module docstring)."""
+
+V_X_DEFINITION: Final = "V_x: volume of the samples whose dose is >= x Gy, each sample counted whole"
+"""The definition of ``V_x Gy`` in words, stored with every DVH's parameters."""
+
+SMALL_VOLUME_VOXELS: Final = 2.0
+"""A ``D_x cc`` whose volume x is under this many dose voxels is a small-volume metric and gets a warning in
+words: with fewer than two voxels' worth of volume the hottest x cc is decided by one or two sample doses."""
+
 
 _METRIC = re.compile(
     r"^(?:(?P<dkind>D)(?P<dval>\d+(?:\.\d+)?)(?P<dunit>%|cc)"
@@ -90,6 +148,10 @@ class DVH:
         interpolation: dose interpolation at sub-voxel centres (:data:`INTERPOLATION`; ``"none"`` when
             ``supersample`` is 1).
         structure_name: (3006,0026) *ROIName* of the structure, or None for a mask.
+        supersample_reason: why ``supersample`` has its value, in words.
+        single_plane_thickness_mm: the slab thickness (mm) given to a structure drawn on one plane, or None.
+        notes: anything the reviewer should know about how the DVH was built (e.g. a single-plane structure
+            whose thickness was not given).
     """
 
     sample_dose_gy: npt.NDArray[np.float64]
@@ -105,6 +167,75 @@ class DVH:
     bin_width_gy: float
     interpolation: str
     structure_name: str | None = None
+    supersample_reason: str = ""
+    single_plane_thickness_mm: float | None = None
+    notes: tuple[str, ...] = ()
+    sample_dose_spread_gy: npt.NDArray[np.float64] | None = None
+
+    @cached_property
+    def _samples(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(dose, volume, spread) of every sample, hottest first."""
+        volumes = np.diff(self.cumulative_sample_volume_cc, prepend=0.0)
+        spread = self.sample_dose_spread_gy
+        if spread is None:
+            spread = np.zeros_like(self.sample_dose_gy)
+        return self.sample_dose_gy, volumes, spread
+
+    @cached_property
+    def _curve(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        return curve_points(*self._samples)
+
+    @property
+    def parameters(self) -> dict[str, object]:
+        """The parameters that produced this DVH, JSON-serialisable, to store with any result from it."""
+        return {
+            "structure": self.structure_name,
+            "grid_spacing_mm": list(self.grid_spacing_mm),
+            "voxel_volume_cc": self.voxel_volume_cc,
+            "supersample": self.supersample,
+            "supersample_reason": self.supersample_reason,
+            "interpolation": self.interpolation,
+            "bin_width_gy": self.bin_width_gy,
+            "d_x_definition": D_X_DEFINITION,
+            "v_x_definition": V_X_DEFINITION,
+            "single_plane_thickness_mm": self.single_plane_thickness_mm,
+            "volume_cc": self.volume_cc,
+            "notes": list(self.notes),
+        }
+
+    @property
+    def voxel_volume_cc(self) -> float:
+        """Volume of one dose-grid voxel, cc."""
+        return float(np.prod(self.grid_spacing_mm)) / MM3_PER_CC
+
+    def small_volume_warning(self, volume_cc: float, *, metric: str | None = None) -> str | None:
+        """A warning in words when ``D_x`` at ``volume_cc`` rests on fewer than :data:`SMALL_VOLUME_VOXELS` dose
+        voxels, e.g. ``"D0.03cc of SpinalCord on a 3 mm dose grid: the volume is 1.1 dose voxels (0.027 cc
+        each)"``; None otherwise.
+
+        Args:
+            volume_cc: the volume x of ``D_x cc`` (for ``D_x %``, x % of the structure volume).
+            metric: the metric as the protocol names it (``"D2%"``); default ``"D<x>cc"``.
+        """
+        x = float(volume_cc)
+        voxel = self.voxel_volume_cc
+        if x <= 0 or x >= SMALL_VOLUME_VOXELS * voxel:
+            return None
+        name = metric or f"D{_round_cc(x)}cc"
+        what = name if name.endswith("cc") else f"{name} ({_round_cc(x)} cc)"
+        spacing = self.grid_spacing_mm
+        grid = f"{spacing[0]:g} mm" if max(spacing) - min(spacing) < 1e-6 else "×".join(f"{v:g}" for v in spacing)
+        grid += "" if grid.endswith(" mm") else " mm (z×y×x)"
+        if x < voxel:
+            size = f"the volume is smaller than one dose voxel ({_round_cc(voxel)} cc)"
+        else:
+            size = f"the volume is {x / voxel:.1f} dose voxels ({_round_cc(voxel)} cc each)"
+        how = (
+            "; not supersampled: the value jumps with the structure's position on the grid"
+            if self.supersample == 1
+            else f"; supersampled {self.supersample}× with the dose interpolated {self.interpolation}ly"
+        )
+        return f"{what} of {self.structure_name or 'a mask'} on a {grid} dose grid: {size}{how}"
 
     @property
     def cumulative_volume_percent(self) -> npt.NDArray[np.float64]:
@@ -112,7 +243,9 @@ class DVH:
         return np.asarray(100.0 * self.cumulative_volume_cc / self.volume_cc, dtype=np.float64)
 
     def d_cc(self, volume_cc: float) -> float:
-        """Minimum dose (Gy) to the hottest ``volume_cc`` cc of the structure (``0`` gives the maximum).
+        """Dose (Gy) received by the hottest ``volume_cc`` cc: where the continuous cumulative DVH reaches that
+        volume, interpolated (:data:`D_X_DEFINITION`); ``0`` gives the maximum. Logs
+        :meth:`small_volume_warning` when there is one.
 
         Raises:
             ValueError: ``volume_cc`` negative, not finite, or larger than the structure volume (the hottest
@@ -126,17 +259,16 @@ class DVH:
             raise ValueError(
                 f"D{x:g}cc is undefined: structure {self.structure_name or '(mask)'} is only {self.volume_cc:.4g} cc"
             )
-        if x <= SMALL_VOLUME_CC and self.supersample == 1 and max(self.grid_spacing_mm) >= COARSE_GRID_MM:
-            logger.warning(
-                "D%gcc of %s on a %s mm dose grid without supersampling is unreliable; use supersample >= 3",
-                x,
-                self.structure_name or "a mask",
-                "x".join(f"{s:g}" for s in self.grid_spacing_mm),
-            )
+        return self._d_cc(x, metric=None)
+
+    def _d_cc(self, x: float, *, metric: str | None) -> float:
+        message = self.small_volume_warning(x, metric=metric)
+        if message is not None:
+            logger.warning("%s", message)
         if x == 0:
             return self.max_gy
-        idx = int(np.searchsorted(self.cumulative_sample_volume_cc, x * (1 - 1e-12), side="left"))
-        return float(self.sample_dose_gy[min(idx, self.sample_dose_gy.size - 1)])
+        volumes, doses = self._curve
+        return float(np.clip(np.interp(x, volumes, doses), self.min_gy, self.max_gy))
 
     def d_percent(self, percent: float) -> float:
         """Minimum dose (Gy) to the hottest ``percent`` % of the structure volume (D95%, D2%, ...).
@@ -149,7 +281,7 @@ class DVH:
             raise ValueError(f"D_x% needs 0 <= x <= 100; got {percent!r}")
         if p == 100.0:
             return self.min_gy
-        return self.d_cc(p / 100.0 * self.volume_cc) if p > 0 else self.max_gy
+        return self._d_cc(p / 100.0 * self.volume_cc, metric=f"D{p:g}%") if p > 0 else self.max_gy
 
     def v_gy(self, dose_gy: float) -> float:
         """Volume (cc) receiving at least ``dose_gy`` Gy."""
@@ -191,8 +323,10 @@ def compute_dvh(
     dose: DoseGrid,
     structure: Structure | npt.NDArray[np.bool_] | npt.NDArray[np.floating],
     *,
-    supersample: int = 1,
+    supersample: int | None = None,
     bin_width_gy: float = 0.01,
+    is_target: bool | None = None,
+    ct_slice_thickness_mm: float | None = None,
 ) -> DVH:
     """Cumulative DVH of ``structure`` in ``dose`` (see the module docstring for the model and definitions).
 
@@ -202,21 +336,32 @@ def compute_dvh(
             boolean, or float occupancy in [0, 1], shape (z, y, x) equal to ``dose.shape``. A mask cannot be
             refined: with ``supersample > 1`` each sub-voxel inherits its voxel's occupancy and only the dose is
             refined.
-        supersample: sub-voxels per dose voxel along each axis, 1 to 10.
+        supersample: sub-voxels per dose voxel along each axis, 1 to 10; None (default): for a Structure,
+            :func:`default_supersampling` of its volume and target status; for a mask, 1.
         bin_width_gy: bin width of the cumulative curve, Gy, > 0.
+        is_target: whether the structure is a target, for the default supersampling; None: from its
+            (3006,00A4) *RTROIInterpretedType* or TG-263 name (:data:`TARGET_TYPES`).
+        ct_slice_thickness_mm: the CT slice thickness (mm): the thickness of a structure drawn on a single
+            plane. Without it such a structure gets the dose grid's z spacing, and the DVH's notes say so.
 
     Raises:
         ValueError: a non-finite or negative dose (naming the first such voxel, its (z, y, x) index, position
             and value), a mask of the wrong shape or with values outside [0, 1], an empty structure,
-            ``supersample`` or ``bin_width_gy`` out of range, or (3004,0002) *DoseUnits* not GY.
+            ``supersample``, ``bin_width_gy`` or ``ct_slice_thickness_mm`` out of range, or (3004,0002)
+            *DoseUnits* not GY.
         TypeError: ``structure`` is neither a Structure nor a boolean or floating-point numpy array.
     """
-    if not isinstance(supersample, int | np.integer) or isinstance(supersample, bool) or not 1 <= supersample <= 10:
+    if supersample is not None and (
+        not isinstance(supersample, int | np.integer) or isinstance(supersample, bool) or not 1 <= supersample <= 10
+    ):
         raise ValueError(f"supersample must be an integer from 1 to 10; got {supersample!r}")
-    n = int(supersample)
     bw = float(bin_width_gy)
     if not math.isfinite(bw) or bw <= 0:
         raise ValueError(f"bin_width_gy must be a positive number of Gy; got {bin_width_gy!r}")
+    if ct_slice_thickness_mm is not None and not (
+        math.isfinite(float(ct_slice_thickness_mm)) and float(ct_slice_thickness_mm) > 0
+    ):
+        raise ValueError(f"ct_slice_thickness_mm must be a positive number of mm; got {ct_slice_thickness_mm!r}")
     if dose.dose_units is not None and dose.dose_units.upper() != "GY":
         raise ValueError(
             f"{dose.path or 'dose grid'}: (3004,0002) DoseUnits is {dose.dose_units!r}; a DVH in Gy needs 'GY'"
@@ -224,28 +369,61 @@ def compute_dvh(
     _check_dose(dose)
     name = structure.name if isinstance(structure, Structure) else None
     spacing = dose.spacing_mm
+    notes: list[str] = []
+    thickness: float | None = None
 
     if isinstance(structure, Structure):
-        coarse = rasterise(structure, dose, fractional=True, supersample=n)
+        if structure.z_planes_mm.size == 1:
+            if ct_slice_thickness_mm is not None:
+                thickness = float(ct_slice_thickness_mm)
+            else:
+                thickness = spacing[0]
+                notes.append(
+                    f"{structure.name} is drawn on one plane and no CT slice thickness was given: its thickness is "
+                    f"taken as the dose grid's z spacing ({thickness:g} mm)"
+                )
+                logger.warning("%s", notes[-1])
+        estimate = rasterise(structure, dose, fractional=True, supersample=3, plane_spacing_mm=thickness)
+        volume_estimate = float(np.sum(estimate * _voxel_volumes_cc(dose)))
+        target = is_target_structure(structure) if is_target is None else bool(is_target)
+        if supersample is None:
+            n, reason = supersampling_policy(volume_estimate, target, max(spacing))
+        else:
+            n, reason = int(supersample), "given by the caller"
+        coarse = (
+            estimate
+            if n == 3
+            else rasterise(structure, dose, fractional=True, supersample=n, plane_spacing_mm=thickness)
+        )
     else:
+        n, reason = (
+            (1, "default: a mask on the dose grid cannot be refined")
+            if supersample is None
+            else (
+                int(supersample),
+                "given by the caller (a mask: only the dose is refined)",
+            )
+        )
         coarse = _check_mask(structure, dose.shape)
     if not np.any(coarse > 0):
         raise ValueError(
             f"structure {name or '(mask)'} has no volume on the dose grid "
             f"(shape {dose.shape}, spacing {spacing} mm): nothing to build a DVH from"
         )
-    z_w, y_w, x_w = (_cell_widths(a) for a in (dose.z_mm, dose.y_mm, dose.x_mm))
 
     if n == 1:
-        weights = coarse * (z_w[:, None, None] * y_w[None, :, None] * x_w[None, None, :]) / MM3_PER_CC
-        inside = weights > 0
-        doses = dose.values_gy[inside]
-        volumes = weights[inside]
+        doses, volumes, spreads = _voxel_samples(dose, coarse)
     else:
-        doses, volumes = _supersampled_samples(dose, structure, coarse, n)
+        doses, volumes, spreads = _supersampled_samples(dose, structure, coarse, n, thickness)
+    if volumes.size == 0:
+        raise ValueError(
+            f"structure {name or '(mask)'} has no volume on the dose grid "
+            f"(shape {dose.shape}, spacing {spacing} mm): nothing to build a DVH from"
+        )
 
     order = np.argsort(-doses, kind="stable")
     sorted_dose = np.ascontiguousarray(doses[order])
+    sorted_spread = np.ascontiguousarray(spreads[order])
     cumulative = np.cumsum(volumes[order])
     total = float(cumulative[-1])
     if total <= 0:
@@ -269,7 +447,46 @@ def compute_dvh(
         bin_width_gy=bw,
         interpolation=INTERPOLATION if n > 1 else "none",
         structure_name=name,
+        supersample_reason=reason,
+        single_plane_thickness_mm=thickness,
+        notes=tuple(notes),
+        sample_dose_spread_gy=sorted_spread,
     )
+
+
+def _box(occupancy: npt.NDArray[np.float64], margin: int = 0) -> list[tuple[int, int]]:
+    """Half-open (z, y, x) index ranges of the non-zero voxels, widened by ``margin`` within the array."""
+    box = []
+    for dim in range(3):
+        other = tuple(d for d in range(3) if d != dim)
+        hit = np.flatnonzero((occupancy > 0).any(axis=other))
+        box.append((max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, occupancy.shape[dim])))
+    return box
+
+
+def _voxel_samples(
+    dose: DoseGrid, occupancy: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(dose Gy, volume cc, dose spread Gy) of the dose voxels the structure occupies (no supersampling)."""
+    box = _box(occupancy, margin=1)  # one voxel around for central differences
+    (z0, z1), (y0, y1), (x0, x1) = box
+    values = dose.values_gy[z0:z1, y0:y1, x0:x1]
+    weights = (occupancy * _voxel_volumes_cc(dose))[z0:z1, y0:y1, x0:x1]
+    axes = (dose.z_mm[z0:z1], dose.y_mm[y0:y1], dose.x_mm[x0:x1])
+    widths = [_cell_widths(a)[lo:hi] for a, (lo, hi) in zip((dose.z_mm, dose.y_mm, dose.x_mm), box, strict=True)]
+    spread = dose_spread_gy(values, axes, widths)
+    inside = weights > 0
+    return (
+        np.asarray(values[inside], dtype=np.float64),
+        np.asarray(weights[inside], dtype=np.float64),
+        np.asarray(spread[inside], dtype=np.float64),
+    )
+
+
+def _voxel_volumes_cc(dose: DoseGrid) -> npt.NDArray[np.float64]:
+    """Volume (cc) of every dose voxel, shape (z, y, x) broadcastable."""
+    z_w, y_w, x_w = (_cell_widths(a) for a in (dose.z_mm, dose.y_mm, dose.x_mm))
+    return np.asarray(z_w[:, None, None] * y_w[None, :, None] * x_w[None, None, :] / MM3_PER_CC, dtype=np.float64)
 
 
 def _check_dose(dose: DoseGrid) -> None:
@@ -351,13 +568,10 @@ def _supersampled_samples(
     structure: Structure | npt.NDArray[np.bool_] | npt.NDArray[np.floating],
     coarse: npt.NDArray[np.float64],
     n: int,
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """(dose Gy, volume cc) of the sub-voxel samples inside the structure, over its bounding box."""
-    box = []
-    for dim in range(3):
-        other = tuple(d for d in range(3) if d != dim)
-        hit = np.flatnonzero((coarse > 0).any(axis=other))
-        box.append((int(hit[0]), int(hit[-1]) + 1))
+    plane_spacing_mm: float | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(dose Gy, volume cc, dose spread Gy) of the sub-voxel samples inside the structure, over its bounding box."""
+    box = _box(coarse)
     axes = (dose.z_mm, dose.y_mm, dose.x_mm)
     subs = [_sub_centres(a, lo, hi, n) for a, (lo, hi) in zip(axes, box, strict=True)]
     # Trilinear interpolation is separable: interpolate along z, then y, then x, from the voxels around the box.
@@ -370,13 +584,19 @@ def _supersampled_samples(
     sub_volume_cc = widths[0][:, None, None] * widths[1][None, :, None] * widths[2][None, None, :] / MM3_PER_CC
     if isinstance(structure, Structure):
         fine = _SubGrid(check_axis(subs[0], name="z_mm"), subs[1], subs[2])
-        occupancy = rasterise(structure, fine).astype(np.float64)
+        # A single-plane structure's thickness is not the sub-grid's z spacing: pass it (CT slice or dose grid).
+        occupancy = rasterise(structure, fine, plane_spacing_mm=plane_spacing_mm).astype(np.float64)
     else:
         block = coarse[box[0][0] : box[0][1], box[1][0] : box[1][1], box[2][0] : box[2][1]]
         occupancy = np.repeat(np.repeat(np.repeat(block, n, axis=0), n, axis=1), n, axis=2)
     weights = occupancy * sub_volume_cc
     inside = weights > 0
-    return np.asarray(values[inside], dtype=np.float64), np.asarray(weights[inside], dtype=np.float64)
+    spread = dose_spread_gy(values, subs, widths)
+    return (
+        np.asarray(values[inside], dtype=np.float64),
+        np.asarray(weights[inside], dtype=np.float64),
+        np.asarray(spread[inside], dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -386,6 +606,11 @@ class _SubGrid:
     z_mm: npt.NDArray[np.float64]
     y_mm: npt.NDArray[np.float64]
     x_mm: npt.NDArray[np.float64]
+
+
+def _round_cc(volume_cc: float) -> str:
+    """A volume in cc as a reviewer writes it: three significant figures, no float noise (0.027, 0.35, 1.2)."""
+    return f"{float(f'{volume_cc:.3g}'):g}"
 
 
 def is_dvh_metric(name: str) -> bool:
@@ -412,3 +637,23 @@ def dvh_measurements(dvhs: Mapping[str, DVH], keys: Iterable[tuple[str, str]]) -
             logger.warning("%s of %s is undefined: %s", metric, structure, exc)
             measured[(structure, metric)] = math.nan
     return measured
+
+
+def dvh_warnings(dvhs: Mapping[str, DVH], keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Small-volume warnings in words (:meth:`DVH.small_volume_warning`) for the ``(structure, metric)`` keys
+    whose metric is a ``D_x cc`` or ``D_x %`` of a structure in ``dvhs``, to show the reviewer next to the value.
+    Keys without a warning, or that are not D_x metrics of a known structure, are left out."""
+    warnings: dict[tuple[str, str], str] = {}
+    for structure, metric in keys:
+        dvh = dvhs.get(structure)
+        match = _METRIC.match(metric.strip())
+        if dvh is None or match is None or not match["dkind"]:
+            continue
+        value = float(match["dval"])
+        volume_cc = value / 100.0 * dvh.volume_cc if match["dunit"] == "%" else value
+        if match["dunit"] == "%" and value in (0.0, 100.0):
+            continue  # the maximum and the minimum are not volume quantiles
+        message = dvh.small_volume_warning(volume_cc, metric=metric.strip())
+        if message is not None:
+            warnings[(structure, metric)] = message
+    return warnings

@@ -16,6 +16,8 @@ __all__ = [
     "MissingReferenceError",
     "NotDicomError",
     "QAChecksError",
+    "UnsupportedDoseSummationError",
+    "UnsupportedDoseTypeError",
     "UnsupportedDoseUnitsError",
     "UnsupportedGeometryError",
     "WrongModalityError",
@@ -62,6 +64,15 @@ class InvalidGridError(QAChecksError):
 
 class UnsupportedDoseUnitsError(QAChecksError):
     """(3004,0002) *DoseUnits* is not ``GY`` and the caller did not allow relative dose."""
+
+
+class UnsupportedDoseTypeError(QAChecksError):
+    """(3004,0004) *DoseType* is not one the caller allows (by default only ``PHYSICAL``)."""
+
+
+class UnsupportedDoseSummationError(QAChecksError):
+    """(3004,000A) *DoseSummationType* does not give the plan dose: ``BEAM`` alone, ``FRACTION`` without the
+    number of fractions, any other value; or beam doses that cannot be summed (different plans or grids)."""
 
 
 class AmbiguousInputError(QAChecksError):

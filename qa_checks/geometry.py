@@ -199,7 +199,15 @@ class DoseGrid(_GridGeometry):
         dose_summation_type: (3004,000A) *DoseSummationType*: ``"PLAN"``, ``"FRACTION"``, ``"BEAM"``, ...
         referenced_plan_uid: (0008,1155) *ReferencedSOPInstanceUID* in (300C,0002) *ReferencedRTPlanSequence*.
         sop_instance_uid: (0008,0018) *SOPInstanceUID* of the RTDOSE.
-        path: file the grid was read from.
+        path: file the grid was read from (the files, comma-separated, for a sum of beam doses).
+        summation: what ``values_gy`` is after reading: ``"PLAN"`` (the dose of the whole plan: read from a PLAN
+            dose, a FRACTION dose multiplied by the number of fractions, or a sum of BEAM doses), ``"BEAM"`` (one
+            beam's dose), or None for a grid built by hand. See :mod:`qa_checks.rtdose_meaning`.
+        referenced_beam_numbers: (300C,0006) *ReferencedBeamNumber* values in (300C,0002)
+            *ReferencedRTPlanSequence* › (300C,0020) *ReferencedFractionGroupSequence* › (300C,0004)
+            *ReferencedBeamSequence*, in increasing order.
+        notes: each conversion applied to the stored dose, in words (e.g. ``"summed 3 BEAM doses (beams 1, 2,
+            3)"``); store them with any result computed from the grid.
 
     Raises:
         InvalidGridError: in construction, naming the argument (axis not 1-D or not strictly monotonic, values
@@ -217,11 +225,16 @@ class DoseGrid(_GridGeometry):
     referenced_plan_uid: str | None = None
     sop_instance_uid: str | None = None
     path: str | None = None
+    summation: str | None = None
+    referenced_beam_numbers: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         z = check_axis(self.z_mm, name="z_mm")
         y = check_axis(self.y_mm, name="y_mm")
         x = check_axis(self.x_mm, name="x_mm")
+        object.__setattr__(self, "referenced_beam_numbers", tuple(self.referenced_beam_numbers))
+        object.__setattr__(self, "notes", tuple(self.notes))
         values = np.asarray(self.values_gy, dtype=np.float64)
         _check_values(values, z, y, x, "values_gy")
         object.__setattr__(self, "z_mm", z)

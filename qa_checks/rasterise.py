@@ -11,11 +11,12 @@ In-plane
 
 Through-plane
     Each contour plane *represents a slab* one contour-plane spacing thick, centred on the plane (the spacing is
-    the median distance between the structure's planes; for a single-plane structure, the grid's slice
-    spacing). A grid slice takes the contour plane nearest to it, provided the slice centre lies in that
-    plane's slab ``[plane - spacing/2, plane + spacing/2)``; otherwise the slice is empty. So slices beyond the
-    first/last plane by half a spacing or more are empty, a gap in the contours wider than one spacing is
-    left empty in its middle, and a slice exactly half-way between two planes takes the upper one.
+    the median distance between the structure's planes; for a single-plane structure, ``plane_spacing_mm`` when
+    given (the CT slice thickness: pass it whenever the grid is not the CT, e.g. a dose grid or its sub-voxels),
+    else the grid's slice spacing). A grid slice takes the contour plane nearest to it, provided the slice
+    centre lies in that plane's slab ``[plane - spacing/2, plane + spacing/2)``; otherwise the slice is empty.
+    So slices beyond the first/last plane by half a spacing or more are empty, a gap in the contours wider than
+    one spacing is left empty in its middle, and a slice exactly half-way between two planes takes the upper one.
     Contours are never interpolated between planes. Volume is conserved: when contours sit on CT slices,
     the rasterised volume onto any finer or shifted grid equals area × plane spacing per plane, up to
     voxelisation of the boundary.
@@ -57,24 +58,44 @@ maps contour points to voxel indices linearly, so a deviation this small moves n
 
 @overload
 def rasterise(
-    structure: Structure, grid: Grid, *, fractional: Literal[False] = False, supersample: int = 1
+    structure: Structure,
+    grid: Grid,
+    *,
+    fractional: Literal[False] = False,
+    supersample: int = 1,
+    plane_spacing_mm: float | None = None,
 ) -> npt.NDArray[np.bool_]: ...
 
 
 @overload
 def rasterise(
-    structure: Structure, grid: Grid, *, fractional: Literal[True], supersample: int = 1
+    structure: Structure,
+    grid: Grid,
+    *,
+    fractional: Literal[True],
+    supersample: int = 1,
+    plane_spacing_mm: float | None = None,
 ) -> npt.NDArray[np.float64]: ...
 
 
 @overload
 def rasterise(
-    structure: Structure, grid: Grid, *, fractional: bool, supersample: int = 1
+    structure: Structure,
+    grid: Grid,
+    *,
+    fractional: bool,
+    supersample: int = 1,
+    plane_spacing_mm: float | None = None,
 ) -> npt.NDArray[np.bool_] | npt.NDArray[np.float64]: ...
 
 
 def rasterise(
-    structure: Structure, grid: Grid, *, fractional: bool = False, supersample: int = 1
+    structure: Structure,
+    grid: Grid,
+    *,
+    fractional: bool = False,
+    supersample: int = 1,
+    plane_spacing_mm: float | None = None,
 ) -> npt.NDArray[np.bool_] | npt.NDArray[np.float64]:
     """Voxelise ``structure`` on ``grid`` (see the module docstring for the rules).
 
@@ -85,6 +106,9 @@ def rasterise(
             increase or decrease; y and x must be uniformly spaced.
         fractional: return occupancy fractions instead of a boolean mask.
         supersample: sub-voxels per voxel along each axis when ``fractional`` (1 to 20).
+        plane_spacing_mm: the thickness (mm) of a structure drawn on a single plane: the CT slice thickness.
+            Default: the grid's slice spacing (right only when the grid is the CT). Ignored for structures on
+            several planes (their plane spacing is used).
 
     Returns:
         Boolean mask, or float64 occupancy in [0, 1] when ``fractional``, shape (len(z_mm), len(y_mm), len(x_mm)).
@@ -92,8 +116,11 @@ def rasterise(
     Raises:
         UnsupportedGeometryError: a contour is not axial (its points differ in z), or y/x not uniformly spaced.
         InvalidGridError: a grid axis is not 1-D or not strictly monotonic.
-        ValueError: ``supersample`` out of range, or ``supersample > 1`` without ``fractional``.
+        ValueError: ``supersample`` out of range, ``supersample > 1`` without ``fractional``, or
+            ``plane_spacing_mm`` not a positive number.
     """
+    if plane_spacing_mm is not None and not (np.isfinite(plane_spacing_mm) and plane_spacing_mm > 0):
+        raise ValueError(f"plane_spacing_mm must be a positive number of mm; got {plane_spacing_mm!r}")
     if not isinstance(supersample, int | np.integer) or not 1 <= supersample <= 20:
         raise ValueError(f"supersample must be an integer from 1 to 20; got {supersample!r}")
     if supersample > 1 and not fractional:
@@ -117,6 +144,8 @@ def rasterise(
     plane_z = np.array([p for p, _ in planes], dtype=np.float64)
     if plane_z.size > 1:
         plane_spacing = float(np.median(np.diff(plane_z)))
+    elif plane_spacing_mm is not None:
+        plane_spacing = float(plane_spacing_mm)
     elif z_asc.size > 1:
         plane_spacing = float(np.median(np.diff(z_asc)))
     else:

@@ -219,9 +219,14 @@ class DicomFactory:
         frame_of_reference_uid: str | None = None,
         path: str = "rtdose.dcm",
         scaling: float = 1e-4,
+        dose_type: str | None = "PHYSICAL",
+        summation_type: str | None = "PLAN",
+        beam_numbers: Sequence[int] = (),
     ) -> Path:
         """Write an RTDOSE whose (z, y, x) values (on increasing axes) are ``values_gy``, stored as uint32
-        values × ``scaling`` in the orientation of ``position``."""
+        values × ``scaling`` in the orientation of ``position``. ``dose_type`` / ``summation_type`` None leave
+        (3004,0004) / (3004,000A) out; ``beam_numbers`` go in the plan reference's (300C,0004)
+        ReferencedBeamSequence (fraction group 1)."""
         z = np.asarray(z_mm, dtype=np.float64)
         y = np.asarray(y_mm, dtype=np.float64)
         x = np.asarray(x_mm, dtype=np.float64)
@@ -229,6 +234,8 @@ class DicomFactory:
         row_sign, col_sign = iop[0], iop[4]
         normal_z = row_sign * col_sign
         stored = np.asarray(values_gy, dtype=np.float64)
+        if stored.min() < 0:  # would wrap around in the unsigned 32-bit pixels
+            raise ValueError(f"RTDOSE values must be >= 0 Gy; got a minimum of {stored.min()} Gy")
         stored_x, stored_y, stored_z = x, y, z
         if row_sign < 0:
             stored, stored_x = stored[:, :, ::-1], x[::-1]
@@ -256,14 +263,26 @@ class DicomFactory:
         ds.HighBit = 31
         ds.PixelRepresentation = 0
         ds.DoseUnits = dose_units
-        ds.DoseType = "PHYSICAL"
-        ds.DoseSummationType = "PLAN"
+        if dose_type is not None:
+            ds.DoseType = dose_type
+        if summation_type is not None:
+            ds.DoseSummationType = summation_type
         ds.DoseGridScaling = scaling
         ds.PixelData = np.round(stored / scaling).astype(np.uint32).tobytes()
         if plan_uid is not None:
             ref = Dataset()
             ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
             ref.ReferencedSOPInstanceUID = plan_uid
+            if beam_numbers:
+                group = Dataset()
+                group.ReferencedFractionGroupNumber = 1
+                beams = []
+                for number in beam_numbers:
+                    beam = Dataset()
+                    beam.ReferencedBeamNumber = number
+                    beams.append(beam)
+                group.ReferencedBeamSequence = DicomSequence(beams)
+                ref.ReferencedFractionGroupSequence = DicomSequence([group])
             ds.ReferencedRTPlanSequence = DicomSequence([ref])
         return _save(ds, self.root / path)
 

@@ -23,6 +23,7 @@ from qa_checks.errors import (
     MissingReferenceError,
     NotDicomError,
     QAChecksError,
+    UnsupportedDoseSummationError,
     UnsupportedDoseUnitsError,
     UnsupportedGeometryError,
     WrongModalityError,
@@ -88,8 +89,16 @@ class TestPydicomRTDoseExample:
         with pytest.raises(UnsupportedDoseUnitsError, match=r"rtdose\.dcm: \(3004,0002\) DoseUnits is 'RELATIVE'"):
             read_rtdose(examples.get_path("rt_dose"))
 
+    def test_beam_dose_refused_by_default(self) -> None:
+        # The example is the dose of beam 1 only ((3004,000A) DoseSummationType BEAM): not a plan dose.
+        with pytest.raises(
+            UnsupportedDoseSummationError,
+            match=r"rtdose\.dcm: \(3004,000A\) DoseSummationType is 'BEAM' .*export the plan dose",
+        ):
+            read_rtdose(examples.get_path("rt_dose"), allow_relative=True)
+
     def test_grid(self) -> None:
-        dose = read_rtdose(examples.get_path("rt_dose"), allow_relative=True)
+        dose = read_rtdose(examples.get_path("rt_dose"), allow_relative=True, allow_beam=True)
         assert dose.shape == (15, 10, 10)
         # (0020,0032) = [189.43125, 199.43125, -761.87], PixelSpacing 10 mm, offsets 0..70 step 5 mm.
         np.testing.assert_allclose(dose.x_mm, 189.43125 + 10.0 * np.arange(10), rtol=0, atol=1e-9)
@@ -98,9 +107,10 @@ class TestPydicomRTDoseExample:
         assert dose.spacing_mm == pytest.approx((5.0, 10.0, 10.0), abs=1e-9)
         assert (dose.dose_units, dose.dose_type, dose.dose_summation_type) == ("RELATIVE", "PHYSICAL", "BEAM")
         assert dose.referenced_plan_uid == "1.2.123.456.78.9.0123.4567.89012345678901"
+        assert (dose.summation, dose.referenced_beam_numbers, dose.notes) == ("BEAM", (1,), ())
 
     def test_scaling(self) -> None:
-        dose = read_rtdose(examples.get_path("rt_dose"), allow_relative=True)
+        dose = read_rtdose(examples.get_path("rt_dose"), allow_relative=True, allow_beam=True)
         raw = pydicom.dcmread(examples.get_path("rt_dose")).pixel_array
         # values = stored × (3004,000E) DoseGridScaling 1e-6; HFS, so no axis is flipped. Float64 product:
         # relative error ~1e-16.
@@ -110,20 +120,20 @@ class TestPydicomRTDoseExample:
     def test_non_conforming_values_logged_not_raised(self, caplog: pytest.LogCaptureFixture) -> None:
         # The example's ReferencedSOPInstanceUID has a component with a leading zero ("0123"): pydicom warns.
         with caplog.at_level(logging.WARNING, logger="qa_checks.dicom_io"):
-            read_rtdose(examples.get_path("rt_dose"), allow_relative=True)
+            read_rtdose(examples.get_path("rt_dose"), allow_relative=True, allow_beam=True)
         messages = [r.getMessage() for r in caplog.records if r.name == "qa_checks.dicom_io"]
         assert any("rtdose.dcm" in m and "Invalid value for VR UI" in m for m in messages)
 
     def test_big_endian_copy_reads_the_same(self) -> None:
-        little = read_rtdose(examples.get_path("rt_dose"), allow_relative=True)
-        big = read_rtdose(get_testdata_file("rtdose_expb.dcm"), allow_relative=True)
+        little = read_rtdose(examples.get_path("rt_dose"), allow_relative=True, allow_beam=True)
+        big = read_rtdose(get_testdata_file("rtdose_expb.dcm"), allow_relative=True, allow_beam=True)
         np.testing.assert_array_equal(little.values_gy, big.values_gy)
 
     def test_offset_vector_longer_than_frames(self) -> None:
         # rtdose_1frame.dcm keeps the 15-value (3004,000C) of its parent but holds a single frame.
         path = get_testdata_file("rtdose_1frame.dcm")
         with pytest.raises(InvalidGridError, match=r"rtdose_1frame\.dcm: \(3004,000C\) GridFrameOffsetVector has 15"):
-            read_rtdose(path, allow_relative=True)
+            read_rtdose(path, allow_relative=True, allow_beam=True)
 
 
 class TestPydicomRTPlanExample:

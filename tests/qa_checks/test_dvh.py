@@ -171,16 +171,21 @@ class TestSmallVolume:
         # Without supersampling the result jumps by whole 3 Gy voxel steps as the sphere moves (measured
         # spread 2.6 Gy): the instability the warning is about.
         assert np.ptp(coarse) > 2 * np.ptp(fine)
-        warnings = [r for r in caplog.records if "D0.03cc" in r.getMessage()]
-        assert len(warnings) == len(shifts)  # once per coarse call, never for the supersampled ones
-        assert "3x3x3 mm dose grid without supersampling" in warnings[0].getMessage()
+        # 0.03 cc is 1.1 voxels of 0.027 cc: every call warns, in words that say whether it was supersampled.
+        warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("D0.03cc of Chiasm")]
+        assert len(warnings) == 2 * len(shifts)
+        assert sum("not supersampled" in w for w in warnings) == len(shifts)
+        assert warnings[-1] == (
+            "D0.03cc of Chiasm on a 3 mm dose grid: the volume is 1.1 dose voxels (0.027 cc each); not supersampled: "
+            "the value jumps with the structure's position on the grid"
+        )
 
 
 class TestMasksAndCurve:
     def test_mask_gives_the_same_dvh_as_the_structure(self) -> None:
         dose = dose_grid(2.0, gradient_x)
         structure = sphere_structure()
-        from_structure = compute_dvh(dose, structure)
+        from_structure = compute_dvh(dose, structure, supersample=1)
         from_mask = compute_dvh(dose, rasterise(structure, dose))
         np.testing.assert_array_equal(from_structure.sample_dose_gy, from_mask.sample_dose_gy)
         assert from_structure.volume_cc == from_mask.volume_cc
@@ -190,14 +195,21 @@ class TestMasksAndCurve:
         # Two voxels of 8 mm³, half and fully occupied: 12 mm³ = 0.012 cc; mean dose weighted 1:2.
         a = np.array([0.0, 2.0])
         values = np.zeros((2, 2, 2))
-        values[0, 0, 0], values[0, 0, 1] = 10.0, 40.0
+        values[:, :, 0], values[:, :, 1] = 10.0, 40.0  # a gradient of 15 Gy/mm along x only
         mask = np.zeros((2, 2, 2))
         mask[0, 0, 0], mask[0, 0, 1] = 0.5, 1.0
         dvh = compute_dvh(DoseGrid(values, a, a, a), mask)
         assert dvh.volume_cc == pytest.approx(0.012, rel=1e-12)
         assert dvh.mean_gy == pytest.approx((0.5 * 10 + 1.0 * 40) / 1.5, rel=1e-12)
-        assert dvh.d_cc(0.008) == 40.0  # the hottest 8 mm³ is exactly the full voxel
-        assert dvh.d_cc(0.0081) == 10.0
+        # Each voxel spreads its volume over 15 Gy/mm × 2 mm = 30 Gy about its dose (dvh_curve): 8 mm³ over
+        # 25-55 Gy, 4 mm³ over -5-25 Gy. D_x interpolates that curve and stays within [10, 40] Gy.
+        assert dvh.d_cc(0.004) == 40.0  # 55 − 30 · 4/8 = 40
+        assert dvh.d_cc(0.002) == 40.0  # 47.5, kept at the maximum sample dose
+        assert dvh.d_cc(0.008) == pytest.approx(25.0, rel=1e-12)
+        assert dvh.d_cc(0.010) == pytest.approx(10.0, rel=1e-12)  # 25 − 30 · 2/4
+        # V_x Gy counts samples whole: the 40 Gy voxel's 8 mm³ from 40 Gy down to 10 Gy.
+        assert dvh.v_gy(40.0) == pytest.approx(0.008, rel=1e-12) and dvh.v_gy(40.01) == 0.0
+        assert dvh.v_gy(17.5) == pytest.approx(0.008, rel=1e-12)
 
     def test_cumulative_curve(self) -> None:
         dvh = compute_dvh(dose_grid(2.0, gradient_x), sphere_structure(), bin_width_gy=0.5)
@@ -213,7 +225,8 @@ class TestMasksAndCurve:
         dvh = compute_dvh(dose_grid(2.5, gradient_x), sphere_structure(), supersample=3, bin_width_gy=0.05)
         assert dvh.grid_spacing_mm == (2.5, 2.5, 2.5)
         assert dvh.supersample == 3 and dvh.interpolation == "trilinear" and dvh.bin_width_gy == 0.05
-        assert compute_dvh(dose_grid(2.5, gradient_x), sphere_structure()).interpolation == "none"
+        assert dvh.supersample_reason == "given by the caller"
+        assert compute_dvh(dose_grid(2.5, gradient_x), sphere_structure(), supersample=1).interpolation == "none"
 
 
 @pytest.fixture(scope="module")
