@@ -455,16 +455,24 @@ def _d2cm(
     sub_values = values[box]
     candidates = allowed[box] & ~ptv[box] & (sub_values > best)
     if candidates.any():
-        cand_idx = np.argwhere(candidates)
+        # Distance to the nearest target voxel centre, an upper bound on the distance to the contour surface (a
+        # centre is inside): voxels nearer than distance_mm by it are near. For a contoured target, voxels within
+        # a voxel diagonal beyond are measured from the surface; those farther are far.
+        voxel_distance = ndimage.distance_transform_edt(~ptv[box], sampling=spacing)
+        far = candidates & (voxel_distance >= distance_mm)
         if surface is not None:
-            origin = [region[k].start for k in range(3)]
-            points = np.stack([axes[k][cand_idx[:, k] + origin[k]] for k in range(3)], axis=1)
-            distance = surface.distance_mm(points)
-        else:
-            distance = ndimage.distance_transform_edt(~ptv[box], sampling=spacing)[tuple(cand_idx.T)]
-        far = distance >= distance_mm
+            diagonal = math.sqrt(sum(s * s for s in spacing))
+            band = far & (voxel_distance < distance_mm + diagonal)
+            sure = far & ~band
+            floor = float(sub_values[sure].max()) if sure.any() else -math.inf
+            band_idx = np.argwhere(band & (sub_values > floor))  # only band voxels that could raise the maximum
+            if band_idx.size:
+                origin = [region[k].start for k in range(3)]
+                points = np.stack([axes[k][band_idx[:, k] + origin[k]] for k in range(3)], axis=1)
+                near = surface.distance_mm(points) < distance_mm
+                far[tuple(band_idx[near].T)] = False
         if far.any():
-            best = max(best, float(sub_values[tuple(cand_idx[far].T)].max()))
+            best = max(best, float(sub_values[far].max()))
     method = D2CM_SURFACE if surface is not None else D2CM_VOXEL_CENTRES
     n_used = surface.supersample if surface is not None else 1
     return (best if math.isfinite(best) else None), method, n_used, warning

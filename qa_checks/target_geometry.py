@@ -3,13 +3,14 @@
 Used by :mod:`qa_checks.plan_indices`. Arrays are indexed (z, y, x); coordinates are patient LPS mm.
 
 Surface distance of a contoured structure
-    The structure is rasterised (:func:`qa_checks.rasterise.rasterise`, voxel-centre rule) on a *fine grid*:
-    the dose grid's spacing divided by ``supersample`` along every axis, over the structure's bounding box plus
-    one fine voxel. Its surface is sampled at the centre of every face between an inside and an outside fine
-    voxel, and the distance of a point from the surface is the distance to the nearest such face centre (a
-    k-d tree query). The face centres lie on the staircase surface of the fine rasterisation, within half a
-    fine voxel of the contour surface, so distances are within about half a fine voxel of the true ones,
-    whichever way. No distance transform of the whole dose grid is computed.
+    The structure is rasterised (:func:`qa_checks.rasterise.rasterise`, voxel-centre rule) on a *fine grid*
+    over its bounding box plus one fine voxel: the dose grid's coarsest spacing divided by ``supersample``,
+    each other axis divided by the smallest odd number giving a spacing no larger. Its surface is sampled at
+    the centre of every face between an inside and an outside fine voxel, and the distance of a point from the
+    surface is the distance to the nearest such face centre (a k-d tree query). The face centres lie on the
+    staircase surface of the fine rasterisation, within half a fine voxel of the contour surface, so distances
+    are within about half a fine voxel of the true ones, whichever way. No distance transform of the whole
+    dose grid is computed.
 
 Nearest-target neighbourhoods
     With several targets, every dose voxel belongs to the target whose surface is nearest: the nearest target
@@ -70,7 +71,7 @@ class SurfaceSamples:
     Attributes:
         points_zyx_mm: (N, 3) face centres on the fine rasterisation's surface, (z, y, x) mm.
         fine_spacing_mm: (z, y, x) spacing of the fine grid, mm.
-        supersample: fine voxels per dose voxel along each axis.
+        supersample: fine voxels per dose voxel along the coarsest axis.
         low_zyx_mm, high_zyx_mm: the extent of the surface (minimum and maximum of the points) per axis, mm.
     """
 
@@ -111,7 +112,7 @@ def structure_surface(structure: Structure, dose: DoseGrid, *, supersample: int)
     high = (planes[-1] + slab / 2, float(points[:, 1].max()), float(points[:, 0].max()))
     n = int(supersample)
     while True:
-        fine = tuple(s / n for s in spacing)
+        fine = _fine_spacing(spacing, n)
         counts = [int(np.ceil((hi - lo) / f)) + 3 for lo, hi, f in zip(low, high, fine, strict=True)]
         if n <= 1 or counts[0] * counts[1] * counts[2] <= MAX_FINE_VOXELS:
             break
@@ -144,6 +145,18 @@ def structure_surface(structure: Structure, dose: DoseGrid, *, supersample: int)
         low_zyx_mm=(float(surface[:, 0].min()), float(surface[:, 1].min()), float(surface[:, 2].min())),
         high_zyx_mm=(float(surface[:, 0].max()), float(surface[:, 1].max()), float(surface[:, 2].max())),
     )
+
+
+def _fine_spacing(spacing_mm: Sequence[float], n: int) -> tuple[float, float, float]:
+    """Fine spacing per axis: the coarsest axis divided by ``n``; every other axis divided by the smallest odd
+    number that makes its fine spacing no larger."""
+    target = max(spacing_mm) / n
+    out = []
+    for s in spacing_mm:
+        k = max(1, int(np.ceil(s / target - 1e-9)))
+        k = k if k % 2 == 1 else k + 1
+        out.append(float(s) / k)
+    return (out[0], out[1], out[2])
 
 
 def nearest_target_labels(masks: Sequence[npt.NDArray[np.bool_]], spacing_mm: Sequence[float]) -> npt.NDArray[np.intp]:
