@@ -35,7 +35,7 @@ edge, or the shell 20 mm from the target leaves the grid, the values are kept an
 says so.
 
 D2%, D50%, D98% and Dmax come from the PTV mask's DVH at dose-voxel centres (:func:`qa_checks.dvh.compute_dvh`
-without supersampling), consistent with the voxel-count volumes above.
+of the mask on the dose grid cropped around it), consistent with the voxel-count volumes above.
 
 The limits of RTOG 0813 / 0915 (DOMAIN table) are given by PTV volume; between rows they are interpolated
 linearly, and outside the table (below 1.8 cc or above 163 cc) the nearest row is used and the result says so.
@@ -62,6 +62,7 @@ from qa_checks.target_geometry import (
     AXIS_NAMES,
     HIGH_SIDE,
     LOW_SIDE,
+    crop_dose,
     default_supersample,
     faces_touched,
     nearest_target_labels,
@@ -280,6 +281,7 @@ def compute_target_indices(
             what = "prescription_gy" if name == "ptv_mask" else f"prescription of target {name!r}"
             raise ValueError(f"{what} must be a positive number of Gy; got {prescriptions_gy[name]!r}")
         rx_by_name[name] = rx
+    _check_dose(dose)
     masks = [_target_mask(dose, targets[name], name) for name in names]
     n = default_supersample(dose.spacing_mm) if supersample is None else int(supersample)
     if n < 1 or n % 2 == 0:
@@ -305,6 +307,20 @@ def compute_target_indices(
             label=name,
         )
     return out
+
+
+def _check_dose(dose: DoseGrid) -> None:
+    """Refuse a dose that is not in Gy or not finite and >= 0 everywhere (the DVHs see only boxes of it)."""
+    if dose.dose_units is not None and dose.dose_units.upper() != "GY":
+        raise ValueError(f"{dose.path or 'dose grid'}: (3004,0002) DoseUnits is {dose.dose_units!r}; indices need 'GY'")
+    values = dose.values_gy
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        k, j, i = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{dose.path or 'dose grid'}: dose at voxel (z, y, x) = ({k}, {j}, {i}) is {float(values[k, j, i])!r} Gy; "
+            f"doses must be finite and >= 0 ({int(bad.sum())} such voxels)"
+        )
 
 
 def _target_mask(dose: DoseGrid, target: Target, name: str) -> npt.NDArray[np.bool_]:
@@ -337,7 +353,8 @@ def _indices(
     target_count: int,
     label: str,
 ) -> PlanIndices:
-    dvh = compute_dvh(dose, ptv)  # also checks the dose is finite and >= 0
+    cropped, box = crop_dose(dose, ptv)
+    dvh = compute_dvh(cropped, ptv[box])
     who = getattr(target, "name", None) or ("the PTV" if label == "ptv_mask" else label)
     values = dose.values_gy
     tv = float(voxel_cc[ptv].sum())

@@ -20,11 +20,13 @@ Measurements (:func:`score_plan`)
     For every target, :func:`qa_checks.plan_indices.compute_target_indices` (each target in its own
     nearest-target neighbourhood, D2cm from the contour surface): ``V100%``, ``Dmax%``, ``R100%``, ``R50%``,
     ``D2cm%`` (names of ``PLAN_INDEX_METRICS`` in the protocols), ``PaddickCI``, ``GI`` (PIV50% / PIV100%),
-    ``PIV`` and ``PIV50`` (cc); and from :func:`qa_checks.dvh.compute_dvh` (its default supersampling unless
-    ``dvh_supersample`` is given) ``D99%``, ``D95%``, ``Dmax``, ``Dmean`` (Gy) and ``Volume`` (cc). For every
-    organ or composite a criterion names: ``Dmean``, ``Dmax`` and ``Volume``, plus every criterion's metric. A
-    composite (e.g. ``Lungs``) is the union of its parts' masks on the dose grid. A value that cannot be
-    measured is None, and its ``parameters["reason"]`` says why; the evaluation reports that reason.
+    ``PIV`` and ``PIV50`` (cc); and from :func:`qa_checks.dvh.compute_dvh` ``D99%``, ``D95%``, ``Dmax``,
+    ``Dmean`` (Gy) and ``Volume`` (cc). For every organ or composite a criterion names: ``Dmean``, ``Dmax``
+    and ``Volume``, plus every criterion's metric. DVHs use :func:`~qa_checks.dvh.compute_dvh`'s default
+    supersampling unless ``dvh_supersample`` is given, on the dose grid cropped around the structure (which
+    gives the same DVH at a fraction of the cost). A composite (e.g. ``Lungs``) is the union of its parts'
+    masks on the dose grid. A value that cannot be measured is None, and its ``parameters["reason"]`` says
+    why; the evaluation reports that reason.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from qa_checks.plan_indices import PlanIndices, compute_target_indices
 from qa_checks.protocol import Criterion, Evaluation, evaluate
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure, StructureSet
+from qa_checks.target_geometry import crop_dose
 
 __all__ = [
     "INDEX_METRICS",
@@ -424,7 +427,8 @@ def score_plan(
     for rx in prescriptions:
         ind = indices[rx.structure]
         measurements.extend(_index_measurements(rx, ind))
-        dvh = compute_dvh(dose, target_structures[rx.structure], **dvh_kwargs)
+        target = target_structures[rx.structure]
+        dvh = compute_dvh(crop_dose(dose, target)[0], target, **dvh_kwargs)
         extra = [c.metric for c in criteria if c.structure == rx.structure and is_dvh_metric(c.metric)]
         params = {"submitted_name": rx.submitted_name, "prescription_gy": rx.dose_gy, "prescription_source": rx.source}
         measurements.extend(_dvh_measurements(rx.structure, dvh, [*TARGET_DVH_METRICS, *extra], params))
@@ -449,7 +453,8 @@ def score_plan(
             *(c.metric for c in criteria if c.structure == organ and is_dvh_metric(c.metric)),
         ]
         try:
-            dvh = compute_dvh(dose, source, **dvh_kwargs)
+            cropped, box = crop_dose(dose, source)
+            dvh = compute_dvh(cropped, source if isinstance(source, Structure) else source[box], **dvh_kwargs)
         except ValueError as exc:
             measurements.extend(
                 PlanMeasurement(organ, m, None, _unit(m), {**params, "reason": str(exc)})

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_FINE_VOXELS",
     "GridFace",
     "SurfaceSamples",
+    "crop_dose",
     "default_supersample",
     "faces_touched",
     "nearest_target_labels",
@@ -202,3 +203,56 @@ def faces_touched(dose: DoseGrid, mask: npt.NDArray[np.bool_]) -> tuple[GridFace
         if last:
             touched.append(GridFace(dim, high=ascending))
     return tuple(touched)
+
+
+def crop_dose(
+    dose: DoseGrid, target: Structure | npt.NDArray[np.bool_], *, margin_voxels: int = 2
+) -> tuple[DoseGrid, tuple[slice, slice, slice]]:
+    """The part of ``dose`` around ``target`` (its contours' extent, or a mask's voxels) plus ``margin_voxels``
+    on each side, clipped to the grid, and the (z, y, x) slices that cut it out. A DVH of the target on the
+    cropped grid equals one on the whole grid (the margin holds the neighbours trilinear interpolation of
+    sub-voxel doses uses) and costs only the box. A target with no extent gives the whole grid."""
+    axes = (dose.z_mm, dose.y_mm, dose.x_mm)
+    whole = (slice(0, dose.shape[0]), slice(0, dose.shape[1]), slice(0, dose.shape[2]))
+    if isinstance(target, Structure):
+        contours = target.closed_planar_contours
+        if not contours:
+            return dose, whole
+        points = np.concatenate([c.points_mm for c in contours])
+        planes = target.z_planes_mm
+        slab = float(np.median(np.diff(planes))) if planes.size > 1 else 0.0
+        low = (float(planes[0]) - slab / 2, float(points[:, 1].min()), float(points[:, 0].min()))
+        high = (float(planes[-1]) + slab / 2, float(points[:, 1].max()), float(points[:, 0].max()))
+        boxes = []
+        for k in range(3):
+            inside = np.flatnonzero((axes[k] >= low[k]) & (axes[k] <= high[k]))
+            if inside.size == 0:  # thinner than a voxel, or off the grid: the nearest voxels
+                nearest = int(np.argmin(np.abs(axes[k] - 0.5 * (low[k] + high[k]))))
+                inside = np.array([nearest])
+            boxes.append((int(inside.min()), int(inside.max())))
+    else:
+        if not target.any():
+            return dose, whole
+        boxes = []
+        for k in range(3):
+            hit = np.flatnonzero(target.any(axis=tuple(d for d in range(3) if d != k)))
+            boxes.append((int(hit[0]), int(hit[-1])))
+    cut = tuple(
+        slice(max(lo - margin_voxels, 0), min(hi + margin_voxels + 1, dose.shape[k]))
+        for k, (lo, hi) in enumerate(boxes)
+    )
+    box = (cut[0], cut[1], cut[2])
+    cropped = DoseGrid(
+        dose.values_gy[box],
+        dose.z_mm[box[0]],
+        dose.y_mm[box[1]],
+        dose.x_mm[box[2]],
+        frame_of_reference_uid=dose.frame_of_reference_uid,
+        dose_units=dose.dose_units,
+        dose_type=dose.dose_type,
+        dose_summation_type=dose.dose_summation_type,
+        referenced_plan_uid=dose.referenced_plan_uid,
+        sop_instance_uid=dose.sop_instance_uid,
+        path=dose.path,
+    )
+    return cropped, box

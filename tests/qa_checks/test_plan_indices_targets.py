@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from qa_checks.dvh import compute_dvh
 from qa_checks.geometry import DoseGrid
 from qa_checks.plan_indices import (
     D2CM_SURFACE,
@@ -20,6 +21,7 @@ from qa_checks.plan_indices import (
 )
 from qa_checks.protocol import OutcomeLevel
 from qa_checks.structures import CLOSED_PLANAR, Contour, Structure
+from qa_checks.target_geometry import crop_dose
 
 RX_GY = 24.0
 
@@ -160,3 +162,22 @@ class TestGridEdge:
         assert ind.r50 is not None and ind.d2cm_percent is not None
         assert len(ind.warnings) == 1
         assert "20 mm shell around the PTV leaves the dose grid on the right (x," in ind.warnings[0]
+
+
+class TestCropDose:
+    @pytest.mark.parametrize("supersample", [1, 3])
+    def test_dvh_on_the_cropped_grid_equals_the_whole_grid(self, supersample: int) -> None:
+        axes = grid_axes((-45.0, -45.0, -45.0), (45.0, 45.0, 45.0), 3.0)
+        rho = radius_field(axes, (4.0, -3.0, 2.0))
+        dose = DoseGrid(RX_GY * falloff(rho - 8.0), *axes)
+        ptv = sphere_structure("PTV", (4.0, -3.0, 2.0), 8.0)
+        cropped, box = crop_dose(dose, ptv)
+        assert cropped.shape < dose.shape
+        whole = compute_dvh(dose, ptv, supersample=supersample)
+        part = compute_dvh(cropped, ptv, supersample=supersample)
+        for metric in ("Dmax", "Dmin", "Dmean", "D95%", "D0.035cc", "V20Gy"):
+            assert part.metric(metric) == pytest.approx(whole.metric(metric), rel=1e-12, abs=1e-12), metric
+        mask = rho <= 8.0
+        cropped_mask, mask_box = crop_dose(dose, mask)
+        assert compute_dvh(cropped_mask, mask[mask_box]).mean_gy == pytest.approx(compute_dvh(dose, mask).mean_gy)
+        np.testing.assert_array_equal(cropped.values_gy, dose.values_gy[box])
