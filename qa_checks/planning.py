@@ -45,6 +45,7 @@ from scipy.spatial.distance import pdist
 from qa_checks.dicom_io import LoadedSubmission
 from qa_checks.dvh import DVH, compute_dvh, is_dvh_metric
 from qa_checks.errors import PlanScoringError
+from qa_checks.geometry import DoseGrid
 from qa_checks.names import map_structure_names
 from qa_checks.plan import Plan
 from qa_checks.plan_indices import PlanIndices, compute_target_indices
@@ -418,6 +419,9 @@ def score_plan(
         warnings.append(f"structure {name!r} could be any of {', '.join(options)}: not used; rename it")
     for name, names in mapping.conflicts.items():
         warnings.append(f"{', '.join(map(repr, names))} all map to {name}: none used; keep one")
+    for name in mapping.missing_targets:
+        if name not in mapping.conflicts:
+            warnings.append(f"no structure of {structure_set.path or 'the RTSTRUCT'} maps to {name}: its criteria fail")
     name_mapping = {rx.structure: rx.submitted_name for rx in prescriptions}
     name_mapping.update({k: v.name for k, v in organ_structures.items()})
 
@@ -432,7 +436,38 @@ def score_plan(
         extra = [c.metric for c in criteria if c.structure == rx.structure and is_dvh_metric(c.metric)]
         params = {"submitted_name": rx.submitted_name, "prescription_gy": rx.dose_gy, "prescription_source": rx.source}
         measurements.extend(_dvh_measurements(rx.structure, dvh, [*TARGET_DVH_METRICS, *extra], params))
+    measurements.extend(_organ_measurements(dose, organs, composites, organ_structures, reasons, criteria, dvh_kwargs))
+    measurements = [_with_grid(m, spacing) for m in measurements]
+
+    measured = {m.key: m.value for m in measurements if m.value is not None}
+    missing_reasons = {m.key: str(m.parameters["reason"]) for m in measurements if m.value is None}
+    present = set(target_structures) | set(organ_structures)
+    present |= {c for c, parts in composites.items() if all(p in organ_structures for p in parts)}
+    evaluation = evaluate(criteria, measured, present_structures=present, missing_reasons=missing_reasons)
+    return PlanScore(
+        fractions=int(n_fx),
+        prescriptions=prescriptions,
+        measurements=tuple(measurements),
+        criteria=tuple(criteria),
+        evaluation=evaluation,
+        name_mapping=name_mapping,
+        warnings=tuple(dict.fromkeys(warnings)),
+    )
+
+
+def _organ_measurements(
+    dose: DoseGrid,
+    organs: Sequence[str],
+    composites: Mapping[str, Sequence[str]],
+    organ_structures: Mapping[str, Structure],
+    reasons: Mapping[str, str],
+    criteria: Sequence[Criterion],
+    dvh_kwargs: Mapping[str, Any],
+) -> list[PlanMeasurement]:
+    """Dmean, Dmax, Volume and the criteria's DVH metrics of every organ or composite present."""
+    measurements: list[PlanMeasurement] = []
     for organ in organs:
+        params: dict[str, Any]
         parts = composites.get(organ)
         if parts is not None:
             missing = [p for p in parts if p not in organ_structures]
@@ -462,22 +497,7 @@ def score_plan(
             )
             continue
         measurements.extend(_dvh_measurements(organ, dvh, metrics, params))
-    measurements = [_with_grid(m, spacing) for m in measurements]
-
-    measured = {m.key: m.value for m in measurements if m.value is not None}
-    missing_reasons = {m.key: str(m.parameters["reason"]) for m in measurements if m.value is None}
-    present = set(target_structures) | set(organ_structures)
-    present |= {c for c, parts in composites.items() if all(p in organ_structures for p in parts)}
-    evaluation = evaluate(criteria, measured, present_structures=present, missing_reasons=missing_reasons)
-    return PlanScore(
-        fractions=int(n_fx),
-        prescriptions=prescriptions,
-        measurements=tuple(measurements),
-        criteria=tuple(criteria),
-        evaluation=evaluation,
-        name_mapping=name_mapping,
-        warnings=tuple(dict.fromkeys(warnings)),
-    )
+    return measurements
 
 
 def _index_measurements(rx: TargetPrescription, ind: PlanIndices) -> list[PlanMeasurement]:

@@ -199,3 +199,14 @@ class TestScorePlan:
         bare = LoadedSubmission(None, loaded.structure_set, loaded.plan, None)
         with pytest.raises(PlanScoringError, match=r"the submission has no RTDOSE"):
             score_plan(bare, targets=["PTV"], criteria_for=criteria_for)
+
+    def test_missing_organ(self) -> None:
+        loaded = analytic_submission(target_ref(1, 3, RX_GY), target_ref(2, 4, RX_GY))
+        assert loaded.structure_set is not None
+        without_cord = StructureSet(loaded.structure_set.structures[:2], path="rs.dcm")
+        loaded = LoadedSubmission(None, without_cord, loaded.plan, loaded.dose)
+        score = score_plan(loaded, targets=["PTV"], criteria_for=criteria_for)
+        assert "no structure of rs.dcm maps to SpinalCord: its criteria fail" in score.warnings
+        result = score.evaluation.result("cord")
+        assert result.outcome is OutcomeLevel.UNACCEPTABLE_VARIATION
+        assert "required structure SpinalCord is missing from the submission" in result.reason
