@@ -19,6 +19,7 @@ from qa_checks.planning import (
     score_plan,
     target_prescriptions,
 )
+from qa_checks.prescriptions import resolve_targets
 from qa_checks.protocol import Criterion, OutcomeLevel
 from qa_checks.structures import CLOSED_PLANAR, Contour, Structure, StructureSet
 from tests.qa_checks.test_plan_indices_targets import falloff, grid_axes, radius_field, sphere_structure
@@ -69,6 +70,16 @@ class TestTargetPrescriptions:
         assert "rp.dcm (300A,0010) DoseReferenceSequence item 1 ((3006,0084) ReferencedROINumber 3)" in found[0].source
         assert "same name ignoring case" in found[0].source
         assert "a TARGET dose reference of the RTPLAN" in found[1].source
+
+    def test_highest_of_several_references_and_unknown_roi(self) -> None:
+        refs = (target_ref(1, 3, 30.0), target_ref(2, 3, 36.0), target_ref(3, 9, 20.0))
+        found, warnings = resolve_targets(plan(*refs), structure_set(), targets=["PTV"], dose_by_size=None)
+        assert [(t.structure, t.dose_gy) for t in found] == [("PTV", 36.0)]
+        assert "item 2" in found[0].source and "the highest of 2 TARGET dose references of this ROI" in found[0].source
+        assert warnings == [
+            "rp.dcm: (300A,0010) DoseReferenceSequence item 3 has (3006,0084) ReferencedROINumber 9, which is not an "
+            "ROI of rs.dcm: ignored"
+        ]
 
     def test_site_reference_of_a_single_target_plan(self) -> None:
         found = target_prescriptions(plan(target_ref(1, None, 54.0)), structure_set(), targets=["PTV"])
