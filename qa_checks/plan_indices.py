@@ -51,7 +51,6 @@ from typing import Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from qa_checks.dvh import compute_dvh
 from qa_checks.geometry import DoseGrid
@@ -59,14 +58,13 @@ from qa_checks.protocol import Criterion, Evaluation, evaluate
 from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure
 from qa_checks.target_geometry import (
-    AXIS_NAMES,
-    HIGH_SIDE,
-    LOW_SIDE,
+    D2CM_SURFACE,
+    D2CM_VOXEL_CENTRES,
     crop_dose,
     default_supersample,
     faces_touched,
+    max_dose_beyond,
     nearest_target_labels,
-    structure_surface,
 )
 
 __all__ = [
@@ -91,12 +89,6 @@ logger = logging.getLogger(__name__)
 
 D2CM_DISTANCE_MM: Final = 20.0
 """Distance from the PTV beyond which ``D2cm`` looks for the maximum dose, mm."""
-
-D2CM_SURFACE: Final = "supersampled_surface"
-"""D2cm distances measured from a Structure's supersampled contour surface."""
-
-D2CM_VOXEL_CENTRES: Final = "voxel_centres"
-"""D2cm distances measured to the nearest target voxel centre of a mask (conservative)."""
 
 WHOLE_GRID: Final = "whole_grid"
 """Neighbourhood of the only target of a plan: the whole dose grid."""
@@ -385,7 +377,9 @@ def _indices(
         warnings.append(f"the prescription isodose of {who} reaches the dose-grid edge: R100% is a lower bound")
     if "d2cm_percent" not in unknown:
         far_ok = ~any_target if own is None else own & ~any_target
-        d2cm, method, n_used, shell_warning = _d2cm(dose, target, ptv, far_ok, d2cm_distance_mm, supersample, who)
+        d2cm, method, n_used, shell_warning = max_dose_beyond(
+            dose, target, ptv, far_ok, d2cm_distance_mm, supersample=supersample, who=who
+        )
         if shell_warning:
             warnings.append(shell_warning)
         if d2cm is None:
@@ -422,77 +416,6 @@ def _indices(
         neighbourhood=WHOLE_GRID if own is None else NEAREST_TARGET,
         target_count=target_count,
     )
-
-
-def _d2cm(
-    dose: DoseGrid,
-    target: Target,
-    ptv: npt.NDArray[np.bool_],
-    allowed: npt.NDArray[np.bool_],
-    distance_mm: float,
-    supersample: int,
-    who: str,
-) -> tuple[float | None, str, int, str | None]:
-    """(maximum dose Gy at >= distance_mm from the target over ``allowed`` voxels or None, method, supersample,
-    warning when the shell at that distance leaves the grid)."""
-    spacing = dose.spacing_mm
-    axes = (dose.z_mm, dose.y_mm, dose.x_mm)
-    surface = structure_surface(target, dose, supersample=supersample) if isinstance(target, Structure) else None
-    if surface is not None:
-        low, high = surface.low_zyx_mm, surface.high_zyx_mm
-    else:
-        idx = np.argwhere(ptv)
-        low = tuple(float(axes[k][idx[:, k]].min()) - spacing[k] / 2 for k in range(3))  # type: ignore[assignment]
-        high = tuple(float(axes[k][idx[:, k]].max()) + spacing[k] / 2 for k in range(3))  # type: ignore[assignment]
-    # Voxels outside the box [low - d - spacing, high + d + spacing] are farther than d from the target.
-    region = []
-    leaving = []
-    for k in range(3):
-        a = axes[k]
-        lo = low[k] - distance_mm - spacing[k]
-        hi = high[k] + distance_mm + spacing[k]
-        inside = np.flatnonzero((a >= lo) & (a <= hi))
-        region.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
-        edge_lo, edge_hi = float(a.min()) - spacing[k] / 2, float(a.max()) + spacing[k] / 2
-        if low[k] - distance_mm < edge_lo:
-            leaving.append(f"{LOW_SIDE[k]} ({AXIS_NAMES[k]}, {low[k] - edge_lo:.3g} mm from the edge)")
-        if high[k] + distance_mm > edge_hi:
-            leaving.append(f"{HIGH_SIDE[k]} ({AXIS_NAMES[k]}, {edge_hi - high[k]:.3g} mm from the edge)")
-    warning = None
-    if leaving:
-        warning = (
-            f"the {distance_mm:g} mm shell around {who} leaves the dose grid on the {', '.join(leaving)} side: D2cm "
-            "is the maximum over the part of the shell inside the grid"
-        )
-    values = dose.values_gy
-    box = tuple(region)
-    beyond = allowed.copy()
-    beyond[box] = False
-    best = float(values[beyond].max()) if beyond.any() else -math.inf
-    sub_values = values[box]
-    candidates = allowed[box] & ~ptv[box] & (sub_values > best)
-    if candidates.any():
-        # Distance to the nearest target voxel centre, an upper bound on the distance to the contour surface (a
-        # centre is inside): voxels nearer than distance_mm by it are near. For a contoured target, voxels within
-        # a voxel diagonal beyond are measured from the surface; those farther are far.
-        voxel_distance = ndimage.distance_transform_edt(~ptv[box], sampling=spacing)
-        far = candidates & (voxel_distance >= distance_mm)
-        if surface is not None:
-            diagonal = math.sqrt(sum(s * s for s in spacing))
-            band = far & (voxel_distance < distance_mm + diagonal)
-            sure = far & ~band
-            floor = float(sub_values[sure].max()) if sure.any() else -math.inf
-            band_idx = np.argwhere(band & (sub_values > floor))  # only band voxels that could raise the maximum
-            if band_idx.size:
-                origin = [region[k].start for k in range(3)]
-                points = np.stack([axes[k][band_idx[:, k] + origin[k]] for k in range(3)], axis=1)
-                near = surface.distance_mm(points) < distance_mm
-                far[tuple(band_idx[near].T)] = False
-        if far.any():
-            best = max(best, float(sub_values[far].max()))
-    method = D2CM_SURFACE if surface is not None else D2CM_VOXEL_CENTRES
-    n_used = surface.supersample if surface is not None else 1
-    return (best if math.isfinite(best) else None), method, n_used, warning
 
 
 def rtog_conformity_limits(ptv_volume_cc: float) -> ConformityLimits:

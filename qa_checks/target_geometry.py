@@ -21,6 +21,7 @@ Nearest-target neighbourhoods
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -35,6 +36,8 @@ from qa_checks.rasterise import rasterise
 from qa_checks.structures import Structure
 
 __all__ = [
+    "D2CM_SURFACE",
+    "D2CM_VOXEL_CENTRES",
     "FINE_SPACING_MM",
     "MAX_FINE_VOXELS",
     "GridFace",
@@ -42,6 +45,7 @@ __all__ = [
     "crop_dose",
     "default_supersample",
     "faces_touched",
+    "max_dose_beyond",
     "nearest_target_labels",
     "structure_surface",
 ]
@@ -52,6 +56,12 @@ FINE_SPACING_MM: Final = 0.5
 MAX_FINE_VOXELS: Final = 30_000_000
 """Upper bound on the fine grid of :func:`structure_surface`: ``supersample`` is lowered (to an odd number, at
 least 1) until the structure's fine bounding box holds no more voxels than this."""
+
+D2CM_SURFACE: Final = "supersampled_surface"
+"""Distances measured from a Structure's supersampled contour surface."""
+
+D2CM_VOXEL_CENTRES: Final = "voxel_centres"
+"""Distances measured to the nearest target voxel centre of a mask (conservative: they err long)."""
 
 AXIS_NAMES: Final = ("z", "y", "x")
 LOW_SIDE: Final = ("inferior", "anterior", "right")
@@ -256,3 +266,81 @@ def crop_dose(
         path=dose.path,
     )
     return cropped, box
+
+
+def max_dose_beyond(
+    dose: DoseGrid,
+    target: Structure | npt.NDArray[np.bool_],
+    mask: npt.NDArray[np.bool_],
+    allowed: npt.NDArray[np.bool_],
+    distance_mm: float,
+    *,
+    supersample: int,
+    who: str,
+) -> tuple[float | None, str, int, str | None]:
+    """The maximum dose (Gy) over the ``allowed`` voxels outside ``mask`` whose centres are at least
+    ``distance_mm`` from the target (None when there is none), as used for D2cm.
+
+    Distances are from a Structure's supersampled surface (:func:`structure_surface`), or to the nearest voxel
+    centre of ``mask`` (the target on the dose grid) for a mask. Work is limited to the target's bounding box
+    grown by ``distance_mm``: beyond it every voxel is farther. Returns (dose or None, :data:`D2CM_SURFACE` or
+    :data:`D2CM_VOXEL_CENTRES`, the supersampling used, a warning naming ``who`` when the shell at
+    ``distance_mm`` leaves the grid, else None)."""
+    spacing = dose.spacing_mm
+    axes = (dose.z_mm, dose.y_mm, dose.x_mm)
+    surface = structure_surface(target, dose, supersample=supersample) if isinstance(target, Structure) else None
+    if surface is not None:
+        low, high = surface.low_zyx_mm, surface.high_zyx_mm
+    else:
+        idx = np.argwhere(mask)
+        low = tuple(float(axes[k][idx[:, k]].min()) - spacing[k] / 2 for k in range(3))  # type: ignore[assignment]
+        high = tuple(float(axes[k][idx[:, k]].max()) + spacing[k] / 2 for k in range(3))  # type: ignore[assignment]
+    # Voxels outside the box [low - d - spacing, high + d + spacing] are farther than d from the target.
+    region = []
+    leaving = []
+    for k in range(3):
+        a = axes[k]
+        lo = low[k] - distance_mm - spacing[k]
+        hi = high[k] + distance_mm + spacing[k]
+        inside = np.flatnonzero((a >= lo) & (a <= hi))
+        region.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
+        edge_lo, edge_hi = float(a.min()) - spacing[k] / 2, float(a.max()) + spacing[k] / 2
+        if low[k] - distance_mm < edge_lo:
+            leaving.append(f"{LOW_SIDE[k]} ({AXIS_NAMES[k]}, {low[k] - edge_lo:.3g} mm from the edge)")
+        if high[k] + distance_mm > edge_hi:
+            leaving.append(f"{HIGH_SIDE[k]} ({AXIS_NAMES[k]}, {edge_hi - high[k]:.3g} mm from the edge)")
+    warning = None
+    if leaving:
+        warning = (
+            f"the {distance_mm:g} mm shell around {who} leaves the dose grid on the {', '.join(leaving)} side: D2cm "
+            "is the maximum over the part of the shell inside the grid"
+        )
+    values = dose.values_gy
+    box = tuple(region)
+    beyond = allowed.copy()
+    beyond[box] = False
+    best = float(values[beyond].max()) if beyond.any() else -math.inf
+    sub_values = values[box]
+    candidates = allowed[box] & ~mask[box] & (sub_values > best)
+    if candidates.any():
+        # Distance to the nearest target voxel centre, an upper bound on the distance to the contour surface (a
+        # centre is inside): voxels nearer than distance_mm by it are near. For a contoured target, voxels within
+        # a voxel diagonal beyond are measured from the surface; those farther are far.
+        voxel_distance = ndimage.distance_transform_edt(~mask[box], sampling=spacing)
+        far = candidates & (voxel_distance >= distance_mm)
+        if surface is not None:
+            diagonal = math.sqrt(sum(s * s for s in spacing))
+            band = far & (voxel_distance < distance_mm + diagonal)
+            sure = far & ~band
+            floor = float(sub_values[sure].max()) if sure.any() else -math.inf
+            band_idx = np.argwhere(band & (sub_values > floor))  # only band voxels that could raise the maximum
+            if band_idx.size:
+                origin = [region[k].start for k in range(3)]
+                points = np.stack([axes[k][band_idx[:, k] + origin[k]] for k in range(3)], axis=1)
+                near = surface.distance_mm(points) < distance_mm
+                far[tuple(band_idx[near].T)] = False
+        if far.any():
+            best = max(best, float(sub_values[far].max()))
+    method = D2CM_SURFACE if surface is not None else D2CM_VOXEL_CENTRES
+    n_used = surface.supersample if surface is not None else 1
+    return (best if math.isfinite(best) else None), method, n_used, warning
