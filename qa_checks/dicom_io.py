@@ -47,7 +47,7 @@ from qa_checks.errors import (
     WrongModalityError,
 )
 from qa_checks.geometry import IMAGE_ORIENTATION_BY_POSITION, DoseGrid, ImageVolume, check_axis
-from qa_checks.plan import Beam, Plan
+from qa_checks.plan import Beam, DoseReference, Plan
 from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, dose_meaning, sum_beam_doses
 from qa_checks.structures import Contour, Structure, StructureSet
 
@@ -715,6 +715,19 @@ def _beam_from_item(beam: Dataset, meterset_by_beam: Mapping[int, float], path: 
     )
 
 
+def _dose_reference(item: Dataset) -> DoseReference:
+    return DoseReference(
+        number=_opt_int(item, "DoseReferenceNumber"),
+        structure_type=_opt_str(item, "DoseReferenceStructureType"),
+        description=_opt_str(item, "DoseReferenceDescription"),
+        dose_reference_type=_opt_str(item, "DoseReferenceType"),
+        roi_number=_opt_int(item, "ReferencedROINumber"),
+        target_prescription_dose_gy=_opt_float(item, "TargetPrescriptionDose"),
+        target_minimum_dose_gy=_opt_float(item, "TargetMinimumDose"),
+        delivery_maximum_dose_gy=_opt_float(item, "DeliveryMaximumDose"),
+    )
+
+
 def _rtplan_from_dataset(ds: Dataset, path: Path) -> Plan:
     prescriptions = tuple(
         float(item.TargetPrescriptionDose)
@@ -752,6 +765,7 @@ def _rtplan_from_dataset(ds: Dataset, path: Path) -> Plan:
         approval_status=_opt_str(ds, "ApprovalStatus"),
         prescription_dose_gy=max(prescriptions) if prescriptions else None,
         target_prescription_doses_gy=prescriptions,
+        dose_references=tuple(_dose_reference(item) for item in (_get(ds, "DoseReferenceSequence") or [])),
         number_of_fractions=number_of_fractions,
         number_of_fraction_groups=len(fraction_groups),
         beams=beams,

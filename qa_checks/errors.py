@@ -15,6 +15,7 @@ __all__ = [
     "MissingAttributeError",
     "MissingReferenceError",
     "NotDicomError",
+    "PlanScoringError",
     "QAChecksError",
     "UnsupportedDoseSummationError",
     "UnsupportedDoseTypeError",
@@ -77,3 +78,8 @@ class UnsupportedDoseSummationError(QAChecksError):
 
 class AmbiguousInputError(QAChecksError):
     """More than one candidate where exactly one is needed (two CT series, two RTSTRUCTs, ...)."""
+
+
+class PlanScoringError(QAChecksError):
+    """A submitted plan cannot be scored: an RT object, a target structure, a prescription or the number of
+    fractions is missing. The message names the file, the tags and what to add."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["ARC_DIRECTIONS", "Beam", "Plan"]
+__all__ = ["ARC_DIRECTIONS", "Beam", "DoseReference", "Plan"]
 
 ARC_DIRECTIONS: Final[frozenset[str]] = frozenset({"CW", "CC"})
 """(300A,011F) *GantryRotationDirection* values meaning the gantry moves during the beam (an arc)."""
@@ -75,6 +75,36 @@ class Beam:
 
 
 @dataclass(frozen=True)
+class DoseReference:
+    """One item of (300A,0010) *DoseReferenceSequence*.
+
+    Attributes:
+        number: (300A,0012) *DoseReferenceNumber*.
+        structure_type: (300A,0014) *DoseReferenceStructureType*: ``"VOLUME"``, ``"POINT"``, ``"SITE"``, ...
+        description: (300A,0016) *DoseReferenceDescription*.
+        dose_reference_type: (300A,0020) *DoseReferenceType*: ``"TARGET"`` or ``"ORGAN_AT_RISK"``.
+        roi_number: (3006,0084) *ReferencedROINumber*: the structure-set ROI the reference is tied to, if any.
+        target_prescription_dose_gy: (300A,0026) *TargetPrescriptionDose*, Gy.
+        target_minimum_dose_gy: (300A,0025) *TargetMinimumDose*, Gy.
+        delivery_maximum_dose_gy: (300A,0023) *DeliveryMaximumDose*, Gy.
+    """
+
+    number: int | None = None
+    structure_type: str | None = None
+    description: str | None = None
+    dose_reference_type: str | None = None
+    roi_number: int | None = None
+    target_prescription_dose_gy: float | None = None
+    target_minimum_dose_gy: float | None = None
+    delivery_maximum_dose_gy: float | None = None
+
+    @property
+    def is_target(self) -> bool:
+        """True when (300A,0020) *DoseReferenceType* is ``"TARGET"``."""
+        return self.dose_reference_type == "TARGET"
+
+
+@dataclass(frozen=True)
 class Plan:
     """A read RTPLAN.
 
@@ -89,6 +119,7 @@ class Plan:
         prescription_dose_gy: the highest (300A,0026) *TargetPrescriptionDose* among the
             (300A,0010) *DoseReferenceSequence* items (the primary dose level of a simultaneous boost), or None.
         target_prescription_doses_gy: every *TargetPrescriptionDose* found, in sequence order.
+        dose_references: every item of *DoseReferenceSequence*, in sequence order.
         number_of_fractions: (300A,0078) *NumberOfFractionsPlanned* of the first item of
             (300A,0070) *FractionGroupSequence*.
         number_of_fraction_groups: number of items in *FractionGroupSequence*.
@@ -112,6 +143,7 @@ class Plan:
     approval_status: str | None = None
     prescription_dose_gy: float | None = None
     target_prescription_doses_gy: tuple[float, ...] = ()
+    dose_references: tuple[DoseReference, ...] = ()
     number_of_fractions: int | None = None
     number_of_fraction_groups: int = 0
     beams: tuple[Beam, ...] = ()

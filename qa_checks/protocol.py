@@ -241,6 +241,7 @@ def evaluate(
     measured: Mapping[tuple[str, str], float],
     *,
     present_structures: Collection[str] | None = None,
+    missing_reasons: Mapping[tuple[str, str], str] | None = None,
 ) -> Evaluation:
     """Evaluate ``criteria`` against measured values and combine them worst-of.
 
@@ -251,6 +252,9 @@ def evaluate(
             be credited).
         present_structures: optional TG-263 names of the structures found in the submission; when given, a
             criterion on a structure not in it reports "structure ... is missing from the submission".
+        missing_reasons: optional reasons, keyed like ``measured``, why a value could not be measured (e.g. "the
+            50% isodose reaches the dose-grid edge"); reported for a criterion whose key is absent from
+            ``measured``, in preference to the generic reasons.
 
     Returns:
         An :class:`Evaluation` whose outcome is the worst criterion outcome.
@@ -271,7 +275,9 @@ def evaluate(
         value = measured.get(criterion.key)
         missing_reason = None
         if value is None:
-            if present_structures is not None and criterion.structure not in present_structures:
+            if missing_reasons is not None and criterion.key in missing_reasons:
+                missing_reason = f"{missing_reasons[criterion.key]}, so the criterion is not met"
+            elif present_structures is not None and criterion.structure not in present_structures:
                 missing_reason = (
                     f"required structure {criterion.structure} is missing from the submission, "
                     f"so {_metric_label(criterion.metric)} cannot be measured"

@@ -8,6 +8,7 @@ on the model grid and on the written DICOM files) agrees with the oracle within 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,6 +68,55 @@ def _oracle(plan: PlanSpec, phantom: Phantom, *texts: str) -> tuple[PlanOracle, 
     check = plan_check_of(deviations)
     oracle = plan_oracle(load_protocol("uk-lung-sabr"), plan, reference, submitted, check=check, deviations=deviations)
     return oracle, reference, submitted
+
+
+DOSE_AT_VOLUME = re.compile(r"^D\d+(?:\.\d+)?(?:%|cc)$")
+"""D<x>% and D<x>cc: the dose at a volume, read from the DVH curve."""
+
+
+def _curve_tolerance(dose: DoseGrid, mask: np.ndarray, metric: str) -> float:
+    """How far the scorer's D_x may lie from the oracle's voxel quantile by definition.
+
+    The oracle reads D_x off the step DVH of voxel-centre doses. qa_checks reads it off a continuous DVH in which
+    each voxel's volume is spread over its local dose range δ = Σ_a |∂D/∂a| h_a (central differences), so every
+    voxel's volume lies within δ/2 of its centre dose and the two curves' D_x differ by at most max δ/2 over the
+    structure. 0 for every other metric.
+    """
+    if not DOSE_AT_VOLUME.match(metric):
+        return 0.0
+    spread = np.zeros(dose.shape)
+    for axis, (coords, h) in enumerate(zip((dose.z_mm, dose.y_mm, dose.x_mm), dose.spacing_mm, strict=True)):
+        spread += np.abs(np.gradient(dose.values_gy, coords, axis=axis)) * h
+    return 0.5 * float(spread[mask].max())
+
+
+def _continuous_dx(dose: DoseGrid, mask: np.ndarray, metric: str) -> float:
+    """D_x on the continuous DVH, written here from its definition (qa_checks.dvh_curve's docstring), not its code.
+
+    Each voxel of ``mask`` has dose d, volume v and spread δ = Σ_a |∂D/∂a| h_a (central differences, 0 below 1e-6
+    Gy); its volume is uniform over [d − δ/2, d + δ/2], so V(D) = Σ v · clip((d + δ/2 − D) / δ, 0, 1), a step
+    v · [d ≥ D] when δ = 0. D_x = sup{D : V(D) ≥ x}, found by bisection to 1e-9 Gy.
+    """
+    spread = np.zeros(dose.shape)
+    for axis, (coords, h) in enumerate(zip((dose.z_mm, dose.y_mm, dose.x_mm), dose.spacing_mm, strict=True)):
+        spread += np.abs(np.gradient(dose.values_gy, coords, axis=axis)) * h
+    spread[spread < 1e-6] = 0.0
+    d, delta = dose.values_gy[mask], spread[mask]
+    v = float(np.prod(dose.spacing_mm)) / 1000.0
+    total = v * d.size
+    number = float(metric[1:-1] if metric.endswith("%") else metric[1:-2])
+    wanted = min(total, number / 100.0 * total if metric.endswith("%") else number)
+
+    def volume_at(level: float) -> float:
+        smooth = delta > 0
+        frac = np.where(smooth, np.clip((d + delta / 2 - level) / np.where(smooth, delta, 1.0), 0.0, 1.0), d >= level)
+        return v * float(frac.sum())
+
+    lo, hi = float(d.min()) - float(delta.max()), float(d.max()) + float(delta.max())
+    while hi - lo > 1e-9:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if volume_at(mid) >= wanted - 1e-12 else (lo, mid)
+    return min(max(lo, float(d.min())), float(d.max()))
 
 
 def _scorer_measurements(
@@ -163,12 +213,22 @@ class TestPlanningDeviations:
     ) -> None:
         """The scorer's plan indices and DVH metrics equal the oracle's independent voxel-counting definitions on
         the same grid: volumes are the same voxel counts (exact to float round-off, 1e-9 relative) and doses are
-        the same voxel doses (1e-9 Gy covers summation order in Dmean)."""
+        the same voxel doses (1e-9 Gy covers summation order in Dmean). D_x is checked against the continuous
+        DVH's definition computed here (:func:`_continuous_dx`), and the oracle's step quantile against it within
+        the bound of :func:`_curve_tolerance`."""
         oracle, _, submitted = _oracle(*coarse_plan, *deviations)
         scorer = _scorer_measurements(submitted.dose, dict(submitted.masks), list(oracle.criteria), 54.0)
         assert set(scorer) == set(oracle.measurements)
-        for key, value in oracle.measurements.items():
-            assert scorer[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+        masks = {**submitted.masks, "Lungs": submitted.masks["Lung_L"] | submitted.masks["Lung_R"]}
+        for (structure, metric), value in oracle.measurements.items():
+            key = (structure, metric)
+            if DOSE_AT_VOLUME.match(metric):
+                # D_x: the scorer reads the continuous DVH; the oracle's step quantile lies within max δ/2 of it.
+                exact = _continuous_dx(submitted.dose, masks[structure], metric)
+                assert scorer[key] == pytest.approx(exact, abs=1e-6), key
+                assert value == pytest.approx(exact, abs=_curve_tolerance(submitted.dose, masks[structure], metric))
+            else:
+                assert scorer[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
         assert evaluate(oracle.criteria, scorer).outcome is oracle.outcome
 
     def test_lungs_composite(self, coarse_plan: tuple[PlanSpec, Phantom]) -> None:
@@ -303,6 +363,7 @@ class TestRoundTrip:
             region = np.ones(model.dose.shape, dtype=bool) if metric in ("R100%", "R50%") else mask
             volume_cc = float(voxel_cc[mask].sum())
             tol = _tolerance(metric, model.dose.values_gy[region], voxel_cc[region], volume_cc, step_gy)
+            tol += _curve_tolerance(again.dose, mask, metric)
             assert measured[(structure, metric)] == pytest.approx(value, abs=tol, rel=1e-9), (structure, metric)
         # Outcomes after the round trip differ from the oracle's only for criteria it flagged as borderline.
         after = evaluate([r.criterion for r in sim.evaluation.results], measured)

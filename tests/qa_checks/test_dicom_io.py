@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from pydicom import examples
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from qa_checks.dicom_io import load_submission, read_ct_series, read_rtdose, read_rtplan, read_rtstruct
@@ -29,6 +30,7 @@ from qa_checks.errors import (
     WrongModalityError,
 )
 from qa_checks.geometry import PATIENT_POSITIONS, DoseGrid, ImageVolume
+from qa_checks.plan import DoseReference
 from tests.qa_checks.conftest import DicomFactory, box_contours, rectangle
 
 
@@ -249,6 +251,27 @@ class TestRTPlanRoundTrip:
         assert plan.total_meterset == pytest.approx(2345.6, abs=1e-9)
         assert plan.software_versions == "16.1\\build 7"
         assert plan.frame_of_reference_uid == dicom_factory.frame_of_reference_uid
+
+    def test_dose_references(self, dicom_factory: DicomFactory) -> None:
+        path, _ = dicom_factory.rtplan(prescription_gy=24.0, fractions=1)
+        ds = pydicom.dcmread(path)
+        ds.DoseReferenceSequence[0].ReferencedROINumber = 3
+        oar = Dataset()
+        oar.DoseReferenceNumber = 2
+        oar.DoseReferenceStructureType = "VOLUME"
+        oar.DoseReferenceDescription = "stem"
+        oar.DoseReferenceType = "ORGAN_AT_RISK"
+        oar.ReferencedROINumber = 5
+        oar.DeliveryMaximumDose = 15.0
+        ds.DoseReferenceSequence.append(oar)
+        ds.save_as(path)
+        plan = read_rtplan(path)
+        assert plan.dose_references == (
+            DoseReference(1, "VOLUME", None, "TARGET", 3, 24.0, None, None),
+            DoseReference(2, "VOLUME", "stem", "ORGAN_AT_RISK", 5, None, None, 15.0),
+        )
+        assert plan.dose_references[0].is_target and not plan.dose_references[1].is_target
+        assert plan.target_prescription_doses_gy == (24.0,)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -91,10 +91,12 @@ class TestSphericalPlan:
         assert lower <= ind.d2cm_percent <= upper
         assert ind.d2cm_distance_mm == 20.0
 
-    def test_d2cm_is_nan_when_the_grid_is_too_small(self) -> None:
+    def test_d2cm_is_unknown_when_the_grid_is_too_small(self) -> None:
         dose, ptv = spherical_plan((1.0, 1.0, 1.0))
         ind = compute_plan_indices(dose, ptv, RX_GY, d2cm_distance_mm=80.0)
-        assert math.isnan(ind.d2cm_percent)
+        assert ind.d2cm_percent is None
+        assert "80 mm or more" in ind.unknown["d2cm_percent"]
+        assert any("shell" in w for w in ind.warnings)
 
     def test_hot_spot_sets_rtog_homogeneity(self) -> None:
         dose, ptv = spherical_plan((1.0, 1.0, 1.0))
