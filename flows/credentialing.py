@@ -140,6 +140,9 @@ REQUIRED_MODALITIES: dict[QAStage, tuple[str, ...]] = {
 }
 """The DICOM objects a submission of each scored stage must hold."""
 
+SUMMABLE_STAGES: frozenset[QAStage] = frozenset({QAStage.PLANNING_BENCHMARK, QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK})
+"""Stages whose RTDOSE may come as one file per beam of the plan on one grid: summed, and the sum recorded."""
+
 _WHAT: dict[str, str] = {
     "RTSTRUCT": "the structure set (RTSTRUCT) with your contours",
     "RTPLAN": "your plan (RTPLAN)",
@@ -179,13 +182,16 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         # The reference is trusted: a problem reading it is an error of the case, not of the submission.
         reference = load_submission(reference_files(Path(case.reference_path)))
         try:
-            submitted = load_submission(sub.storage_path)
+            submitted = load_submission(sub.storage_path, sum_beams=case.stage in SUMMABLE_STAGES)
             check_fits_case(submitted, reference, case.stage, sub.storage_path)
         except (QAChecksError, SubmissionMismatchError) as err:
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()
             return False
-        set_status(session, sub, SubmissionStatus.VALIDATED, actor=actor)
+        notes = list(submitted.dose.notes) if submitted.dose is not None else []
+        set_status(
+            session, sub, SubmissionStatus.VALIDATED, actor=actor, details={"dose_notes": notes} if notes else None
+        )
         session.commit()
         return True
 
@@ -216,9 +222,10 @@ def _evaluation(session: Session, submission_id: int, stage: QAStage, protocol: 
         rows = [(GAMMA_STRUCTURE, r.metric, r.value, dict(r.parameters)) for r in dose_rows]
     criteria = {c["id"]: criterion_from_json(c) for _, _, _, params in rows for c in params.get("criteria", [])}
     measured = {(s, m): v for s, m, v, _ in rows if v is not None}
+    missing_reasons = {(s, m): str(p["reason"]) for s, m, v, p in rows if v is None and p.get("reason")}
     present = {s for s, m, v, _ in rows if m == "Volume" and v} | {GAMMA_STRUCTURE}
-    present |= {c.structure for c in criteria.values() if c.key in measured}
-    return evaluate(list(criteria.values()), measured, present_structures=present)
+    present |= {c.structure for c in criteria.values() if c.key in measured or c.key in missing_reasons}
+    return evaluate(list(criteria.values()), measured, present_structures=present, missing_reasons=missing_reasons)
 
 
 @task

@@ -25,7 +25,9 @@ from models.enums import QAStage, SubmissionStatus
 from models.tables import DoseResult, PlanResult, StructureResult
 from qa_checks.dicom_io import load_submission
 from qa_checks.dosimetry import score_dosimetry
+from qa_checks.errors import QAChecksError
 from qa_checks.outlining import score_outlining
+from qa_checks.planning import TargetPrescription, score_plan
 from qa_checks.protocol import Criterion
 
 RESULT_TABLES: dict[QAStage, type[StructureResult] | type[PlanResult] | type[DoseResult]] = {
@@ -107,7 +109,7 @@ def _store_outlining(
 def _store_dosimetry(
     session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
-    submitted = load_submission(storage)
+    submitted = load_submission(storage, sum_beams=True)
     reference = load_submission(reference_files(reference_dir))
     assert submitted.dose is not None and reference.dose is not None
     params = protocol.gamma_parameters()
@@ -136,8 +138,78 @@ def _store_dosimetry(
     return {"pass_rate_percent": score.pass_rate_percent, "warnings": list(score.warnings)}
 
 
+def _store_planning(
+    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+) -> dict[str, Any]:
+    """Plan indices, DVH metrics and organ limits of every target and organ the protocol names (see
+    :func:`qa_checks.planning.score_plan`); each criterion is stored beside the result it judges."""
+    submitted = load_submission(storage, sum_beams=True)
+    assert submitted.plan is not None
+    if protocol.planning is None:
+        raise LookupError(f"protocol {protocol.id!r} has no planning section: a plan cannot be scored")
+    fractions = submitted.plan.number_of_fractions
+    target = protocol.planning.prescription.target
+
+    def criteria_for(rx: TargetPrescription, ptv_cc: float, primary: bool) -> tuple[Criterion, ...]:
+        return protocol.planning_criteria(
+            fractions=fractions or 0,
+            ptv_volume_cc=ptv_cc,
+            prescription_gy=rx.dose_gy,
+            target=rx.structure,
+            include_oars=primary,
+        )
+
+    def dose_by_size(diameter_mm: float) -> float | None:
+        schedules = protocol.fractionations_for_diameter(diameter_mm)
+        return schedules[0].dose_gy if len(schedules) == 1 else None
+
+    score = score_plan(
+        submitted,
+        targets=[target],
+        criteria_for=criteria_for,
+        composites=protocol.composite_structures(),
+        dose_by_size=dose_by_size,
+    )
+    by_key: dict[tuple[str, str], list[Criterion]] = {}
+    for c in score.criteria:
+        by_key.setdefault(c.key, []).append(c)
+    measured = {m.key for m in score.measurements}
+    protocol_label = f"{protocol.id}@{protocol.version}"
+    rows = [(m.structure, m.metric, m.value, m.unit, dict(m.parameters)) for m in score.measurements]
+    rows += [
+        (c.structure, c.metric, None, c.unit, {"reason": f"no {c.structure} in the submission to measure"})
+        for key, cs in by_key.items()
+        if key not in measured
+        for c in cs[:1]
+    ]
+    for structure, metric, value, unit, params in rows:
+        judged = by_key.get((structure, metric), [])
+        if judged:
+            params = {**params, "criteria": [criterion_json(c) for c in judged], "protocol": protocol_label}
+        session.add(
+            PlanResult(
+                submission_id=submission_id,
+                structure=structure,
+                metric=metric,
+                value=value,
+                unit=unit,
+                parameters=params,
+            )
+        )
+    return {
+        "fractions": score.fractions,
+        "prescriptions": [
+            {"target": rx.structure, "dose_gy": rx.dose_gy, "source": rx.source, "submitted_name": rx.submitted_name}
+            for rx in score.prescriptions
+        ],
+        "name_mapping": dict(score.name_mapping),
+        "warnings": list(score.warnings),
+    }
+
+
 SCORERS = {
     QAStage.OUTLINING_BENCHMARK: _store_outlining,
+    QAStage.PLANNING_BENCHMARK: _store_planning,
     QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: _store_dosimetry,
 }
 
@@ -156,7 +228,14 @@ def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: 
         if sub.status is not SubmissionStatus.VALIDATED:
             return _count(session, table, submission_id)
         protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
-        details = SCORERS[case.stage](session, submission_id, sub.storage_path, Path(case.reference_path), protocol)
+        try:
+            details = SCORERS[case.stage](session, submission_id, sub.storage_path, Path(case.reference_path), protocol)
+        except QAChecksError as err:  # the files are valid DICOM but cannot be scored (e.g. a target not on the grid)
+            session.rollback()
+            sub, case = load_submission_and_case(session, submission_id)
+            set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
+            session.commit()
+            return 0
         before = sub.status
         set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details=details)
         session.commit()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,6 +34,7 @@ from qa_checks.dicom_io import LoadedSubmission
 from qa_checks.dvh import DVH, compute_dvh, is_dvh_metric
 from qa_checks.errors import PlanScoringError
 from qa_checks.geometry import DoseGrid
+from qa_checks.grid_coverage import GridCoverage, structure_grid_coverage
 from qa_checks.names import map_structure_names
 from qa_checks.plan_indices import PlanIndices, compute_target_indices
 from qa_checks.prescriptions import (
@@ -226,6 +228,8 @@ def score_plan(
 
     spacing = dose.spacing_mm
     dvh_kwargs: dict[str, Any] = {} if dvh_supersample is None else {"supersample": int(dvh_supersample)}
+    if loaded.ct is not None:  # a structure drawn on one CT slice is one CT slice thick
+        dvh_kwargs["ct_slice_thickness_mm"] = float(loaded.ct.spacing_mm[0])
     measurements: list[PlanMeasurement] = []
     for rx in prescriptions:
         ind = indices[rx.structure]
@@ -237,6 +241,11 @@ def score_plan(
         measurements.extend(_dvh_measurements(rx.structure, dvh, [*TARGET_DVH_METRICS, *extra], params))
     measurements.extend(_organ_measurements(dose, organs, composites, organ_structures, reasons, criteria, dvh_kwargs))
     measurements = [_with_grid(m, spacing) for m in measurements]
+    if loaded.ct is not None:
+        scored = {**target_structures, **organ_structures}
+        coverage = {name: structure_grid_coverage(st, loaded.ct, dose, name=name) for name, st in scored.items()}
+        warnings.extend(c.warning for c in coverage.values() if c.warning)
+        measurements = [_with_coverage(m, coverage, composites) for m in measurements]
 
     measured = {m.key: m.value for m in measurements if m.value is not None}
     missing_reasons = {m.key: str(m.parameters["reason"]) for m in measurements if m.value is None}
@@ -335,14 +344,43 @@ def _unit(metric: str) -> str:
 def _dvh_measurements(
     structure: str, dvh: DVH, metrics: Sequence[str], params: Mapping[str, Any]
 ) -> list[PlanMeasurement]:
-    base = {**params, "dvh_supersample": dvh.supersample, "dvh_interpolation": dvh.interpolation}
+    base = {**params, "dvh_supersample": dvh.supersample, "dvh_interpolation": dvh.interpolation, "dvh": dvh.parameters}
     out = [PlanMeasurement(structure, "Volume", dvh.volume_cc, "cc", base)]
     for metric in dict.fromkeys(metrics):
         try:
-            out.append(PlanMeasurement(structure, metric, dvh.metric(metric), _unit(metric), base))
+            value = dvh.metric(metric)
         except ValueError as exc:
             out.append(PlanMeasurement(structure, metric, None, _unit(metric), {**base, "reason": str(exc)}))
+            continue
+        at = _DOSE_AT_VOLUME.match(metric)
+        warning = None
+        if at is not None:
+            x = float(at.group(1))
+            volume = x if at.group(2) == "cc" else x / 100.0 * dvh.volume_cc
+            warning = dvh.small_volume_warning(volume, metric=f"{metric} of {structure}")
+        extra = {"warning": warning} if warning else {}
+        out.append(PlanMeasurement(structure, metric, value, _unit(metric), {**base, **extra}))
     return out
+
+
+_DOSE_AT_VOLUME: Final = re.compile(r"^D(\d+(?:\.\d+)?)(cc|%)$")
+"""``D<x>cc`` and ``D<x>%``: the dose at a volume."""
+
+
+def _with_coverage(
+    m: PlanMeasurement, coverage: Mapping[str, GridCoverage], composites: Mapping[str, Sequence[str]]
+) -> PlanMeasurement:
+    """``m`` with the share of its structure outside the dose grid; no value when that share makes the structure
+    not evaluable (see :mod:`qa_checks.grid_coverage`)."""
+    parts = composites.get(m.structure) or [m.structure]
+    found = [coverage[p] for p in parts if p in coverage]
+    if not found:
+        return m
+    params = {**m.parameters, "outside_dose_grid_percent": round(100.0 * max(c.fraction_outside for c in found), 3)}
+    refused = [c for c in found if not c.evaluable]
+    if refused and m.metric != "Volume":
+        return PlanMeasurement(m.structure, m.metric, None, m.unit, {**params, "reason": refused[0].reason})
+    return PlanMeasurement(m.structure, m.metric, m.value, m.unit, params)
 
 
 def _with_grid(m: PlanMeasurement, spacing: tuple[float, float, float]) -> PlanMeasurement:

@@ -165,8 +165,8 @@ def sum_beam_doses(doses: Sequence[DoseGrid]) -> DoseGrid:
         d = doses[0]
         which = ", ".join(str(b) for b in d.referenced_beam_numbers) or "unknown"
         raise UnsupportedDoseSummationError(
-            f"{label(d)}: a single BEAM dose (beam {which}) is not the plan dose; {_EXPORT_PLAN}, or submit one "
-            f"RTDOSE per beam of the plan"
+            f"{label(d)}: {_SUMMATION_TAG} is 'BEAM' and it is the only RTDOSE (beam {which}): one beam is not the "
+            f"plan dose; {_EXPORT_PLAN}, or submit one RTDOSE per beam of the plan"
         )
     first = doses[0]
     seen: dict[int, str] = {}
