@@ -59,7 +59,7 @@ def ingest_submission(
     *,
     provider_code: str,
     case_code: str,
-    case_version: str,
+    case_version: str | None,
     actor: str,
     database_url: str,
     data_dir: str,
@@ -75,11 +75,16 @@ def ingest_submission(
         provider = session.exec(select(Provider).where(Provider.code == provider_code)).first()
         if provider is None:
             raise IngestError(f"unknown provider code {provider_code!r} (see `rtqa providers`)")
-        case = session.exec(
-            select(BenchmarkCase).where(BenchmarkCase.case_code == case_code, BenchmarkCase.version == case_version)
-        ).first()
+        query = select(BenchmarkCase).where(BenchmarkCase.case_code == case_code)
+        if case_version is not None:
+            query = query.where(BenchmarkCase.version == case_version)
+        case = session.exec(query.order_by(col(BenchmarkCase.created_at).desc(), col(BenchmarkCase.id).desc())).first()
         if case is None:
-            raise IngestError(f"unknown benchmark case {case_code!r} version {case_version!r}")
+            which = f"{case_code!r}" + (f" version {case_version!r}" if case_version else "")
+            raise IngestError(
+                f"unknown benchmark case {which}: publish it first (`rtqa cases publish {case_code}`) "
+                "or see `rtqa cases list`"
+            )
         existing = session.exec(
             select(Submission).where(
                 Submission.provider_id == provider.id,
@@ -90,7 +95,7 @@ def ingest_submission(
         if existing is not None:
             assert existing.id is not None
             return existing.id
-        destination = Path(data_dir) / "submissions" / provider_code / f"{case_code}@{case_version}" / sha
+        destination = Path(data_dir) / "submissions" / provider_code / f"{case.case_code}@{case.version}" / sha
         created = copy_atomically(source, destination)
         try:
             previous = session.exec(
@@ -118,7 +123,7 @@ def ingest_submission(
                 subject_id=sub.id or 0,
                 after={
                     "provider": provider_code,
-                    "case": f"{case_code}@{case_version}",
+                    "case": f"{case.case_code}@{case.version}",
                     "attempt": sub.attempt,
                     "content_sha256": sha,
                 },
@@ -292,7 +297,7 @@ def credential_submission(
     source_dir: str,
     provider_code: str,
     case_code: str,
-    case_version: str = "1.0",
+    case_version: str | None = None,
     actor: str = "rtqa-flow",
     database_url: str | None = None,
     data_dir: str | None = None,
@@ -324,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source_dir")
     parser.add_argument("--provider", required=True)
     parser.add_argument("--case", required=True)
-    parser.add_argument("--case-version", default="1.0")
+    parser.add_argument("--case-version", default=None, help="Default: the newest registered version.")
     args = parser.parse_args(argv)
     result = credential_submission(args.source_dir, args.provider, args.case, args.case_version)
     print(result)

@@ -255,13 +255,28 @@ def submit(
     source: Annotated[Path, typer.Argument(help="Folder with the centre's DICOM files.")],
     provider: Annotated[str, typer.Option(help="Provider code.")],
     case: Annotated[str, typer.Option(help="Benchmark case code.")],
-    version: Annotated[str, typer.Option(help="Case version.")] = "1.0",
+    version: Annotated[str | None, typer.Option(help="Case version (default: the newest published).")] = None,
 ) -> None:
-    """Run the credentialing flow on a submission folder."""
-    from flows.credentialing import credential_submission
+    """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons."""
+    from benchmarks.protocols import ProtocolError
+    from flows.credentialing import IngestError, credential_submission
+    from portal.cli_stages import fail
 
-    result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
-    console.print(result)
+    if not source.is_dir():
+        raise fail(f"{source}: not a folder; give the folder holding the centre's DICOM files")
+    try:
+        result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
+    except (IngestError, ProtocolError, FileNotFoundError) as err:
+        raise fail(str(err)) from None
+    outcome = result["outcome"] or result["status"]
+    console.print(
+        f"submission {result['submission_id']} ({result['case']}, attempt {result['attempt']}): "
+        f"{str(outcome).replace('_', ' ')}"
+    )
+    for reason in [result["rejection_reason"], *result["reasons"]]:
+        if reason:
+            console.print(f"  - {reason}")
+    console.print(f"  credentials: rtqa credentials --provider {provider}")
 
 
 @app.command("demo")
