@@ -141,12 +141,9 @@ GRID_CASES: dict[str, Callable[[], tuple[DoseGrid, DoseGrid]]] = {
     "ref_2mm_eval_3mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 3.0)),
     "ref_2p5mm_eval_3mm": lambda: (ref := sabr_like_grid((11, 13, 13), 2.5), _recalculation(ref, 3.0)),
     "ref_2mm_eval_2p5mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 2.5)),
-    # the evaluated grid stops 4 mm short of the reference's centre along z: points beyond it search only part
-    # of their sphere, and those more than 2 x DTA past its last plane have no gamma
-    "partial_overlap": lambda: (
-        ref := sabr_like_grid((14, 16, 16), 2.0),
-        _cut_z(_recalculation(ref, 2.5), stop_mm=-4.0),
-    ),
+    # the evaluated grid stops at z = 4 mm, short of the reference's last planes: points beyond it search only
+    # part of their sphere, and those more than the search radius past its last plane have no gamma
+    "partial_overlap": lambda: (ref := sabr_like_grid((9, 11, 11), 3.0), _cut_z(_recalculation(ref, 2.5), stop_mm=4.0)),
 }
 
 
