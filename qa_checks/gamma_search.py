@@ -18,10 +18,10 @@ How the work is shared
     weight matrix of a class is built from per-axis weight tables (trilinear weights are separable), computed
     once per shell and fraction. Needs an evenly spaced evaluated grid.
 
-    *Per-point weights* (everything else: uneven evaluated spacing, grid pairs whose fractions hardly repeat,
-    points whose search region reaches the evaluated grid's edge, and classes with only a few points still
-    searching). Per-axis index and weight tables for every reference coordinate and shell offset, eight
-    gathers and seven linear interpolations per point and position.
+    *Per-point weights* (everything else: uneven evaluated spacing, classes of a single point, i.e. grid pairs
+    whose fractions do not repeat, and points whose search region reaches the evaluated grid's edge). Per-axis
+    index and weight tables for every reference coordinate and shell offset, eight gathers and seven linear
+    interpolations per point and position.
 
     Matrix products are kept small enough that OpenBLAS runs them single-threaded (its threading costs more
     than it saves at these sizes, and stalls on a loaded machine).
@@ -59,8 +59,8 @@ _FRACTION_TOLERANCE: Final = 1e-9
 """Fractional positions (in evaluated voxels) closer than this belong to the same phase class."""
 
 _MIN_SHARED_POINTS: Final = 2
-"""A phase class uses shared weights for a shell only while at least this many of its points are searching:
-below it, building the class's weight matrix costs more than interpolating its points one by one."""
+"""A phase class uses shared weights only if it has at least this many points (grid pairs whose fractions never
+repeat, e.g. an evaluated spacing of 2.34 mm, are interpolated point by point)."""
 
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
@@ -197,7 +197,7 @@ def search_gamma2(
         term = (distance / distance_mm) ** 2
         per_point = per_point[gamma2[per_point] > term]
         if shared is not None:
-            per_point = np.concatenate([per_point, shared.drop(gamma2, term)])
+            shared.keep_searching(gamma2, term)
         if per_point.size == 0 and (shared is None or shared.active.size == 0):
             break
         offsets = shell_offsets_mm(distance, step_mm)
@@ -326,13 +326,9 @@ class _Shared:
             self._offsets[shape] = (kz * strides[0] + ky * strides[1] + kx * strides[2]).ravel().astype(np.int64)
         return self._offsets[shape]
 
-    def drop(self, gamma2: FloatArray, term: float) -> IndexArray:
-        """Keep the points still searching; return those whose class has become too small for shared weights."""
-        active = self.active[gamma2[self.active] > term]
-        label = self._label[active]
-        few = np.bincount(label, minlength=self._n_classes)[label] < _MIN_SHARED_POINTS
-        self.active = active[~few]
-        return active[few]
+    def keep_searching(self, gamma2: FloatArray, term: float) -> None:
+        """Keep only the points whose gamma² so far exceeds ``term`` (the next shell can still improve it)."""
+        self.active = self.active[gamma2[self.active] > term]
 
     def shell(self, gamma2: FloatArray, offsets_mm: Axes, term: float) -> None:
         """Update ``gamma2`` of the active points with the shell of the given offsets at ``term = (d / DTA)²``."""
@@ -350,10 +346,12 @@ class _Shared:
         entry_start = starts[entry_class] + entry_rank * _ENTRY_POINTS
         entry_count = np.minimum(counts[entry_class] - entry_rank * _ENTRY_POINTS, _ENTRY_POINTS)
         phase = [p[entry_class] for p in self._phase]
-        widths = np.stack([axis.width[p] for axis, p in zip(axes, phase, strict=True)], axis=1)
-        shapes, shape_of_entry = np.unique(widths, axis=0, return_inverse=True)
-        for shape_index, shape in enumerate(shapes.tolist()):
-            chosen = np.flatnonzero(shape_of_entry.ravel() == shape_index)
+        widths = [axis.width[p] for axis, p in zip(axes, phase, strict=True)]
+        largest = 1 + max(int(w.max()) for w in widths)
+        keys = (widths[0] * largest + widths[1]) * largest + widths[2]
+        for key in np.unique(keys).tolist():
+            shape = (key // (largest * largest), key // largest % largest, key % largest)
+            chosen = np.flatnonzero(keys == key)
             chosen = chosen[np.argsort(-entry_count[chosen], kind="stable")]
             n_columns = shape[0] * shape[1] * shape[2] + 1
             first = 0
