@@ -65,6 +65,9 @@ repeat, e.g. an evaluated spacing of 2.34 mm, are interpolated point by point)."
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
 
+_LARGE_CLASS_POINTS: Final = 1024
+"""A phase class with at least this many points searching is handled on its own, with one weight matrix."""
+
 _GATHER_ELEMENTS: Final = 1 << 20
 """Largest batch of gathered node doses (entries x stencil nodes x points), in elements."""
 
@@ -339,7 +342,15 @@ class _Shared:
         ]
         counts = np.bincount(self._label[self.active], minlength=self._n_classes)
         starts = np.cumsum(counts) - counts
+        for large in np.flatnonzero(counts >= _LARGE_CLASS_POINTS).tolist():
+            members = self.active[starts[large] : starts[large] + counts[large]]
+            self._class_shell(
+                gamma2, members, (self._phase[0][large], self._phase[1][large], self._phase[2][large]), axes, term
+            )
+            counts[large] = 0
         present = np.flatnonzero(counts)
+        if present.size == 0:
+            return
         n_entries = -(-counts[present] // _ENTRY_POINTS)
         entry_class = np.repeat(present, n_entries)
         entry_rank = np.arange(entry_class.size) - np.repeat(np.cumsum(n_entries) - n_entries, n_entries)
@@ -370,6 +381,50 @@ class _Shared:
                     term,
                 )
 
+    def _class_shell(
+        self,
+        gamma2: FloatArray,
+        members: IndexArray,
+        phase: tuple[int, int, int],
+        axes: list[_ShellAxis],
+        term: float,
+    ) -> None:
+        """One shell for the points of one large class (e.g. the only class on the same grid): one weight matrix,
+        points in chunks of up to 4096."""
+        points, block = self._points, self._block
+        shape = (int(axes[0].width[phase[0]]), int(axes[1].width[phase[1]]), int(axes[2].width[phase[2]]))
+        node_offsets = self._node_offsets(shape)
+        n_nodes = node_offsets.size
+        n_positions = axes[0].weights.shape[2]
+        wz, wy, wx = (axis.weights[p, :n, :] for axis, p, n in zip(axes, phase, shape, strict=True))
+        # (positions, nodes + 1); the last column subtracts the reference dose stacked below the node doses
+        weights = np.empty((n_positions, n_nodes + 1), dtype=np.float32)
+        weights[:, :n_nodes] = (
+            (wz[:, None, None, :] * wy[None, :, None, :] * wx[None, None, :, :]).reshape(n_nodes, -1).T
+        )
+        weights[:, n_nodes] = -1.0
+        strides = block.strides
+        shift = (
+            int(axes[0].low[phase[0]]) * strides[0]
+            + int(axes[1].low[phase[1]]) * strides[1]
+            + int(axes[2].low[phase[2]])
+        )
+        n_columns = n_nodes + 1
+        chunk = int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096))
+        rows = max(1, _BLAS_SINGLE_THREAD_WORK // (n_columns * chunk))
+        for i in range(0, members.size, chunk):
+            piece = members[i : i + chunk]
+            stacked = np.empty((n_columns, piece.size), dtype=np.float32)
+            np.take(block.values, node_offsets[:, None] + (self._base[piece] + shift)[None, :], out=stacked[:n_nodes])
+            stacked[n_nodes] = points.dose_gy[piece]
+            smallest = np.full(piece.size, np.inf, dtype=np.float32)
+            for row in range(0, n_positions, rows):
+                difference = weights[row : row + rows] @ stacked  # (positions, points): De(r') - Dr(r)
+                np.square(difference, out=difference)
+                np.minimum(smallest, difference.min(axis=0), out=smallest)
+            inv_criterion2 = points.inv_criterion[piece].astype(np.float64) ** 2
+            gamma2[piece] = np.minimum(gamma2[piece], term + smallest * inv_criterion2)
+
     def _batch(
         self,
         gamma2: FloatArray,
@@ -399,17 +454,22 @@ class _Shared:
             1, min(_PRODUCT_ELEMENTS // (n_entries * width), _BLAS_SINGLE_THREAD_WORK // ((n_nodes + 1) * width))
         )
         points_first = stacked.transpose(0, 2, 1)
+        # entries of one class (a large class split into entries, e.g. on the same grid) share one weight matrix
+        one_class = all(bool(np.all(p == p[0])) for p in phase)
+        weight_phase = (phase[0][:1], phase[1][:1], phase[2][:1]) if one_class else phase
+        n_weights = weight_phase[0].size
         smallest = np.full((n_entries, width), np.inf, dtype=np.float32)
         for row in range(0, n_positions, rows):
             part = slice(row, min(row + rows, n_positions))
             n_rows = part.stop - part.start
-            wz = axes[0].weights[phase[0], : shape[0], part]
-            wy = axes[1].weights[phase[1], : shape[1], part]
-            wx = axes[2].weights[phase[2], : shape[2], part]
-            # (entries, nodes + 1, positions); the last row subtracts the reference dose stacked below the node doses
-            weights = np.empty((n_entries, n_nodes + 1, n_rows), dtype=np.float32)
+            wz = axes[0].weights[weight_phase[0], : shape[0], part]
+            wy = axes[1].weights[weight_phase[1], : shape[1], part]
+            wx = axes[2].weights[weight_phase[2], : shape[2], part]
+            # (entries or 1, nodes + 1, positions); the last row subtracts the reference dose stacked below the
+            # node doses
+            weights = np.empty((n_weights, n_nodes + 1, n_rows), dtype=np.float32)
             weights[:, n_nodes] = -1.0
-            nodes = weights[:, :n_nodes].reshape(n_entries, shape[0], shape[1], shape[2], n_rows)  # a view
+            nodes = weights[:, :n_nodes].reshape(n_weights, shape[0], shape[1], shape[2], n_rows)  # a view
             np.multiply((wz[:, :, None, :] * wy[:, None, :, :])[:, :, :, None, :], wx[:, None, None, :, :], out=nodes)
             difference = np.matmul(points_first, weights)  # (entries, points, positions): De(r') - Dr(r)
             np.square(difference, out=difference)
