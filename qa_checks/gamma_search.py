@@ -300,22 +300,31 @@ class _Shared:
     """The points searched with shared weights: interior points of phase classes with enough points.
 
     ``active`` (the points still searching) is kept sorted by class, so that each class is a contiguous run.
-    A shell is processed in batches of *entries* (runs of at most ``_ENTRY_POINTS`` points of one class) whose
-    classes need the same number of stencil nodes along each axis: one gather of node doses for the batch, then
-    for each slice of shell positions one batched matrix product (entries x positions x nodes) @ (entries x
-    nodes x points).
+    A class with many points searching (``_LARGE_CLASS_POINTS``, e.g. the only class on the same grid) gets one
+    weight matrix per shell and is processed in chunks of points. The others are processed in batches of
+    *entries* (runs of at most ``_ENTRY_POINTS`` points of one class) whose classes need the same number of
+    stencil nodes along each axis: one gather of node doses for the batch, then for each slice of shell positions
+    one batched matrix product (entries x points x nodes) @ (entries x nodes x positions).
     """
 
-    def __init__(self, points: _Points, block: _Block, lattice: _Lattice, label: IndexArray, active: IndexArray):
+    def __init__(
+        self,
+        points: _Points,
+        block: _Block,
+        lattice: _Lattice,
+        class_phase: tuple[IndexArray, IndexArray, IndexArray],
+        label: IndexArray,
+        active: IndexArray,
+    ):
+        """``class_phase``: the (z, y, x) phase of each class; ``label``: the class of each point (-1 for points
+        not shared); ``active``: the shared points, sorted by class."""
         self._points = points
         self._block = block
         self._lattice = lattice
         self._label = label
         self.active = active
-        n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
-        self._n_classes = lattice.fractions[0].size * n_y * n_x
-        classes = np.arange(self._n_classes)
-        self._phase = (classes // (n_y * n_x), classes // n_x % n_y, classes % n_x)
+        self._phase = class_phase
+        self._n_classes = class_phase[0].size
         node = [node[index] for node, index in zip(lattice.node, points.index, strict=True)]
         strides = block.strides
         self._offsets: dict[tuple[int, int, int], npt.NDArray[np.int64]] = {}
@@ -494,16 +503,25 @@ def _shared_points(
         high = np.floor(fraction + reach).astype(np.intp) + 1
         inside &= (node[axis] + low >= 0) & (node[axis] + high <= block.shape[axis] - 1)
     n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
-    label = (phase[0] * n_y + phase[1]) * n_x + phase[2]
     interior = np.flatnonzero(inside)
-    counts = np.bincount(label[interior], minlength=lattice.fractions[0].size * n_y * n_x)
-    shared = interior[counts[label[interior]] >= _MIN_SHARED_POINTS]
+    # classes numbered 0, 1, ... in order of (z, y, x) phase, counting only those with interior points
+    classes, class_of_interior, counts = np.unique(
+        (phase[0][interior] * n_y + phase[1][interior]) * n_x + phase[2][interior],
+        return_inverse=True,
+        return_counts=True,
+    )
+    class_of_interior = class_of_interior.ravel()
+    enough = counts[class_of_interior] >= _MIN_SHARED_POINTS
+    shared = interior[enough]
     if shared.size == 0:
         return None, np.arange(points.dose_gy.size)
+    label = np.full(points.dose_gy.size, -1, dtype=np.intp)
+    label[shared] = class_of_interior[enough]
     others = np.ones(points.dose_gy.size, dtype=bool)
     others[shared] = False
     shared = shared[np.argsort(label[shared], kind="stable")]
-    return _Shared(points, block, lattice, label, shared), np.flatnonzero(others)
+    class_phase = (classes // (n_y * n_x), classes // n_x % n_y, classes % n_x)
+    return _Shared(points, block, lattice, class_phase, label, shared), np.flatnonzero(others)
 
 
 # --- per-point weights -------------------------------------------------------------------------------------------
