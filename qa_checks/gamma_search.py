@@ -444,6 +444,8 @@ class _Shared:
         axes: list[_ShellAxis],
         term: float,
     ) -> None:
+        """One shell for a batch of entries (``start``/``count`` into ``active``; ``phase`` of each entry's class)
+        whose stencils have the given (z, y, x) node ``shape``."""
         points, block = self._points, self._block
         n_entries, width = start.size, int(count.max())
         # padded with each entry's last point (its result is written twice, identically)
