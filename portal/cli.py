@@ -14,7 +14,13 @@ import typer
 from rich.console import Console
 
 from models.settings import Settings, get_settings
-from portal.cli_admin import check_provider_if_possible, submissions_app, tokens_app, users_app
+from portal.cli_admin import (
+    check_provider_if_possible,
+    require_submission_target,
+    submissions_app,
+    tokens_app,
+    users_app,
+)
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
 
 app = typer.Typer(
@@ -234,6 +240,7 @@ def submit(
     if not source.is_dir():
         raise fail(f"{source}: not a folder; give the folder holding the centre's DICOM files")
     require_initialised(get_settings().resolved_database_url)
+    require_submission_target(provider, case, version)
     try:
         result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
     except (IngestError, ProtocolError, FileNotFoundError) as err:

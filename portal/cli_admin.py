@@ -71,6 +71,23 @@ def _provider_id(session: Session, code: str) -> int:
     return row.id
 
 
+def require_submission_target(provider: str, case: str, version: str | None) -> None:
+    """Refuse (one line, exit 2) an unknown provider code, or a case (version) not published, before a flow runs."""
+    from models.tables import BenchmarkCase
+
+    with _session() as session:
+        _provider_id(session, provider)
+        query = select(BenchmarkCase).where(BenchmarkCase.case_code == case)
+        if version is not None:
+            query = query.where(BenchmarkCase.version == version)
+        if session.exec(query).first() is None:
+            which = repr(case) if version is None else f"{case!r} version {version!r}"
+            raise fail(
+                f"no published benchmark case {which}; publish it first (`rtqa cases publish {case}`) "
+                "or see `rtqa cases list`"
+            )
+
+
 def check_provider_if_possible(provider: str) -> None:
     """Refuse (one line, exit 2) a provider that is neither a code nor a name in the registry; when the database is
     not initialised or out of reach, warn on standard error that it could not be checked and carry on."""

@@ -109,7 +109,7 @@ def require_initialised(url: str) -> None:
 def is_expected(err: BaseException) -> bool:
     """Whether ``err`` describes a user mistake: an error class defined by the project (or one of its bases is),
     a file error, or a database without the schema / out of reach."""
-    if isinstance(err, _FILE_ERRORS | OperationalError | ProgrammingError):
+    if isinstance(err, (*_FILE_ERRORS, OperationalError, ProgrammingError)):
         return True
     return any(cls.__module__.split(".")[0] in PROJECT_PACKAGES for cls in type(err).__mro__)
 
@@ -142,7 +142,8 @@ class GuardedGroup(TyperGroup):
         except (typer.Exit, typer.Abort, NoArgsIsHelpError):
             raise
         except UsageError as err:
-            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            path = (err.ctx or ctx).command_path.split()
+            where = " ".join(["rtqa", *path[1:]])  # the program name varies (`python -m`, test runners)
             raise fail(f"{err.format_message().rstrip('.')}; see `{where} --help`") from None
         except ClickException:
             raise
