@@ -71,6 +71,12 @@ def _provider_id(session: Session, code: str) -> int:
     return row.id
 
 
+def require_provider(code: str) -> None:
+    """Refuse (one line, exit 2) a provider code not in the registry."""
+    with _session() as session:
+        _provider_id(session, code)
+
+
 def require_submission_target(provider: str, case: str, version: str | None) -> None:
     """Refuse (one line, exit 2) an unknown provider code, or a case (version) not published, before a flow runs."""
     from models.tables import BenchmarkCase

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from models.settings import get_settings
-from portal.cli_errors import fail
+from portal.cli_errors import fail, require_initialised
 
 __all__ = ["console", "fail", "provider_credentials", "provider_stage_table", "questionnaire_app"]
 
@@ -63,7 +63,11 @@ def questionnaire_submit(
         raise fail(f"{file}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     if not isinstance(answers, dict):
         raise fail(f"{file}: expected a JSON object of question id -> answer, got {type(answers).__name__}")
+    from portal.cli_admin import require_provider
+
     settings = get_settings()
+    require_initialised(settings.resolved_database_url)
+    require_provider(provider)
     try:
         result = submit_answers(
             provider,

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
 from benchmarks.cases import CaseError
+from benchmarks.protocols import PROTOCOL_DIR
 from portal.cli import app
 from qa_checks.errors import MissingAttributeError
 from tests.models.world import World
@@ -77,6 +78,19 @@ class TestDatabaseNotInitialised:
         line = one_error_line(runner.invoke(app, ["submit", str(uninitialised), "--provider", "p", "--case", "c"]))
         assert INIT in line
 
+    def test_catalogue_and_questionnaire_say_how_to_initialise(self, uninitialised: Path) -> None:
+        answers = uninitialised / "answers.json"
+        answers.write_text("{}", encoding="utf-8")
+        protocol = next(PROTOCOL_DIR.glob("*.yaml"))
+        for args in (
+            ["cases", "publish", "lung-sabr-outlining-mini"],
+            ["cases", "import", str(uninitialised), "--code", "real-case", "--protocol", "p", "--stage", "x"],
+            ["protocols", "add", str(protocol)],
+            ["questionnaire", "submit", str(answers), "--provider", "p", "--technique", "sabr_lung"],
+        ):
+            assert INIT in one_error_line(runner.invoke(app, args)), args
+        assert not (uninitialised / "data" / "protocols").exists()
+
     def test_missing_sqlite_file_is_not_created(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _env(monkeypatch, f"sqlite:///{tmp_path / 'none' / 'rtqa.db'}", tmp_path)
         line = one_error_line(runner.invoke(app, ["serve"]))
@@ -110,6 +124,12 @@ class TestUnknownNames:
     )
     def test_named_in_one_line(self, ready: Path, args: list[str], expected: str) -> None:
         assert expected in one_error_line(runner.invoke(app, args))
+
+    def test_questionnaire_provider(self, ready: Path) -> None:
+        answers = ready / "answers.json"
+        answers.write_text("{}", encoding="utf-8")
+        args = ["questionnaire", "submit", str(answers), "--provider", "nowhere", "--technique", "sabr_lung"]
+        assert one_error_line(runner.invoke(app, args)).startswith("error: no provider with code 'nowhere'")
 
     def test_simulate_warns_when_the_registry_cannot_be_checked(self, uninitialised: Path) -> None:
         result = runner.invoke(app, ["simulate", "nope", "--provider", "anyone", "--out", str(uninitialised / "o")])
@@ -156,6 +176,10 @@ class TestMistakes:
         ("args", "what"),
         [
             (["submit", "no-such-dir", "--provider", "p", "--case", "c"], "no-such-dir: not a folder"),
+            (
+                ["cases", "import", "no-such-dir", "--code", "real-case", "--protocol", "p", "--stage", "x"],
+                "no-such-dir: not a folder",
+            ),
             (["questionnaire", "submit", "no.json", "--provider", "p", "--technique", "sabr_lung"], "no.json: cannot"),
             (["protocols", "validate", "no.yaml"], "no.yaml: cannot read protocol file"),
             (["protocols", "add", "no.yaml"], "no.yaml: cannot read protocol file"),
