@@ -46,7 +46,12 @@ DEBUG_KEY = "rtqa.debug"
 
 _FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
 
-_NO_TABLE = ("no such table", "does not exist", "undefinedtable")
+
+def _no_table(cause: str) -> bool:
+    """Whether a database error says a table is missing (SQLite ``no such table``; PostgreSQL ``relation ... does
+    not exist``), as opposed to, e.g., a missing database, which ``rtqa db init`` would not create."""
+    text = cause.lower()
+    return "no such table" in text or ("relation " in text and "does not exist" in text)
 
 
 def fail(message: str) -> typer.Exit:
@@ -122,7 +127,7 @@ def describe_expected(err: BaseException, url: str | None = None) -> str | None:
             from models.settings import get_settings
 
             url = get_settings().resolved_database_url
-        if any(marker in cause.lower() for marker in _NO_TABLE):
+        if _no_table(cause):
             return not_initialised_message(url)
         return f"cannot use the database {masked_url(url)}: {cause}; check RTQA_DATABASE_URL and that it is reachable"
     if isinstance(err, _FILE_ERRORS) and err.filename is not None:

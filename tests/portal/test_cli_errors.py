@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
@@ -214,7 +214,15 @@ class TestSafetyNet:
             (FileNotFoundError(2, "No such file or directory", "x.dcm"), "error: x.dcm: No such file or directory"),
             (
                 OperationalError("SELECT 1", {}, Exception("connection refused")),
-                "error: cannot use the database sqlite:",
+                "error: cannot use the database ",
+            ),
+            (
+                OperationalError("SELECT 1", {}, Exception('database "rtqa" does not exist')),
+                "error: cannot use the database ",
+            ),
+            (
+                ProgrammingError("SELECT 1", {}, Exception('relation "provider" does not exist')),
+                "error: the database ",
             ),
         ],
     )
