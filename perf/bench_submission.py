@@ -12,11 +12,12 @@ Stages, each run ``--repeat`` times in a fresh subprocess (2 threads for BLAS / 
 * planning: ``load_submission(sum_beams=True)`` of the plan submission (CT, RTSTRUCT, RTPLAN, RTDOSE) and
   ``score_plan`` with the protocol's criteria, built by the same ``criteria_for`` / ``dose_by_size`` as
   ``flows.scoring._store_planning``.
-* TPS check: ``load_submission`` of the TPS dose and of the reference case, then ``score_dosimetry`` with the
-  protocol's gamma parameters (3 % / 2 mm, global, 10 % cutoff). Planning + TPS check: target <= 20 s.
+* TPS check: ``load_submission`` of the TPS dose and of the reference case's RTDOSE
+  (``flows.scoring.reference_dose_files``), then ``score_dosimetry`` with the protocol's gamma parameters
+  (3 % / 2 mm, global, 10 % cutoff). Planning + TPS check: target <= 20 s.
 
 Phases are exclusive times of wrapped library functions (a phase called inside another is not counted twice);
-"other" is the rest of the stage. Peak memory is the subprocess's maximum resident set (``ru_maxrss``), which
+"other" is the rest of the stage. Peak memory is the subprocess's maximum resident set (``VmHWM``), which
 includes the interpreter and imports. The first run of each stage is profiled with cProfile and not timed.
 """
 
@@ -102,6 +103,7 @@ def _stage(name: str, data: Path) -> Callable[[], str]:
     """The work of one stage, as a function returning a one-line summary of its result."""
     from benchmarks.cases import reference_files
     from benchmarks.protocols import load_protocol
+    from flows.scoring import reference_dose_files
     from qa_checks.dicom_io import load_submission
     from qa_checks.dosimetry import score_dosimetry
     from qa_checks.outlining import score_outlining
@@ -151,7 +153,7 @@ def _stage(name: str, data: Path) -> Callable[[], str]:
 
     def tps() -> str:
         submitted = load_submission(data / "tps", sum_beams=True)
-        reference = load_submission(reference_files(reference_dir))
+        reference = load_submission(reference_dose_files(reference_dir))
         assert submitted.dose is not None and reference.dose is not None
         params = protocol.gamma_parameters()
         score = score_dosimetry(reference.dose, submitted.dose, **params)
@@ -170,6 +172,18 @@ def _profile_lines(profile: cProfile.Profile, top: int) -> list[str]:
     return [f"{own:7.2f} s own {cum:7.2f} s cum {calls:8d} calls  {name}" for own, cum, calls, name in rows[:top]]
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident set of this process in MB: ``VmHWM`` of /proc/self/status, which starts again at exec (Linux
+    keeps ``ru_maxrss`` across exec, so a child would report the parent's peak from building the data)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _worker(stage: str, data: Path, repeat: int, top: int) -> None:
     work = _stage(stage, data)
     profile = cProfile.Profile()
@@ -185,7 +199,7 @@ def _worker(stage: str, data: Path, repeat: int, top: int) -> None:
         work()
         total = time.perf_counter() - start
         runs.append({"total_s": total, "phases": dict(clock.seconds)})
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mb = _peak_rss_mb()
     out = {"runs": runs, "peak_rss_mb": peak_mb, "summary": summary, "profile": _profile_lines(profile, top)}
     print(json.dumps(out))
 
