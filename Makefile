@@ -49,6 +49,7 @@ perf: $(PEERS_STAMP)
 	$(BIN)/python perf/bench_surface.py
 	$(BIN)/python perf/bench_gamma.py
 	$(BIN)/python perf/bench_plan_scoring.py
+	$(BIN)/python perf/bench_submission.py
 
 clean:
 	rm -rf $(VENV) .rtqa .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from benchmarks.cases import reference_files
+from benchmarks.cases import RTDOSE_NAME, reference_files
 from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
 from flows.protocol_store import resolve_protocol
@@ -106,11 +106,25 @@ def _store_outlining(
     }
 
 
+def reference_dose_files(reference_dir: Path) -> list[Path]:
+    """The reference case's RTDOSE file alone: gamma needs only the reference dose, so the TPS check does not read
+    the case's CT series and structure set again (validation has read and cross-checked the whole case). Reading
+    them took about 90 % of a clinical-size TPS check (``perf/bench_submission.py``).
+
+    Raises:
+        LookupError: the case has no RTDOSE (an error of the case, not of the submission).
+    """
+    files = [p for p in reference_files(reference_dir) if p.name == RTDOSE_NAME]
+    if not files:
+        raise LookupError(f"case reference {reference_dir}: no {RTDOSE_NAME}; a TPS check needs the reference dose")
+    return files
+
+
 def _store_dosimetry(
     session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
     submitted = load_submission(storage, sum_beams=True)
-    reference = load_submission(reference_files(reference_dir))
+    reference = load_submission(reference_dose_files(reference_dir))
     assert submitted.dose is not None and reference.dose is not None
     params = protocol.gamma_parameters()
     score = score_dosimetry(

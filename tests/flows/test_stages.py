@@ -216,6 +216,30 @@ class TestDosimetryStage:
         assert rate.parameters["criteria"][0]["id"] == "gamma_pass_rate"
         assert sum(rows["gamma_histogram"].parameters["bins"].values()) == rows["gamma_histogram"].value
 
+    def test_scoring_reads_only_the_reference_dose(
+        self,
+        settings: Settings,
+        engine: Engine,
+        registered: dict[str, BuiltCase],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        import flows.scoring
+
+        read: list[list[str]] = []
+        original = flows.scoring.load_submission
+
+        def recording(files: Any, **kwargs: Any) -> Any:
+            read.append(sorted(Path(p).name for p in ([files] if isinstance(files, str | Path) else files)))
+            return original(files, **kwargs)
+
+        monkeypatch.setattr(flows.scoring, "load_submission", recording)
+        sim = _simulate(registered[COARSE_TPS], tmp_path, check="tps_check")
+        assert sim.expected_outcome is not None, sim.expected_reason
+        sid = _run(settings, sim.directory, registered[COARSE_TPS])
+        assert _outcome(engine, sid)[0] == sim.expected_outcome.value
+        assert len(read) == 2 and read[1] == ["RTDOSE.dcm"]  # the stored submission, then the reference dose alone
+
 
 def test_provider_becomes_credentialed_stage_by_stage(
     settings: Settings, engine: Engine, registered: dict[str, BuiltCase], tmp_path: Path
