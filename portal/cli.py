@@ -291,10 +291,18 @@ def demo() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    run_submissions: Annotated[
+        bool,
+        typer.Option(
+            help="Run uploaded submissions' remaining steps in this process (or, with PREFECT_API_URL set, start the "
+            "credential-submission deployment for each)."
+        ),
+    ] = True,
 ) -> None:
     """Start the web service."""
     import uvicorn
 
     from portal.app import create_app
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port)
+    settings = get_settings().model_copy(update={"run_submissions": run_submissions})
+    uvicorn.run(create_app(settings), host=host, port=port)
