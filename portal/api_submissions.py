@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, func, select
 
 from flows.credentialing import IngestError, store_submission
@@ -30,6 +31,26 @@ from models.tables import BenchmarkCase, Outcome, Provider, Submission, User
 from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
+
+FORM_OVERHEAD_BYTES = 1 << 20
+"""Allowance for multipart headers and form fields on top of ``max_upload_bytes`` when judging Content-Length."""
+
+
+async def refuse_oversized_uploads(request: Request, call_next: Any) -> Any:
+    """HTTP middleware: 413 before the body is read when an upload's Content-Length already exceeds
+    ``max_upload_bytes`` (plus :data:`FORM_OVERHEAD_BYTES`). Uploads without one are limited while streaming."""
+    if request.method == "POST" and request.url.path == router.prefix:
+        settings: Settings = request.app.state.settings
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
+            return JSONResponse(
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+                content={
+                    "detail": f"the upload is {length} bytes, larger than the limit of {settings.max_upload_bytes} "
+                    "bytes (RTQA_MAX_UPLOAD_BYTES); send the submission in parts or ask the QA team"
+                },
+            )
+    return await call_next(request)
 
 
 def status_url(submission_id: int) -> str:
@@ -105,7 +126,11 @@ def upload_submission(
     files: Annotated[list[UploadFile] | None, File(description="The files, each named by its relative path.")] = None,
 ) -> dict[str, Any]:
     """Upload a benchmark submission (a zip, or the files): 202 with the submission id and where to follow it;
-    200 when the same files were already received. Refused uploads (4xx, naming the entry) leave nothing behind."""
+    200 when the same files were already received. Refused uploads (4xx, naming the entry) leave nothing behind.
+
+    The multipart parser (Starlette) spools each part to a temporary file before this runs and accepts at most 1000
+    parts: send larger submissions as a zip.
+    """
     settings: Settings = request.app.state.settings
     provider_code = _provider_for_upload(session, user, provider)
     actor = user.email

@@ -6,6 +6,8 @@ The expected outcomes come from the simulator's oracle (independent of the qa_ch
 from __future__ import annotations
 
 import io
+import re
+import shutil
 import stat
 import time
 import zipfile
@@ -306,13 +308,34 @@ class TestUnsafeArchives:
         assert _leftovers(settings) == []
 
     def test_over_the_upload_limit_is_refused(
-        self, settings: Settings, engine: Engine, tokens: dict[str, str], registered: int, built: BuiltCase
+        self,
+        settings: Settings,
+        engine: Engine,
+        tokens: dict[str, str],
+        registered: int,
+        built: BuiltCase,
+        tmp_path: Path,
     ) -> None:
+        (tmp_path / "few" / "CT").mkdir(parents=True)
+        for path in sorted((built.directory / "dicom" / "CT").iterdir())[:3]:  # about 80 kB in all
+            shutil.copy(path, tmp_path / "few" / "CT" / path.name)
         limited = settings.model_copy(update={"max_upload_bytes": 10_000})
         with TestClient(create_app(limited, engine=engine)) as client:
-            response = _upload_files(client, tokens["centre"], built.directory / "dicom" / "CT")
+            response = _upload_files(client, tokens["centre"], tmp_path / "few")
         assert response.status_code == 413 and "RTQA_MAX_UPLOAD_BYTES" in response.json()["detail"]
+        # Under the declared-length allowance: refused while streaming, naming the file that went over.
+        assert re.match(r"CT/CT\.\d{4}\.dcm: the upload is larger than the limit of 10000", response.json()["detail"])
         assert _submissions(engine) == [] and _leftovers(settings) == []
+
+    def test_a_declared_length_over_the_limit_is_refused_before_reading(
+        self, settings: Settings, engine: Engine, tokens: dict[str, str], registered: int
+    ) -> None:
+        limited = settings.model_copy(update={"max_upload_bytes": 1})
+        with TestClient(create_app(limited, engine=engine)) as client:
+            response = _upload_zip(client, tokens["centre"], bytes(2 << 20))
+        assert response.status_code == 413
+        assert response.json()["detail"].startswith("the upload is 2097") and "limit of 1 bytes" in response.text
+        assert _leftovers(settings) == []
 
     def test_file_names_that_leave_the_upload_are_refused(
         self, client: TestClient, settings: Settings, tokens: dict[str, str], registered: int
