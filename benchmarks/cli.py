@@ -38,6 +38,13 @@ cases_app = typer.Typer(no_args_is_help=True, help="Benchmark cases: list and bu
 console = Console()
 
 
+def _fail(exc: Exception) -> typer.Exit:
+    """Print ``error: ...`` as one line on standard error; return the exit (status 2) to raise."""
+    text = "; ".join(" ".join(line.split()) for line in str(exc).splitlines() if line.strip())
+    typer.echo(f"error: {text}", err=True)
+    return typer.Exit(code=2)
+
+
 def _build_with_progress(case_id: str, out_dir: Path) -> BuiltCase:
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
@@ -75,8 +82,7 @@ def build_command(
     try:
         built = _build_with_progress(case, out)
     except CaseError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        raise _fail(exc) from None
     console.print(f"{built.spec.case_id} {built.spec.version} in {built.directory}")
     console.print(f"content sha256 {built.content_sha256}")
 
@@ -116,8 +122,7 @@ def simulate(
                 built, provider=provider, deviations=deviations, seed=seed, out_dir=out, overwrite=overwrite
             )
     except (CaseError, SimulationError, ProtocolError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        raise _fail(exc) from None
     console.print(f"submission of {provider} for {case} in {simulated.directory}")
     console.print(f"expected outcome: [bold]{simulated.expected_outcome.value}[/bold]")
     console.print(f"reason: {simulated.expected_reason}")
@@ -162,8 +167,7 @@ def simulate_plan_command(
                 built, provider=provider, deviations=deviations, seed=seed, out_dir=out, overwrite=overwrite
             )
     except (CaseError, SimulationError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        raise _fail(exc) from None
     console.print(f"plan submission of {provider} for {case} in {simulated.directory}", soft_wrap=True)
     for effect in simulated.expected_effects:
         console.print(

@@ -22,7 +22,7 @@ from benchmarks.cases import CT_DIR_NAME, DICOM_DIR_NAME, RTDOSE_NAME, RTPLAN_NA
 from flows._store import engine_for
 from flows.catalogue import register_protocol
 from flows.protocol_store import resolve_protocol
-from models.audit import record_audit
+from flows.steps import add_case
 from models.enums import QAStage
 from models.tables import BenchmarkCase, Technique
 from qa_checks.dicom_io import LoadedSubmission, load_submission
@@ -163,16 +163,7 @@ def import_case(
                     reference_sha256=sha,
                     reference_path=str(destination.resolve()),
                 )
-                session.add(case)
-                session.flush()
-                record_audit(
-                    session,
-                    actor=actor,
-                    action="case.imported",
-                    subject_type="benchmark_case",
-                    subject_id=case.id or 0,
-                    after={"case": f"{code}@{version}", "stage": stage_value.value, "sha256": sha},
-                )
+                add_case(session, case, actor=actor, action="case.imported")
                 register_protocol(session, protocol, actor=actor)
                 session.commit()
             except BaseException:

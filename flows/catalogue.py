@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from benchmarks.cases import CaseSpec, build_case, get_case
 from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
-from flows.credentialing import settings_for
+from flows.steps import add_case, settings_for
 from models.audit import record_audit
 from models.enums import QAStage
 from models.stages import register_stage_requirements
@@ -64,16 +64,7 @@ def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -
                 reference_sha256=reference["sha256"],
                 reference_path=reference["reference_path"],
             )
-            session.add(case)
-            session.flush()
-            record_audit(
-                session,
-                actor=actor,
-                action="case.registered",
-                subject_type="benchmark_case",
-                subject_id=case.id or 0,
-                after={"case": f"{spec.case_id}@{spec.version}", "sha256": reference["sha256"]},
-            )
+            add_case(session, case, actor=actor)
         register_protocol(session, protocol, actor=actor)
         session.commit()
         assert case.id is not None

@@ -21,12 +21,19 @@ from benchmarks.protocols import GAMMA_STRUCTURE, Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.protocol_store import resolve_protocol
 from flows.scoring import criterion_from_json, score_stage
-from flows.steps import data_dir_or_default, load_submission_and_case, retry_on_io, set_status, settings_for
-from models.audit import record_audit
+from flows.steps import (
+    data_dir_or_default,
+    load_submission_and_case,
+    new_submission,
+    record_decision,
+    retry_on_io,
+    set_status,
+    settings_for,
+)
 from models.credentials import apply_outcome
-from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
+from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
-from models.tables import BenchmarkCase, DoseResult, Outcome, PlanResult, Provider, StructureResult, Submission
+from models.tables import BenchmarkCase, DoseResult, PlanResult, Provider, StructureResult, Submission
 from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.errors import QAChecksError
 from qa_checks.protocol import Evaluation, evaluate
@@ -112,36 +119,7 @@ def store_submission(
         destination = Path(data_dir) / "submissions" / provider_code / f"{case.case_code}@{case.version}" / sha
         created = copy_atomically(source, destination)
         try:
-            previous = session.exec(
-                select(Submission.attempt)
-                .where(Submission.provider_id == provider.id, Submission.case_id == case.id)
-                .order_by(col(Submission.attempt).desc())
-            ).first()
-            assert provider.id is not None and case.id is not None
-            sub = Submission(
-                provider_id=provider.id,
-                case_id=case.id,
-                attempt=(previous or 0) + 1,
-                content_sha256=sha,
-                status=SubmissionStatus.RECEIVED,
-                storage_path=str(destination.resolve()),
-                submitted_by=actor,
-            )
-            session.add(sub)
-            session.flush()
-            record_audit(
-                session,
-                actor=actor,
-                action="submission.received",
-                subject_type="submission",
-                subject_id=sub.id or 0,
-                after={
-                    "provider": provider_code,
-                    "case": f"{case.case_code}@{case.version}",
-                    "attempt": sub.attempt,
-                    "content_sha256": sha,
-                },
-            )
+            sub = new_submission(session, provider=provider, case=case, sha=sha, storage_path=destination, actor=actor)
             session.commit()
         except BaseException:
             session.rollback()
@@ -284,26 +262,15 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
             return current.level.value if current else sub.status.value
         protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
         evaluation = _evaluation(session, submission_id, case.stage, protocol)
-        outcome = Outcome(
-            submission_id=submission_id,
-            level=OutcomeLevel(evaluation.outcome.value),
+        outcome = record_decision(
+            session,
+            sub,
+            level=evaluation.outcome.value,
             reasons=list(evaluation.reasons),
-            source=OutcomeSource.AUTOMATIC,
-            decided_by=actor,
+            actor=actor,
             protocol_id=protocol.id,
             protocol_version=protocol.version,
         )
-        session.add(outcome)
-        session.flush()
-        record_audit(
-            session,
-            actor=actor,
-            action="outcome.decided",
-            subject_type="submission",
-            subject_id=submission_id,
-            after={"outcome_id": outcome.id, "level": outcome.level.value, "reasons": list(evaluation.reasons)},
-        )
-        set_status(session, sub, SubmissionStatus.DECIDED, actor=actor)
         session.commit()
         return outcome.level.value
 

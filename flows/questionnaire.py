@@ -25,10 +25,9 @@ from sqlmodel import Session, col, select
 from benchmarks.questionnaire_forms import QUESTIONNAIRE_DIR
 from benchmarks.questionnaires import Questionnaire, QuestionnaireEvaluation, evaluate_answers, load_questionnaire
 from flows._store import content_sha256, copy_atomically, engine_for
-from flows.steps import set_status, settings_for
-from models.audit import record_audit
+from flows.steps import add_case, new_submission, record_decision, set_status, settings_for
 from models.credentials import apply_outcome
-from models.enums import OutcomeLevel, OutcomeSource, QAStage, SubmissionStatus
+from models.enums import QAStage, SubmissionStatus
 from models.tables import BenchmarkCase, Outcome, Provider, Submission, Technique
 
 ANSWERS_NAME = "answers.json"
@@ -67,16 +66,7 @@ def register_questionnaire(session: Session, form: Questionnaire, *, actor: str)
         reference_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         reference_path=str(path),
     )
-    session.add(case)
-    session.flush()
-    record_audit(
-        session,
-        actor=actor,
-        action="case.registered",
-        subject_type="benchmark_case",
-        subject_id=case.id or 0,
-        after={"case": f"{code}@{form.version}", "stage": QAStage.FACILITY_QUESTIONNAIRE.value},
-    )
+    add_case(session, case, actor=actor)
     return case
 
 
@@ -162,30 +152,7 @@ def submit_answers(
                     tuple(outcome.reasons) if outcome else (),
                     created=False,
                 )
-            previous = session.exec(
-                select(Submission.attempt)
-                .where(Submission.provider_id == provider.id, Submission.case_id == case.id)
-                .order_by(col(Submission.attempt).desc())
-            ).first()
-            sub = Submission(
-                provider_id=provider.id,
-                case_id=case.id,
-                attempt=(previous or 0) + 1,
-                content_sha256=sha,
-                status=SubmissionStatus.RECEIVED,
-                storage_path=str(destination.resolve()),
-                submitted_by=actor,
-            )
-            session.add(sub)
-            session.flush()
-            record_audit(
-                session,
-                actor=actor,
-                action="submission.received",
-                subject_type="submission",
-                subject_id=sub.id or 0,
-                after={"provider": provider_code, "case": case_label, "attempt": sub.attempt, "content_sha256": sha},
-            )
+            sub = new_submission(session, provider=provider, case=case, sha=sha, storage_path=destination, actor=actor)
             set_status(session, sub, SubmissionStatus.VALIDATED, actor=actor)
             set_status(
                 session,
@@ -194,26 +161,15 @@ def submit_answers(
                 actor=actor,
                 details={"evaluated_on": evaluation.evaluated_on.isoformat(), "form": case_label},
             )
-            outcome = Outcome(
-                submission_id=sub.id or 0,
-                level=OutcomeLevel(evaluation.outcome.value),
+            outcome = record_decision(
+                session,
+                sub,
+                level=evaluation.outcome.value,
                 reasons=list(evaluation.reasons),
-                source=OutcomeSource.AUTOMATIC,
-                decided_by=actor,
+                actor=actor,
                 protocol_id=case.protocol_id,
                 protocol_version=case.protocol_version,
             )
-            session.add(outcome)
-            session.flush()
-            record_audit(
-                session,
-                actor=actor,
-                action="outcome.decided",
-                subject_type="submission",
-                subject_id=sub.id or 0,
-                after={"outcome_id": outcome.id, "level": outcome.level.value, "reasons": list(evaluation.reasons)},
-            )
-            set_status(session, sub, SubmissionStatus.DECIDED, actor=actor)
             apply_outcome(session, submission_id=sub.id or 0, actor=actor, validity_days=validity_days)
             session.commit()
         except BaseException:

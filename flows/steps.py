@@ -10,12 +10,12 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from models.audit import record_audit
-from models.enums import SubmissionStatus
+from models.enums import OutcomeLevel, OutcomeSource, SubmissionStatus
 from models.settings import Settings
-from models.tables import BenchmarkCase, Submission
+from models.tables import BenchmarkCase, Outcome, Provider, Submission
 from models.types import utcnow
 
 
@@ -110,3 +110,93 @@ def load_submission_and_case(session: Session, submission_id: int) -> tuple[Subm
     case = session.get(BenchmarkCase, sub.case_id)
     assert case is not None
     return sub, case
+
+
+def new_submission(
+    session: Session, *, provider: Provider, case: BenchmarkCase, sha: str, storage_path: Path, actor: str
+) -> Submission:
+    """Add the provider's next attempt at ``case`` (status received) and audit it; the caller commits."""
+    assert provider.id is not None and case.id is not None
+    previous = session.exec(
+        select(Submission.attempt)
+        .where(Submission.provider_id == provider.id, Submission.case_id == case.id)
+        .order_by(col(Submission.attempt).desc())
+    ).first()
+    sub = Submission(
+        provider_id=provider.id,
+        case_id=case.id,
+        attempt=(previous or 0) + 1,
+        content_sha256=sha,
+        status=SubmissionStatus.RECEIVED,
+        storage_path=str(storage_path.resolve()),
+        submitted_by=actor,
+    )
+    session.add(sub)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="submission.received",
+        subject_type="submission",
+        subject_id=sub.id or 0,
+        after={
+            "provider": provider.code,
+            "case": f"{case.case_code}@{case.version}",
+            "attempt": sub.attempt,
+            "content_sha256": sha,
+        },
+    )
+    return sub
+
+
+def record_decision(
+    session: Session,
+    sub: Submission,
+    *,
+    level: str,
+    reasons: list[str],
+    actor: str,
+    protocol_id: str,
+    protocol_version: str,
+) -> Outcome:
+    """Record the automatic outcome of a scored submission, audit it and mark the submission decided."""
+    outcome = Outcome(
+        submission_id=sub.id or 0,
+        level=OutcomeLevel(level),
+        reasons=list(reasons),
+        source=OutcomeSource.AUTOMATIC,
+        decided_by=actor,
+        protocol_id=protocol_id,
+        protocol_version=protocol_version,
+    )
+    session.add(outcome)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="outcome.decided",
+        subject_type="submission",
+        subject_id=sub.id or 0,
+        after={"outcome_id": outcome.id, "level": outcome.level.value, "reasons": list(reasons)},
+    )
+    set_status(session, sub, SubmissionStatus.DECIDED, actor=actor)
+    return outcome
+
+
+def add_case(session: Session, case: BenchmarkCase, *, actor: str, action: str = "case.registered") -> BenchmarkCase:
+    """Insert a benchmark case and audit it (code, version, stage, reference hash); the caller commits."""
+    session.add(case)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="benchmark_case",
+        subject_id=case.id or 0,
+        after={
+            "case": f"{case.case_code}@{case.version}",
+            "stage": case.stage.value,
+            "sha256": case.reference_sha256,
+        },
+    )
+    return case

@@ -15,6 +15,16 @@ from models.types import utcnow
 TOKEN_PREFIX = "rtqa_"
 """Every token starts with this, so leaked tokens are easy to recognise and scan for."""
 
+DEFAULT_TOKEN_DAYS = 90
+"""Lifetime of a token issued from the command line when none is given, in days."""
+
+MAX_TOKEN_DAYS = 365
+"""Longest lifetime the command line issues a token for, in days (a year: tokens are renewed, not kept forever)."""
+
+
+class TokenError(ValueError):
+    """A token operation refused: unknown token, or one already revoked."""
+
 
 def hash_token(token: str) -> str:
     """SHA-256 hex digest of a token (tokens carry 256 random bits, so a fast hash is enough)."""
@@ -52,3 +62,32 @@ def user_for_token(session: Session, token: str, *, now: datetime | None = None)
     if user is None or not user.is_active:
         return None
     return user
+
+
+def revoke_token(
+    session: Session, *, token_id: int, actor: str, reason: str | None = None, now: datetime | None = None
+) -> ApiToken:
+    """Revoke token ``token_id`` at ``now`` (default: the current UTC time) and audit it as ``token.revoked``.
+
+    Raises:
+        TokenError: no token with that id, or it is already revoked (nothing is changed).
+    """
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise TokenError(f"no API token with id {token_id}; `rtqa tokens list` shows the ids")
+    if row.revoked_at is not None:
+        raise TokenError(f"API token {token_id} was already revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
+    row.revoked_at = now or utcnow()
+    session.add(row)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="token.revoked",
+        subject_type="app_user",
+        subject_id=row.user_id,
+        before={"token_id": row.id, "revoked_at": None},
+        after={"token_id": row.id, "revoked_at": row.revoked_at.isoformat()},
+        reason=reason,
+    )
+    return row

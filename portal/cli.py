@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import sys
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from models.settings import Settings, get_settings
+from portal.cli_admin import (
+    check_provider_if_possible,
+    require_submission_target,
+    submissions_app,
+    tokens_app,
+    users_app,
+)
+from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
 
-app = typer.Typer(help="rtqa: radiotherapy trials QA credentialing.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="rtqa: radiotherapy trials QA credentialing.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=GuardedGroup,
+    epilog="Exit codes: 0 success, 1 internal error, 2 usage or user mistake, 3 submission not accepted.",
+)
 db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
-users_app = typer.Typer(help="Users (staff, centre, commissioner).", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 outcomes_app = typer.Typer(help="Review outcomes.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(submissions_app, name="submissions")
 app.add_typer(outcomes_app, name="outcomes")
 
 console = Console(width=None if sys.stdout.isatty() else 180)
@@ -40,8 +55,23 @@ def configure_prefect(settings: Settings) -> None:
 
 
 @app.callback()
-def _main() -> None:
+def _main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error.")] = False,
+) -> None:
+    ctx.meta[DEBUG_KEY] = debug
     configure_prefect(get_settings())
+
+
+def _checking_provider(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` (a simulation taking ``provider=``) preceded by a check that the provider is in the registry."""
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> None:
+        check_provider_if_possible(kwargs["provider"])
+        command(*args, **kwargs)
+
+    return checked
 
 
 def _attach_benchmark_commands() -> None:
@@ -53,9 +83,12 @@ def _attach_benchmark_commands() -> None:
     app.add_typer(protocols_app, name="protocols")
     cases_app.command("publish")(cases_publish)
     cases_app.command("import")(cases_import)
+    for info in cases_app.registered_commands:
+        if info.name == "simulate-plan" and info.callback is not None:
+            info.callback = _checking_provider(info.callback)
 
     app.add_typer(cases_app, name="cases", help="Benchmark cases: list and build.")
-    app.command("simulate", help="Simulate a centre's submission for a case.")(simulate)
+    app.command("simulate", help="Simulate a centre's submission for a case.")(_checking_provider(simulate))
 
 
 _attach_benchmark_commands()
@@ -116,75 +149,6 @@ def providers(network: Annotated[str | None, typer.Option(help="Only this networ
     console.print(table)
 
 
-@users_app.command("add")
-def users_add(
-    email: str,
-    name: Annotated[str, typer.Option(help="Display name.")],
-    role: Annotated[str, typer.Option(help="staff, centre or commissioner.")],
-    provider: Annotated[str | None, typer.Option(help="Provider code (centre users only).")] = None,
-) -> None:
-    """Add a user."""
-    from sqlmodel import select
-
-    from models.audit import record_audit
-    from models.db import create_db_engine, session_scope
-    from models.enums import Role
-    from models.tables import Provider, User
-
-    try:
-        role_value = Role(role)
-    except ValueError:
-        raise typer.BadParameter(
-            f"role {role!r} is not one of {[r.value for r in Role]}", param_hint="--role"
-        ) from None
-    if (role_value is Role.CENTRE) != (provider is not None):
-        raise typer.BadParameter("--provider is required for centre users and only for them", param_hint="--provider")
-    engine = create_db_engine(get_settings().resolved_database_url)
-    with session_scope(engine) as session:
-        provider_id = None
-        if provider is not None:
-            row = session.exec(select(Provider).where(Provider.code == provider)).first()
-            if row is None:
-                raise typer.BadParameter(f"no provider with code {provider!r}", param_hint="--provider")
-            provider_id = row.id
-        user = User(email=email, name=name, role=role_value, provider_id=provider_id)
-        session.add(user)
-        session.flush()
-        record_audit(
-            session,
-            actor="rtqa-cli",
-            action="user.added",
-            subject_type="app_user",
-            subject_id=user.id or 0,
-            after={"email": email, "role": role_value.value, "provider": provider},
-        )
-    console.print(f"added {role_value.value} user {email}")
-
-
-@tokens_app.command("issue")
-def tokens_issue(
-    email: str,
-    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
-    days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
-) -> None:
-    """Issue an API token for a user and print it (it is shown only once)."""
-    from sqlmodel import select
-
-    from models.auth import issue_token
-    from models.db import create_db_engine, session_scope
-    from models.tables import User
-    from models.types import utcnow
-
-    engine = create_db_engine(get_settings().resolved_database_url)
-    with session_scope(engine) as session:
-        user = session.exec(select(User).where(User.email == email)).first()
-        if user is None:
-            raise typer.BadParameter(f"no user with e-mail {email!r}", param_hint="EMAIL")
-        expires = utcnow() + timedelta(days=days) if days else None
-        token = issue_token(session, user=user, actor="rtqa-cli", label=label, expires_at=expires)
-    typer.echo(token)
-
-
 @outcomes_app.command("override")
 def outcomes_override(
     submission: Annotated[int, typer.Argument(help="Submission id.")],
@@ -207,15 +171,13 @@ def outcomes_override(
     try:
         level_value = OutcomeLevel(level)
     except ValueError:
-        raise typer.BadParameter(
-            f"level {level!r} is not one of {[v.value for v in OutcomeLevel]}", param_hint="--level"
-        ) from None
+        raise fail(f"--level {level!r} is not one of: {', '.join(v.value for v in OutcomeLevel)}") from None
     settings = get_settings()
     engine = create_db_engine(settings.resolved_database_url)
     with session_scope(engine) as session:
         user = session.exec(select(User).where(User.email == actor)).first()
         if user is None or user.role is not Role.STAFF or not user.is_active:
-            raise typer.BadParameter(f"{actor!r} is not an active QA staff user", param_hint="--actor")
+            raise fail(f"--actor {actor!r} is not an active QA staff user; `rtqa users list` shows the users")
         try:
             outcome = override_outcome(
                 session,
@@ -226,7 +188,7 @@ def outcomes_override(
                 validity_days=settings.credential_validity_days,
             )
         except OverrideError as err:
-            raise typer.BadParameter(str(err), param_hint="SUBMISSION") from None
+            raise fail(str(err)) from None
         console.print(
             f"submission {submission}: outcome {outcome.level.value} (override, supersedes {outcome.supersedes_id})"
         )
@@ -238,16 +200,27 @@ def credentials(
     provider: Annotated[
         str | None, typer.Option(help="One provider's credentials, stage by stage (case, attempt, outcome, validity).")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON).")] = False,
 ) -> None:
-    """Print providers × techniques with each credential's status, or one provider's credentials by stage."""
-    from portal.cli_stages import provider_stage_table
-    from portal.report import credential_matrix
+    """Print providers × techniques with each credential's status, or one provider's credentials by stage.
 
-    if provider is not None:
-        console.print(provider_stage_table(provider))
-        return
+    With ``--json``: a list of ``{"provider", "network", "credentials": {technique: {"status", "valid_until"} or
+    null}}``, or with ``--provider`` a list of credentials (``provider, scope, code, status, granted_at,
+    valid_until, stages, outstanding, evidence``).
+    """
+    from portal.cli_stages import provider_credentials, provider_stage_table
+    from portal.report import credential_matrix, credential_matrix_records
+
     engine_url = get_settings().resolved_database_url
-    console.print(credential_matrix(engine_url, include_empty=all_providers))
+    if provider is not None:
+        if as_json:
+            typer.echo(json.dumps([v.as_dict() for v in provider_credentials(provider)[1]], indent=2))
+        else:
+            console.print(provider_stage_table(provider))
+    elif as_json:
+        typer.echo(json.dumps(credential_matrix_records(engine_url, include_empty=all_providers), indent=2))
+    else:
+        console.print(credential_matrix(engine_url, include_empty=all_providers))
 
 
 @app.command("submit")
@@ -257,13 +230,17 @@ def submit(
     case: Annotated[str, typer.Option(help="Benchmark case code.")],
     version: Annotated[str | None, typer.Option(help="Case version (default: the newest published).")] = None,
 ) -> None:
-    """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons."""
+    """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons.
+
+    Exits with 3 when the submission is rejected or decided unacceptable_variation, 0 for any other decision.
+    """
     from benchmarks.protocols import ProtocolError
     from flows.credentialing import IngestError, credential_submission
-    from portal.cli_stages import fail
 
     if not source.is_dir():
         raise fail(f"{source}: not a folder; give the folder holding the centre's DICOM files")
+    require_initialised(get_settings().resolved_database_url)
+    require_submission_target(provider, case, version)
     try:
         result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
     except (IngestError, ProtocolError, FileNotFoundError) as err:
@@ -277,6 +254,8 @@ def submit(
         if reason:
             console.print(f"  - {reason}")
     console.print(f"  credentials: rtqa credentials --provider {provider}")
+    if result["status"] == "rejected" or result["outcome"] == "unacceptable_variation":
+        raise typer.Exit(EXIT_NOT_ACCEPTED)
 
 
 @app.command("demo")
@@ -299,10 +278,11 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Start the web service."""
+    """Start the web service (refused while the database is not initialised)."""
     import uvicorn
 
     from portal.app import create_app
 
     settings = get_settings().model_copy(update={"run_submissions": run_submissions})
+    require_initialised(settings.resolved_database_url)
     uvicorn.run(create_app(settings), host=host, port=port)

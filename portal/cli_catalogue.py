@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from models.settings import get_settings
+from portal.cli_errors import require_initialised
 from portal.cli_stages import console, fail
 
 protocols_app = typer.Typer(help="Trial protocols: list, validate and add versions.", no_args_is_help=True)
@@ -29,6 +30,7 @@ def cases_publish(case: Annotated[str, typer.Argument(help="Library case id (see
     except CaseError as err:
         raise fail(str(err)) from None
     settings = get_settings()
+    require_initialised(settings.resolved_database_url)
     try:
         case_id = publish_case(
             spec.case_id, actor="rtqa-cli", database_url=settings.resolved_database_url, data_dir=str(settings.data_dir)
@@ -57,6 +59,9 @@ def cases_import(
     from qa_checks.errors import QAChecksError
 
     settings = get_settings()
+    if not source.is_dir():
+        raise fail(f"{source}: not a folder; give the folder holding the exported DICOM files")
+    require_initialised(settings.resolved_database_url)
     try:
         imported = import_case(
             source,
@@ -120,6 +125,7 @@ def protocols_add(file: Annotated[Path, typer.Argument(help="Protocol YAML file.
     from models.stages import StageRequirementError
 
     settings = get_settings()
+    require_initialised(settings.resolved_database_url)
     try:
         protocol, target, created = add_protocol(file, data_dir=settings.data_dir)
     except (ProtocolError, ProtocolStoreError) as err:

@@ -11,23 +11,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from models.settings import get_settings
+from portal.cli_errors import fail, require_initialised
+
+__all__ = ["console", "fail", "provider_credentials", "provider_stage_table", "questionnaire_app"]
+
+if TYPE_CHECKING:
+    from models.credentials import CredentialView
 
 questionnaire_app = typer.Typer(help="Facility questionnaires (a QA stage of every technique).", no_args_is_help=True)
 console = Console(width=None if sys.stdout.isatty() else 180)
 """Wide enough for tables when output goes to a file or a pipe."""
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one line on standard error and return the exit (status 2) to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 @questionnaire_app.command("show")
@@ -63,7 +63,11 @@ def questionnaire_submit(
         raise fail(f"{file}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     if not isinstance(answers, dict):
         raise fail(f"{file}: expected a JSON object of question id -> answer, got {type(answers).__name__}")
+    from portal.cli_admin import require_provider
+
     settings = get_settings()
+    require_initialised(settings.resolved_database_url)
+    require_provider(provider)
     try:
         result = submit_answers(
             provider,
@@ -88,8 +92,8 @@ def questionnaire_submit(
         console.print(f"  - {reason}")
 
 
-def provider_stage_table(provider: str) -> Table:
-    """The provider's credentials, one row per required stage.
+def provider_credentials(provider: str) -> tuple[str, list[CredentialView]]:
+    """The provider's name and credentials (technique and trial), each with its stages.
 
     Raises:
         typer.Exit: unknown provider (one line on standard error).
@@ -106,10 +110,18 @@ def provider_stage_table(provider: str) -> Table:
             row = session.exec(select(Provider).where(Provider.code == provider)).first()
             if row is None:
                 raise fail(f"no provider with code {provider!r}; `rtqa providers` lists them")
-            views = credentials_for_provider(session, row)
-            name = row.name
+            return row.name, credentials_for_provider(session, row)
     finally:
         engine.dispose()
+
+
+def provider_stage_table(provider: str) -> Table:
+    """The provider's credentials, one row per required stage.
+
+    Raises:
+        typer.Exit: unknown provider (one line on standard error).
+    """
+    name, views = provider_credentials(provider)
     table = Table(
         "credential", "status", "stage", "stage status", "case", "submission", "attempt", "outcome", "decided",
         "valid until", title=f"{name} ({provider})",

@@ -9,6 +9,7 @@ beside the simulator's independently expected outcome.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -108,7 +109,6 @@ def run_demo(settings: Settings, console: Console) -> None:
 
 def _contours(settings: Settings, built: Any, provider: str, deviations: list[str], seed: int) -> tuple[str, Any]:
     from benchmarks.simulator import Deviation, simulate_submission
-    from flows.credentialing import credential_submission
 
     simulated = simulate_submission(
         built,
@@ -118,21 +118,12 @@ def _contours(settings: Settings, built: Any, provider: str, deviations: list[st
         out_dir=settings.data_dir / "incoming" / provider / built.spec.case_id,
         overwrite=True,
     )
-    result = credential_submission(
-        str(simulated.directory),
-        provider,
-        built.spec.case_id,
-        built.spec.version,
-        actor="rtqa-demo",
-        database_url=settings.resolved_database_url,
-        data_dir=str(settings.data_dir),
-    )
+    result = _submit(settings, simulated.directory, provider, built)
     return str(simulated.expected_outcome), result
 
 
 def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], *, check: str) -> tuple[str, Any]:
     from benchmarks.simulator import PlanDeviation, simulate_plan_submission
-    from flows.credentialing import credential_submission
 
     simulated = simulate_plan_submission(
         built,
@@ -143,8 +134,17 @@ def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], 
         overwrite=True,
         check=check,  # type: ignore[arg-type]
     )
-    result = credential_submission(
-        str(simulated.directory),
+    result = _submit(settings, simulated.directory, provider, built)
+    expected = simulated.expected_outcome.value if simulated.expected_outcome else "not decided in closed form"
+    return expected, result
+
+
+def _submit(settings: Settings, directory: Path, provider: str, built: Any) -> dict[str, Any]:
+    """Run the credentialing flow on a simulated submission folder."""
+    from flows.credentialing import credential_submission
+
+    return credential_submission(
+        str(directory),
         provider,
         built.spec.case_id,
         built.spec.version,
@@ -152,8 +152,6 @@ def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], 
         database_url=settings.resolved_database_url,
         data_dir=str(settings.data_dir),
     )
-    expected = simulated.expected_outcome.value if simulated.expected_outcome else "not decided in closed form"
-    return expected, result
 
 
 def _masked(url: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -17,19 +19,53 @@ _STYLE = {
 }
 
 
-def credential_matrix(database_url: str, *, include_empty: bool = True) -> Table:
-    """One row per provider, one column per technique; cells show the technique credential's status."""
+def _matrix_data(
+    database_url: str,
+) -> tuple[list[Technique], list[tuple[Provider, Network]], dict[tuple[int, int | None], Credential]]:
     engine = create_db_engine(database_url)
     try:
         with Session(engine) as session:
-            techniques = session.exec(select(Technique).order_by(Technique.code)).all()
-            rows = session.exec(
-                select(Provider, Network).where(Provider.network_id == Network.id).order_by(Network.name, Provider.name)
-            ).all()
+            techniques = list(session.exec(select(Technique).order_by(Technique.code)).all())
+            rows = list(
+                session.exec(
+                    select(Provider, Network)
+                    .where(Provider.network_id == Network.id)
+                    .order_by(Network.name, Provider.name)
+                ).all()
+            )
             creds = session.exec(select(Credential).where(col(Credential.technique_id).is_not(None))).all()
     finally:
         engine.dispose()
-    status: dict[tuple[int, int | None], Credential] = {(c.provider_id, c.technique_id): c for c in creds}
+    return techniques, rows, {(c.provider_id, c.technique_id): c for c in creds}
+
+
+def credential_matrix_records(database_url: str, *, include_empty: bool = True) -> list[dict[str, Any]]:
+    """The matrix as JSON-ready records, one per provider (network order, then name)::
+
+        {"provider": code, "network": code,
+         "credentials": {technique_code: {"status": ..., "valid_until": ISO 8601 UTC or null} or null}}
+
+    ``null`` means no credential for that technique yet; without ``include_empty`` providers with none are left out.
+    """
+    techniques, rows, status = _matrix_data(database_url)
+    records: list[dict[str, Any]] = []
+    for provider, network in rows:
+        cells: dict[str, dict[str, Any] | None] = {}
+        for t in techniques:
+            c = status.get((provider.id or 0, t.id))
+            cells[t.code] = (
+                None
+                if c is None
+                else {"status": c.status.value, "valid_until": c.valid_until.isoformat() if c.valid_until else None}
+            )
+        if include_empty or any(cell is not None for cell in cells.values()):
+            records.append({"provider": provider.code, "network": network.code, "credentials": cells})
+    return records
+
+
+def credential_matrix(database_url: str, *, include_empty: bool = True) -> Table:
+    """One row per provider, one column per technique; cells show the technique credential's status."""
+    techniques, rows, status = _matrix_data(database_url)
     table = Table(title="Credentials: providers × techniques", show_lines=False)
     table.add_column("provider")
     table.add_column("network")

@@ -47,20 +47,20 @@ Outside the evaluated grid
 Speed
     Work is limited to the reference points above the threshold and to the part of the evaluated grid within
     reach of them, and doses are handled in float32 (relative rounding about 6e-8, far below any dose
-    criterion). Shells are processed for all points still searching at once. When the reference spacing is an
-    integer multiple of the evenly spaced evaluated spacing along every axis (the usual case: same grid, any
-    origin), every point sees the same trilinear weights for a given search position, so a shell is
-    interpolated by one matrix product per batch of points (weights x gathered node doses); matrix products are
-    kept small enough that OpenBLAS runs them single-threaded. Points near the evaluated grid's edge and other
-    grid pairs use per-point interpolation with per-axis index and weight tables. Both give the same positions
-    and the same result.
+    criterion). Shells are processed for all points still searching at once (:mod:`qa_checks.gamma_search`).
+    When the evaluated grid is evenly spaced, reference points are grouped by where they sit within an evaluated
+    cell along each axis; the points of a group see the same trilinear weights for a given search position, so a
+    shell is interpolated for all of them by one matrix product. This holds for any pair of even grids: the same
+    grid with any origin (one group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm
+    against 2 mm (8). Points near the evaluated grid's edge, unevenly spaced evaluated grids and groups of a
+    single point use per-point interpolation with per-axis index and weight tables. Both give the same
+    positions and the same result.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -68,6 +68,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa_checks.errors import InvalidGridError
+from qa_checks.gamma_search import search_gamma2
 from qa_checks.geometry import DoseGrid
 
 __all__ = [
@@ -90,17 +91,6 @@ DEFAULT_MAX_SEARCH_FACTOR: Final = 2.0
 INTERPOLATION: Final = "trilinear"
 """How the evaluated dose is interpolated at search positions."""
 
-_CHUNK_ELEMENTS: Final = 1 << 18
-"""Points x shell positions handled at once per worker (bounds the temporary arrays to a few MB each)."""
-
-_RADIUS_TOLERANCE_MM: Final = 1e-9
-"""Rounding allowance when comparing a shell radius with the maximum search distance."""
-
-_BLAS_SINGLE_THREAD_WORK: Final = 1 << 18
-"""Largest matrix product (rows x inner x columns) issued at once; OpenBLAS stays single-threaded up to 2**18."""
-
-_CORNERS: Final = tuple((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))
-"""The 8 corners of a cell, as (z, y, x) steps from its lower corner."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -277,7 +267,7 @@ def gamma_3d(
         )
     box_mask = mask[box]
 
-    gamma2 = _search(
+    gamma2 = search_gamma2(
         tuple(axis[part] for axis, part in zip(ref_axes, box, strict=True)),  # type: ignore[arg-type]
         ref_dose[box],
         box_mask,
@@ -290,9 +280,9 @@ def gamma_3d(
         limit_mm=search_limit_mm,
     )
     gamma_points = np.sqrt(gamma2)
+    reachable = np.isfinite(gamma_points)  # before the cap: an unreachable point has no gamma, not max_gamma
     if max_gamma is not None:
         gamma_points = np.minimum(gamma_points, max_gamma)
-    reachable = np.isfinite(gamma_points)
     n_unreachable = int(gamma_points.size - np.count_nonzero(reachable))
     gamma_points[~reachable] = np.nan
     if n_unreachable:
@@ -393,377 +383,3 @@ def _spacing(axes: tuple[FloatArray, FloatArray, FloatArray]) -> tuple[float, fl
     """(z, y, x) mean spacing in mm."""
     z, y, x = (float(abs(a[-1] - a[0]) / (a.size - 1)) for a in axes)
     return (z, y, x)
-
-
-# --- search positions --------------------------------------------------------------------------------------------
-
-
-def _shell_distances_mm(distance_mm: float, step_mm: float, limit_mm: float) -> Iterator[float]:
-    """Shell radii 0, s, 2s, ... up to ``limit_mm``, with ``distance_mm`` forced in (pymedphys ``gamma_loop``)."""
-    distance = 0.0
-    forced = [distance_mm]
-    # the limit is inclusive; the tolerance keeps a radius reached by summing steps (4.000000000000001) in
-    while distance <= limit_mm + _RADIUS_TOLERANCE_MM:
-        yield distance
-        distance += step_mm
-        if forced and distance >= forced[0]:
-            distance = forced.pop(0)
-
-
-def _shell_offsets_mm(distance: float, step_mm: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(z, y, x) offsets in mm of the search positions on the shell of radius ``distance``.
-
-    Same construction as pymedphys ``calculate_coordinates_shell_3d``, whose first, second and third coordinates
-    are applied to array axes 0, 1, 2, i.e. (z, y, x); the rings are at constant x.
-    """
-    n_rings = int(np.ceil(np.pi * distance / step_mm)) + 1
-    elevation = np.linspace(0.0, np.pi, n_rings)
-    ring_radius = distance * np.sin(elevation)
-    n_in_ring = np.ceil(2 * np.pi * ring_radius / step_mm).astype(np.int64) + 1
-    ring = np.repeat(np.arange(n_rings), n_in_ring)
-    # position of each point within its ring, and the ring's azimuth step (np.linspace(0, 2π, n + 1)[:-1])
-    within = np.arange(ring.size) - np.repeat(np.cumsum(n_in_ring) - n_in_ring, n_in_ring)
-    azimuth = within * (2 * np.pi / n_in_ring[ring])
-    phi = elevation[ring]
-    return distance * np.sin(phi) * np.cos(azimuth), distance * np.sin(phi) * np.sin(azimuth), distance * np.cos(phi)
-
-
-# --- the search --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Points:
-    """The reference points to evaluate: indices into the cropped reference axes, dose, and 1 / ΔD."""
-
-    index: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]
-    axes_mm: tuple[FloatArray, FloatArray, FloatArray]
-    dose_gy: npt.NDArray[np.float32]
-    inv_criterion: npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class _Block:
-    """The part of the evaluated grid within reach of the points: values (float32, flattened (z, y, x)), its
-    (z, y, x) shape and flat strides, its index ranges in the full grid, and the full evaluated axes."""
-
-    values: npt.NDArray[np.float32]
-    shape: tuple[int, int, int]
-    strides: tuple[int, int, int]
-    crops: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-    eval_axes: tuple[FloatArray, FloatArray, FloatArray]
-
-
-def _search(
-    ref_axes: tuple[FloatArray, FloatArray, FloatArray],
-    ref_dose: FloatArray,
-    mask: npt.NDArray[np.bool_],
-    eval_axes: tuple[FloatArray, FloatArray, FloatArray],
-    eval_dose: FloatArray,
-    *,
-    dose_criterion_fraction: float,
-    norm_gy: float | None,
-    distance_mm: float,
-    step_mm: float,
-    limit_mm: float,
-) -> FloatArray:
-    """gamma² at every masked reference point, in ``mask`` order (inf where no evaluated dose is within reach)."""
-    iz, iy, ix = np.nonzero(mask)
-    starts = (int(iz.min()), int(iy.min()), int(ix.min()))
-    stops = (int(iz.max()) + 1, int(iy.max()) + 1, int(ix.max()) + 1)
-    ref_crop = (ref_axes[0][starts[0] : stops[0]], ref_axes[1][starts[1] : stops[1]], ref_axes[2][starts[2] : stops[2]])
-    dose_gy = ref_dose[mask]
-    criterion_gy = dose_criterion_fraction * (dose_gy if norm_gy is None else np.full(dose_gy.size, norm_gy))
-    points = _Points(
-        index=((iz - starts[0]).astype(np.intp), (iy - starts[1]).astype(np.intp), (ix - starts[2]).astype(np.intp)),
-        axes_mm=ref_crop,
-        dose_gy=dose_gy.astype(np.float32),
-        inv_criterion=(1.0 / criterion_gy).astype(np.float32),
-    )
-    crop_z, crop_y, crop_x = (
-        _crop_range(ref_axis, eval_axis, limit_mm) for ref_axis, eval_axis in zip(ref_crop, eval_axes, strict=True)
-    )
-    values = np.ascontiguousarray(
-        eval_dose[crop_z[0] : crop_z[1], crop_y[0] : crop_y[1], crop_x[0] : crop_x[1]], dtype=np.float32
-    )
-    nz, ny, nx = values.shape
-    block = _Block(
-        values=values.ravel(),
-        shape=(nz, ny, nx),
-        strides=(ny * nx, nx, 1),
-        crops=(crop_z, crop_y, crop_x),
-        eval_axes=eval_axes,
-    )
-    distances = list(_shell_distances_mm(distance_mm, step_mm, limit_mm))
-
-    gamma2 = np.full(dose_gy.size, np.inf, dtype=np.float64)
-    remaining = np.arange(dose_gy.size)
-    aligned = _aligned_geometry(ref_crop, block)
-    if aligned is not None:
-        remaining = _search_aligned(
-            gamma2, points, block, aligned, distances, step_mm=step_mm, distance_mm=distance_mm, limit_mm=limit_mm
-        )
-    if remaining.size:
-        _search_shells(gamma2, remaining, points, block, distances, step_mm=step_mm, distance_mm=distance_mm)
-    return gamma2
-
-
-# --- general grids: shell by shell, per-point trilinear interpolation ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class _AxisTables:
-    """Per-axis lookup for one shell: for each reference coordinate (row) and shell offset (column), the flat
-    index contribution of the lower evaluated neighbour and the weight of the upper one (NaN when outside)."""
-
-    base: npt.NDArray[np.int64]
-    weight: npt.NDArray[np.float32]
-
-
-def _axis_tables(
-    ref_axis: FloatArray, offsets: FloatArray, eval_axis: FloatArray, crop: tuple[int, int], stride: int
-) -> _AxisTables:
-    positions = ref_axis[:, None] + offsets[None, :]
-    inside = (positions >= eval_axis[0]) & (positions <= eval_axis[-1])
-    # fractional index on the evaluated axis (exact for uneven spacing too), relative to the block
-    u = np.interp(positions, eval_axis, np.arange(eval_axis.size, dtype=np.float64)) - crop[0]
-    lower = np.clip(np.floor(u), 0, crop[1] - crop[0] - 2)
-    weight = (u - lower).astype(np.float32)
-    weight[~inside] = np.nan
-    return _AxisTables(base=(lower.astype(np.int64) * stride), weight=weight)
-
-
-def _crop_range(points_mm: FloatArray, eval_axis: FloatArray, reach_mm: float) -> tuple[int, int]:
-    """Index range [start, stop) of the evaluated axis that search positions can reach (plus one neighbour)."""
-    lo = float(points_mm.min()) - reach_mm
-    hi = float(points_mm.max()) + reach_mm
-    start = max(int(np.searchsorted(eval_axis, lo, side="right")) - 2, 0)
-    stop = min(int(np.searchsorted(eval_axis, hi, side="left")) + 2, eval_axis.size)
-    if stop - start < 2:
-        start, stop = (0, 2) if stop <= 2 else (eval_axis.size - 2, eval_axis.size)
-    return start, stop
-
-
-def _search_shells(
-    gamma2: FloatArray,
-    subset: npt.NDArray[np.intp],
-    points: _Points,
-    block: _Block,
-    distances: list[float],
-    *,
-    step_mm: float,
-    distance_mm: float,
-) -> None:
-    """Update ``gamma2[subset]`` shell by shell, each point leaving once ``d / DTA >= gamma``."""
-    padded = np.concatenate([block.values, np.zeros(block.strides[0] + block.strides[1] + 2, dtype=np.float32)])
-    corners = {
-        (a, b, c): padded[offset : offset + block.values.size]
-        for a, b, c in _CORNERS
-        for offset in (a * block.strides[0] + b * block.strides[1] + c,)
-    }
-    for distance in distances:
-        term = (distance / distance_mm) ** 2
-        active = subset[gamma2[subset] > term]
-        if active.size == 0:
-            break
-        offsets = _shell_offsets_mm(distance, step_mm)
-        tables = [
-            _axis_tables(ref_axis, off, eval_axis, crop, stride)
-            for ref_axis, off, eval_axis, crop, stride in zip(
-                points.axes_mm, offsets, block.eval_axes, block.crops, block.strides, strict=True
-            )
-        ]
-        chunk = max(1, _CHUNK_ELEMENTS // offsets[0].size)
-        for i in range(0, active.size, chunk):
-            piece = active[i : i + chunk]
-            gamma2[piece] = np.fmin(gamma2[piece], term + _min_dose_term(piece, points, tables, corners))
-
-
-def _min_dose_term(
-    piece: npt.NDArray[np.intp],
-    points: _Points,
-    tables: list[_AxisTables],
-    corners: dict[tuple[int, int, int], npt.NDArray[np.float32]],
-) -> FloatArray:
-    """min over the shell of (De(r') - Dr(r))² / ΔD² for each point (NaN where the whole shell is outside)."""
-    pz, py, px = (index[piece] for index in points.index)
-    tz, ty, tx = tables
-    flat = tz.base[pz] + ty.base[py] + tx.base[px]
-    wz, wy, wx = tz.weight[pz], ty.weight[py], tx.weight[px]
-
-    def lerp_x(a: int, b: int) -> npt.NDArray[np.float32]:
-        low: npt.NDArray[np.float32] = corners[(a, b, 0)][flat]
-        high: npt.NDArray[np.float32] = corners[(a, b, 1)][flat]
-        high -= low
-        high *= wx
-        high += low
-        return high
-
-    c00, c01, c10, c11 = lerp_x(0, 0), lerp_x(0, 1), lerp_x(1, 0), lerp_x(1, 1)
-    c01 -= c00
-    c01 *= wy
-    c01 += c00
-    c11 -= c10
-    c11 *= wy
-    c11 += c10
-    c11 -= c01
-    c11 *= wz
-    c11 += c01
-    c11 -= points.dose_gy[piece][:, None]
-    c11 *= points.inv_criterion[piece][:, None]
-    np.square(c11, out=c11)
-    smallest: FloatArray = np.fmin.reduce(c11, axis=1).astype(np.float64)
-    return smallest
-
-
-# --- aligned grids: one set of trilinear weights per shell, shared by all points ---------------------------------
-
-
-@dataclass(frozen=True)
-class _Aligned:
-    """Reference coordinates all sit at the same fraction of an evaluated cell along each axis.
-
-    Attributes:
-        fraction: (z, y, x) common fractional position in [0, 1) of the reference points within their cell.
-        node: per axis, the block index of the lower corner of the cell holding each cropped reference coordinate.
-        spacing_mm: (z, y, x) evaluated spacing in mm (even within the block).
-    """
-
-    fraction: tuple[float, float, float]
-    node: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]
-    spacing_mm: tuple[float, float, float]
-
-
-def _aligned_geometry(ref_crop: tuple[FloatArray, FloatArray, FloatArray], block: _Block) -> _Aligned | None:
-    """:class:`_Aligned` when the evaluated block is evenly spaced and the reference spacing is an integer multiple
-    of it along every axis (same grid, shifted origin, or a finer evaluated grid); otherwise None."""
-    fractions = []
-    nodes = []
-    spacings = []
-    for ref_axis, eval_axis, (start, stop) in zip(ref_crop, block.eval_axes, block.crops, strict=True):
-        block_axis = eval_axis[start:stop]
-        steps = np.diff(block_axis)
-        spacing = float(steps.mean())
-        if not np.allclose(steps, spacing, rtol=1e-9, atol=0.0):
-            return None
-        u = (ref_axis - block_axis[0]) / spacing
-        node = np.floor(u + 1e-9)
-        fraction = np.clip(u - node, 0.0, None)
-        if float(np.ptp(fraction)) > 1e-9:
-            return None
-        fractions.append(float(fraction.mean()))
-        nodes.append(node.astype(np.intp))
-        spacings.append(spacing)
-    return _Aligned(
-        fraction=(fractions[0], fractions[1], fractions[2]),
-        node=(nodes[0], nodes[1], nodes[2]),
-        spacing_mm=(spacings[0], spacings[1], spacings[2]),
-    )
-
-
-@dataclass(frozen=True)
-class _Stencil:
-    """For aligned grids and one shell: every block node a position of the shell can draw on, relative to the
-    lower corner node of the reference point's cell, and the trilinear weight of each node for each position.
-
-    Attributes:
-        node_offsets: flat block offsets of the stencil's nodes from the point's node.
-        weights: (positions, nodes + 1) matrix; the last column is -1, to subtract the reference dose appended
-            below the node doses.
-    """
-
-    node_offsets: npt.NDArray[np.int64]
-    weights: npt.NDArray[np.float32]
-
-    @classmethod
-    def build(cls, offsets_mm: tuple[FloatArray, FloatArray, FloatArray], aligned: _Aligned, block: _Block) -> _Stencil:
-        cells = []
-        uppers = []
-        for off, fraction, spacing in zip(offsets_mm, aligned.fraction, aligned.spacing_mm, strict=True):
-            u = fraction + off / spacing
-            cell = np.floor(u)
-            cells.append(cell.astype(np.int64))
-            uppers.append(u - cell)
-        low = (int(cells[0].min()), int(cells[1].min()), int(cells[2].min()))
-        high = (int(cells[0].max()) + 1, int(cells[1].max()) + 1, int(cells[2].max()) + 1)
-        sizes = (high[0] - low[0] + 1, high[1] - low[1] + 1, high[2] - low[2] + 1)
-        n_positions = offsets_mm[0].size
-        n_nodes = sizes[0] * sizes[1] * sizes[2]
-        weights = np.zeros((n_positions, n_nodes + 1), dtype=np.float64)
-        rows = np.arange(n_positions)
-        for a, b, c in _CORNERS:
-            column = (
-                (cells[0] - low[0] + a) * sizes[1] * sizes[2]
-                + (cells[1] - low[1] + b) * sizes[2]
-                + (cells[2] - low[2] + c)
-            )
-            weights[rows, column] += (
-                (uppers[0] if a else 1.0 - uppers[0])
-                * (uppers[1] if b else 1.0 - uppers[1])
-                * (uppers[2] if c else 1.0 - uppers[2])
-            )
-        weights[:, -1] = -1.0
-        kz, ky, kx = np.meshgrid(*(np.arange(lo, hi + 1) for lo, hi in zip(low, high, strict=True)), indexing="ij")
-        node_offsets = (kz * block.strides[0] + ky * block.strides[1] + kx * block.strides[2]).ravel()
-        return cls(node_offsets=node_offsets.astype(np.int64), weights=weights.astype(np.float32))
-
-
-def _search_aligned(
-    gamma2: FloatArray,
-    points: _Points,
-    block: _Block,
-    aligned: _Aligned,
-    distances: list[float],
-    *,
-    step_mm: float,
-    distance_mm: float,
-    limit_mm: float,
-) -> npt.NDArray[np.intp]:
-    """Same search positions and result as :func:`_search_shells`, for points whose whole search region lies
-    inside the evaluated block; returns the other points (near the evaluated grid's edge).
-
-    On aligned grids every point sees the same trilinear weights for a given search position, so a shell is
-    interpolated for many points at once by one matrix product: (positions x stencil nodes) weights times
-    (stencil nodes x points) evaluated doses gathered once per point.
-    """
-    node_z, node_y, node_x = (node[index] for node, index in zip(aligned.node, points.index, strict=True))
-    inside = np.ones(node_z.size, dtype=bool)
-    for node, fraction, spacing, size in zip(
-        (node_z, node_y, node_x), aligned.fraction, aligned.spacing_mm, block.shape, strict=True
-    ):
-        # nodes reachable within limit_mm: cells floor(fraction - reach) .. floor(fraction + reach), + upper node
-        low = int(np.floor(fraction - limit_mm / spacing)) - 1
-        high = int(np.floor(fraction + limit_mm / spacing)) + 2
-        inside &= (node + low >= 0) & (node + high <= size - 1)
-    interior = np.flatnonzero(inside)
-    base = (
-        node_z[interior] * block.strides[0] + node_y[interior] * block.strides[1] + node_x[interior] * block.strides[2]
-    )
-    dose = points.dose_gy[interior]
-    inv_criterion2 = points.inv_criterion[interior].astype(np.float64) ** 2
-    best = np.full(interior.size, np.inf, dtype=np.float64)
-    active = np.arange(interior.size)
-    for distance in distances:
-        term = (distance / distance_mm) ** 2
-        active = active[best[active] > term]
-        if active.size == 0:
-            break
-        stencil = _Stencil.build(_shell_offsets_mm(distance, step_mm), aligned, block)
-        n_positions, n_columns = stencil.weights.shape
-        n_nodes = n_columns - 1
-        # keep every product at most _BLAS_SINGLE_THREAD_WORK multiply-adds: single-threaded in OpenBLAS, whose
-        # threading costs more than it saves at these sizes (and stalls badly on a loaded machine)
-        chunk = int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096))
-        rows = max(1, _BLAS_SINGLE_THREAD_WORK // (n_columns * chunk))
-        for i in range(0, active.size, chunk):
-            piece = active[i : i + chunk]
-            stacked = np.empty((n_columns, piece.size), dtype=np.float32)
-            np.take(block.values, stencil.node_offsets[:, None] + base[piece][None, :], out=stacked[:n_nodes])
-            stacked[n_nodes] = dose[piece]
-            smallest = np.full(piece.size, np.inf, dtype=np.float32)
-            for row in range(0, n_positions, rows):
-                difference = stencil.weights[row : row + rows] @ stacked  # (positions, points): De(r') - Dr(r)
-                np.square(difference, out=difference)
-                np.minimum(smallest, difference.min(axis=0), out=smallest)
-            best[piece] = np.minimum(best[piece], term + smallest * inv_criterion2[piece])
-    gamma2[interior] = best
-    return np.flatnonzero(~inside)

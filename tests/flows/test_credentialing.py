@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-import flows.credentialing as cred_flow
+import flows.steps as flow_steps
 from benchmarks.cases import BuiltCase, build_case
 from benchmarks.simulator import Deviation, SimulatedSubmission, simulate_submission
 from flows.catalogue import build_reference, publish_case, register_case
@@ -199,7 +199,7 @@ class TestTasks:
         def broken_audit(*args: object, **kwargs: object) -> None:
             raise RuntimeError("database went away")
 
-        monkeypatch.setattr(cred_flow, "record_audit", broken_audit)
+        monkeypatch.setattr(flow_steps, "record_audit", broken_audit)
         with pytest.raises(RuntimeError, match="database went away"):
             _run_tasks(settings, sim.directory, "the-christie")
         with Session(engine) as session:

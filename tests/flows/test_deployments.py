@@ -24,4 +24,4 @@ def test_every_entrypoint_is_a_flow() -> None:
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment.get("parameters") or {}) <= accepted
         names.add(flow.name)
-    assert names == {"credential-submission", "publish-case"}
+    assert names == {"credential-submission", "publish-case", "facility-questionnaire"}

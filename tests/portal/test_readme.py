@@ -50,7 +50,9 @@ def test_walkthrough_runs_as_written(tmp_path: Path, db_url: str) -> None:
         done = subprocess.run(
             shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
         )
-        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        # `rtqa submit` exits 3 when the submission is not accepted (the walk-through's is an unacceptable variation).
+        expected = 3 if " submit sub/ " in command else 0
+        assert done.returncode == expected, f"{command}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr, done.stderr
         outputs[command] = done.stdout
         if " tokens issue " in command:

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from qa_checks import gamma_search
 from qa_checks.errors import InvalidGridError
 from qa_checks.gamma import DEFAULT_MAX_SEARCH_FACTOR, DEFAULT_SEARCH_FRACTION, GammaResult, gamma_3d
 from qa_checks.geometry import DoseGrid
@@ -58,6 +59,28 @@ def sabr_like_grid(
         assert rng is not None
         dose = np.clip(dose + rng.normal(0.0, noise_fraction * prescription_gy, dose.shape), 0.0, None)
     return DoseGrid(dose, z, y, x)
+
+
+def recalculated_grid(
+    reference: DoseGrid,
+    spacing_mm: float,
+    offset_zyx_mm: tuple[float, float, float],
+    *,
+    margin_mm: float = 5.0,
+    **dose: object,
+) -> DoseGrid:
+    """The SABR-like dose (``sabr_like_grid`` options in ``dose``) on another grid, as a centre's recalculation:
+    ``spacing_mm`` on every axis, covering the reference's box plus ``margin_mm``, with its origin moved off the
+    reference lattice by ``offset_zyx_mm``."""
+    origin = tuple(
+        float(axis[0]) - margin_mm + offset
+        for axis, offset in zip((reference.z_mm, reference.y_mm, reference.x_mm), offset_zyx_mm, strict=True)
+    )
+    shape = tuple(
+        int(np.ceil((float(axis[-1]) + margin_mm - start) / spacing_mm)) + 1
+        for axis, start in zip((reference.z_mm, reference.y_mm, reference.x_mm), origin, strict=True)
+    )
+    return sabr_like_grid(shape, spacing_mm, origin_zyx_mm=origin, **dose)  # type: ignore[arg-type]
 
 
 def uniform_grid(dose_gy: float, shape: tuple[int, int, int] = (8, 9, 10), spacing_mm: float = 2.0) -> DoseGrid:
@@ -213,6 +236,90 @@ class TestInvariance:
             np.testing.assert_allclose(uneven_result.gamma, even_result.gamma, atol=GAMMA_ATOL, rtol=0)
 
 
+GRID_PAIRS = [(3.0, 2.0), (3.0, 2.5), (2.0, 3.0), (2.5, 3.0), (2.0, 2.5)]
+"""(reference, evaluated) spacings in mm of the non-aligned grid pairs tested."""
+
+
+class TestOtherGrids:
+    """Evaluated grids not aligned with the reference (other spacing, origin off the reference lattice)."""
+
+    @staticmethod
+    def linear_grid(
+        axes: tuple[FloatArray, FloatArray, FloatArray], gradient: FloatArray, shift: FloatArray
+    ) -> DoseGrid:
+        z, y, x = np.meshgrid(*axes, indexing="ij", sparse=True)
+        dose = 40.0 + gradient[0] * (z - shift[0]) + gradient[1] * (y - shift[1]) + gradient[2] * (x - shift[2])
+        return DoseGrid(np.broadcast_to(dose, tuple(a.size for a in axes)).copy(), *axes)
+
+    @pytest.mark.parametrize(("reference_mm", "evaluated_mm"), GRID_PAIRS)
+    @pytest.mark.parametrize(("dose_percent", "distance_mm"), [(3.0, 2.0), (2.0, 1.0)])
+    def test_linear_dose_gives_the_same_map_on_any_grid(
+        self, reference_mm: float, evaluated_mm: float, dose_percent: float, distance_mm: float
+    ) -> None:
+        # Trilinear interpolation reproduces a dose linear in z, y and x exactly, so De(r'), and with it gamma,
+        # cannot depend on the grid the evaluated dose is sampled on: the map on another grid must equal the map
+        # on a grid with the reference's lattice. Both grids extend past every search position. The continuous
+        # minimum of |o|²/DTA² + (g.(o - shift))²/ΔD² is gamma = |g.shift| / sqrt(ΔD² + |g|² DTA²), a lower bound.
+        gradient = np.array([0.3, -0.4, 0.5])  # Gy/mm along (z, y, x)
+        shift = np.array([0.4, 0.9, -0.7])  # mm
+        reference = self.linear_grid(
+            tuple(axis_mm(n, reference_mm, -(n - 1) / 2 * reference_mm) for n in (7, 8, 9)),  # type: ignore[arg-type]
+            gradient,
+            np.zeros(3),
+        )
+        margin = 2 * DEFAULT_MAX_SEARCH_FACTOR * distance_mm
+        ref_axes = (reference.z_mm, reference.y_mm, reference.x_mm)
+        aligned_axes = tuple(axis_mm(a.size + 2 * 4, reference_mm, float(a[0]) - 4 * reference_mm) for a in ref_axes)
+        offset = (0.37, -0.61, 0.23)
+        other_axes = tuple(
+            axis_mm(int((a[-1] - a[0] + 2 * margin) / evaluated_mm) + 2, evaluated_mm, float(a[0]) - margin + o)
+            for a, o in zip(ref_axes, offset, strict=True)
+        )
+        aligned = gamma_3d(
+            reference,
+            self.linear_grid(aligned_axes, gradient, shift),  # type: ignore[arg-type]
+            dose_percent=dose_percent,
+            distance_mm=distance_mm,
+        )
+        other = gamma_3d(
+            reference,
+            self.linear_grid(other_axes, gradient, shift),  # type: ignore[arg-type]
+            dose_percent=dose_percent,
+            distance_mm=distance_mm,
+        )
+        assert other.n_evaluated == aligned.n_evaluated == reference.values_gy.size
+        np.testing.assert_allclose(other.gamma, aligned.gamma, atol=GAMMA_ATOL, rtol=0)
+        criterion_gy = dose_percent / 100.0 * float(reference.values_gy.max())
+        analytic = abs(float(gradient @ shift)) / math.sqrt(
+            criterion_gy**2 + float(gradient @ gradient) * distance_mm**2
+        )
+        assert float(other.gamma.min()) >= analytic - GAMMA_ATOL
+        assert float(other.gamma.max()) <= analytic + 0.05  # the discrete search is close to the continuous one
+        assert other.parameters.evaluated_spacing_mm == pytest.approx((evaluated_mm,) * 3)
+
+    @pytest.mark.parametrize(("reference_mm", "evaluated_mm"), GRID_PAIRS)
+    def test_shared_weights_serve_every_interior_point(
+        self, reference_mm: float, evaluated_mm: float, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # On evenly spaced grids every point whose search stays inside the evaluated grid can share its trilinear
+        # weights with the other points of its phase class. Forced to do so down to classes of one point, the
+        # per-point interpolation must not be needed, and the map must not change.
+        reference = sabr_like_grid((10, 12, 12), reference_mm)
+        evaluated = recalculated_grid(
+            reference, evaluated_mm, (0.37, -0.61, 0.23), scale=1.02, noise_fraction=0.01, rng=np.random.default_rng(2)
+        )
+        expected = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("per-point interpolation used for an interior point")
+
+        monkeypatch.setattr(gamma_search, "_MIN_SHARED_POINTS", 1)
+        monkeypatch.setattr(gamma_search._PerPoint, "shell", refuse)
+        result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
+        np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
+        assert result.mean_gamma > 0.1  # not a trivial map
+
+
 class TestThresholdAndReach:
     @pytest.mark.parametrize("cutoff_percent", [0.0, 10.0, 20.0, 50.0])
     def test_cutoff_respected(self, cutoff_percent: float) -> None:
@@ -251,6 +358,17 @@ class TestThresholdAndReach:
         assert result.n_evaluated == 6 * 6 * 7
         assert result.pass_rate_percent == pytest.approx(100.0 * 6 / 7)
         assert "no evaluated dose within 4 mm" in caplog.text
+
+    def test_out_of_reach_stays_nan_with_max_gamma(self) -> None:
+        # the cap applies to gamma values; a point with no evaluated dose within reach still has none. The search
+        # stops at max_gamma * DTA = 3 mm: x = 10 mm finds the edge (x = 8 mm) at gamma 1; x >= 12 mm find nothing
+        reference = uniform_grid(10.0, shape=(6, 6, 10), spacing_mm=2.0)
+        evaluated = DoseGrid(np.full((6, 6, 5), 10.0), reference.z_mm, reference.y_mm, axis_mm(5, 2.0))
+        result = gamma_3d(reference, evaluated, dose_percent=3.0, distance_mm=2.0, max_gamma=1.5)
+        expected = np.where(reference.x_mm <= 10.0, np.maximum(reference.x_mm - 8.0, 0.0) / 2.0, np.nan)
+        np.testing.assert_allclose(result.gamma, np.broadcast_to(expected, (6, 6, 10)), atol=GAMMA_ATOL, rtol=0)
+        assert result.n_unreachable == 6 * 6 * 4
+        assert result.n_evaluated == 6 * 6 * 6
 
     def test_disjoint_grids(self) -> None:
         reference = uniform_grid(10.0)

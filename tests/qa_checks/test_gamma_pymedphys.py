@@ -17,12 +17,9 @@ import pytest
 
 from qa_checks.gamma import gamma_3d
 from qa_checks.geometry import DoseGrid
-from tests.qa_checks.test_gamma import GAMMA_ATOL, sabr_like_grid
+from tests.qa_checks.test_gamma import GAMMA_ATOL, recalculated_grid, sabr_like_grid
 
 pymedphys = pytest.importorskip("pymedphys")
-
-# about 80 s in all, mostly pymedphys
-pytestmark = pytest.mark.slow
 
 PASS_RATE_TOLERANCE_PP = 0.1
 """Required agreement of pass rates, in percentage points."""
@@ -51,8 +48,15 @@ CASES: dict[str, Callable[[], DoseGrid]] = {
 CRITERIA = [(3.0, 3.0), (3.0, 2.0), (2.0, 2.0), (2.0, 1.0)]
 
 
-def _compare(evaluated: DoseGrid, dose_percent: float, distance_mm: float, cutoff_percent: float, local: bool) -> None:
-    reference = _reference()
+def _compare(
+    evaluated: DoseGrid,
+    dose_percent: float,
+    distance_mm: float,
+    cutoff_percent: float,
+    local: bool,
+    reference: DoseGrid | None = None,
+) -> None:
+    reference = _reference() if reference is None else reference
     ours = gamma_3d(
         reference,
         evaluated,
@@ -84,6 +88,8 @@ def _compare(evaluated: DoseGrid, dose_percent: float, distance_mm: float, cutof
     np.testing.assert_allclose(ours.gamma[valid], peer[valid], atol=GAMMA_ATOL, rtol=0)
 
 
+# about 80 s in all, mostly pymedphys
+@pytest.mark.slow
 @pytest.mark.parametrize("cutoff_percent", [10.0, 20.0])
 @pytest.mark.parametrize(("dose_percent", "distance_mm"), CRITERIA)
 @pytest.mark.parametrize("case", list(CASES))
@@ -91,12 +97,14 @@ def test_global_matches_pymedphys(case: str, dose_percent: float, distance_mm: f
     _compare(CASES[case](), dose_percent, distance_mm, cutoff_percent, local=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dose_percent", "distance_mm"), [(3.0, 3.0), (2.0, 2.0)])
 @pytest.mark.parametrize("case", ["shift_1mm", "scaled_2pc_noise_1pc", "other_grid"])
 def test_local_matches_pymedphys(case: str, dose_percent: float, distance_mm: float) -> None:
     _compare(CASES[case](), dose_percent, distance_mm, 10.0, local=True)
 
 
+@pytest.mark.slow
 def test_cases_are_not_trivial() -> None:
     """The comparison is only informative if the cases differ: check a spread of pass rates and mean gamma."""
     reference = _reference()
@@ -105,3 +113,73 @@ def test_cases_are_not_trivial() -> None:
     assert results["shift_3mm"].pass_rate_percent < 80.0
     assert results["other_grid"].pass_rate_percent < 99.0
     assert results["scaled_2pc_noise_1pc"].mean_gamma > 0.1
+
+
+# --- non-aligned grids: the evaluated dose recalculated on the centre's own grid (TPS check) ---------------------
+
+OFFSET_ZYX_MM = (0.37, -0.61, 0.23)
+"""How far the evaluated grid's origin is moved off the reference lattice, in mm."""
+
+
+def _recalculation(reference: DoseGrid, spacing_mm: float, *, margin_mm: float = 5.0) -> DoseGrid:
+    """A shifted (0.5 mm in z, 1 mm in y), 1.5% high and 1% noisy recalculation on another grid."""
+    return recalculated_grid(
+        reference,
+        spacing_mm,
+        OFFSET_ZYX_MM,
+        margin_mm=margin_mm,
+        centre_zyx_mm=(0.5, 1.0, 0.0),
+        scale=1.015,
+        noise_fraction=0.01,
+        rng=np.random.default_rng(19),
+    )
+
+
+GRID_CASES: dict[str, Callable[[], tuple[DoseGrid, DoseGrid]]] = {
+    "ref_3mm_eval_2mm": lambda: (ref := sabr_like_grid((9, 11, 11), 3.0), _recalculation(ref, 2.0)),
+    "ref_3mm_eval_2p5mm": lambda: (ref := sabr_like_grid((9, 11, 11), 3.0), _recalculation(ref, 2.5)),
+    "ref_2mm_eval_3mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 3.0)),
+    "ref_2p5mm_eval_3mm": lambda: (ref := sabr_like_grid((11, 13, 13), 2.5), _recalculation(ref, 3.0)),
+    "ref_2mm_eval_2p5mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 2.5)),
+    # fractions that do not repeat within the grid: every point is interpolated on its own
+    "ref_2mm_eval_2p34mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 2.34)),
+    # the evaluated grid stops at z = 4 mm, short of the reference's last planes: points beyond it search only
+    # part of their sphere, and those more than the search radius past its last plane have no gamma
+    "partial_overlap": lambda: (ref := sabr_like_grid((9, 11, 11), 3.0), _cut_z(_recalculation(ref, 2.5), stop_mm=4.0)),
+}
+
+
+def _cut_z(grid: DoseGrid, *, stop_mm: float) -> DoseGrid:
+    keep = grid.z_mm <= stop_mm
+    return DoseGrid(grid.values_gy[keep], grid.z_mm[keep], grid.y_mm, grid.x_mm)
+
+
+def _grid_case_params(cases: list[str]) -> list[object]:
+    """The partial-overlap comparisons take pymedphys several seconds (its unreachable points search every
+    shell): marked slow."""
+    return [pytest.param(case, marks=pytest.mark.slow) if case == "partial_overlap" else case for case in cases]
+
+
+@pytest.mark.parametrize(("dose_percent", "distance_mm"), [(3.0, 2.0), (2.0, 1.0)])
+@pytest.mark.parametrize("case", _grid_case_params(list(GRID_CASES)))
+def test_other_grids_match_pymedphys(case: str, dose_percent: float, distance_mm: float) -> None:
+    reference, evaluated = GRID_CASES[case]()
+    _compare(evaluated, dose_percent, distance_mm, 10.0, local=False, reference=reference)
+
+
+@pytest.mark.parametrize("case", _grid_case_params(["ref_3mm_eval_2p5mm", "partial_overlap"]))
+def test_other_grids_local_match_pymedphys(case: str) -> None:
+    reference, evaluated = GRID_CASES[case]()
+    _compare(evaluated, 2.0, 2.0, 10.0, local=True, reference=reference)
+
+
+def test_other_grid_cases_are_not_trivial() -> None:
+    results = {
+        case: gamma_3d(*make(), dose_percent=2.0, distance_mm=1.0, max_gamma=MAX_GAMMA)
+        for case, make in GRID_CASES.items()
+    }
+    for case, result in results.items():
+        assert result.pass_rate_percent < 99.0, case
+        assert result.mean_gamma > 0.2, case
+    assert results["partial_overlap"].n_unreachable > 0
+    assert results["ref_2mm_eval_3mm"].n_unreachable == 0
