@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from qa_checks.protocol import Evaluation, evaluate
 
 __all__ = [
     "IngestError",
+    "Ingested",
     "SubmissionMismatchError",
     "credential_submission",
     "decide_outcome",
@@ -46,6 +48,7 @@ __all__ = [
     "score_contours",
     "score_submission",
     "settings_for",
+    "store_submission",
     "submission_summary",
     "update_credentials",
     "validate_submission",
@@ -60,8 +63,15 @@ class SubmissionMismatchError(ValueError):
     """A submission's files are readable but do not fit the case; the submission is rejected with this reason."""
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
-def ingest_submission(
+@dataclass(frozen=True)
+class Ingested:
+    """The submission a folder was stored as, and whether this call created it (False: the same files again)."""
+
+    submission_id: int
+    created: bool
+
+
+def store_submission(
     source_dir: str,
     *,
     provider_code: str,
@@ -70,11 +80,15 @@ def ingest_submission(
     actor: str,
     database_url: str,
     data_dir: str,
-) -> int:
-    """Store the upload under its content hash and record it as received; returns the submission id.
+) -> Ingested:
+    """Store the upload under its content hash and record it as received.
 
-    The same files from the same provider for the same case give back the existing submission. A failure leaves
-    neither a row nor a stored folder.
+    The same files from the same provider for the same case give back the existing submission (``created``
+    False). A failure leaves neither a row nor a stored folder.
+
+    Raises:
+        IngestError: unknown provider or case.
+        FileNotFoundError: the folder is missing or holds no files.
     """
     source = Path(source_dir)
     sha = content_sha256(source)
@@ -101,7 +115,7 @@ def ingest_submission(
         ).first()
         if existing is not None:
             assert existing.id is not None
-            return existing.id
+            return Ingested(existing.id, created=False)
         destination = Path(data_dir) / "submissions" / provider_code / f"{case.case_code}@{case.version}" / sha
         created = copy_atomically(source, destination)
         try:
@@ -113,7 +127,34 @@ def ingest_submission(
                 shutil.rmtree(destination, ignore_errors=True)
             raise
         assert sub.id is not None
-        return sub.id
+        return Ingested(sub.id, created=True)
+
+
+@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
+def ingest_submission(
+    source_dir: str,
+    *,
+    provider_code: str,
+    case_code: str,
+    case_version: str | None,
+    actor: str,
+    database_url: str,
+    data_dir: str,
+) -> int:
+    """Store the upload under its content hash and record it as received; returns the submission id.
+
+    The same files from the same provider for the same case give back the existing submission. A failure leaves
+    neither a row nor a stored folder (see :func:`store_submission`).
+    """
+    return store_submission(
+        source_dir,
+        provider_code=provider_code,
+        case_code=case_code,
+        case_version=case_version,
+        actor=actor,
+        database_url=database_url,
+        data_dir=data_dir,
+    ).submission_id
 
 
 REQUIRED_MODALITIES: dict[QAStage, tuple[str, ...]] = {

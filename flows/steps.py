@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ def set_status(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Move a submission to ``status`` (a rejection keeps its reason) and audit the change."""
+    """Move a submission to ``status`` (a rejection keeps its reason) and audit the change.
+
+    A rejection reason names files relative to the submission folder, never the server's storage path (see
+    :func:`relative_to_submission`).
+    """
+    if reason is not None:
+        reason = relative_to_submission(reason, sub.storage_path)
     before = {"status": sub.status.value}
     sub.status = status
     sub.rejection_reason = reason if status is SubmissionStatus.REJECTED else None
@@ -77,6 +84,18 @@ def set_status(
         after={"status": status.value, **(details or {})},
         reason=reason,
     )
+
+
+def relative_to_submission(message: str, storage_path: str) -> str:
+    """``message`` with the submission's storage folder taken out of every path in it.
+
+    ``/data/submissions/p/case@1.0/<sha>/rs.dcm`` becomes ``rs.dcm``; the folder itself becomes "the submission".
+    Both the stored and the resolved form of the folder are replaced.
+    """
+    roots = {str(Path(storage_path)), str(Path(storage_path).resolve())}
+    for root in sorted(roots, key=len, reverse=True):
+        message = message.replace(root + os.sep, "").replace(root, "the submission")
+    return message
 
 
 def load_submission_and_case(session: Session, submission_id: int) -> tuple[Submission, BenchmarkCase]:

@@ -35,6 +35,25 @@ class Settings(BaseSettings):
         ),
     )
     expiry_warning_days: int = Field(default=60, ge=0, description="Credentials expiring within this are flagged.")
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="Largest upload accepted, in bytes (the zip, or all files together)."
+    )
+    max_archive_files: int = Field(default=5000, ge=1, description="Most entries a zip upload may hold.")
+    max_uncompressed_bytes: int = Field(
+        default=8 * 1024**3, ge=1, description="Largest total size a zip upload may expand to, in bytes."
+    )
+    max_compression_ratio: float = Field(
+        default=100.0,
+        gt=1.0,
+        description="Largest uncompressed / compressed size of any zip entry (and of the whole archive).",
+    )
+    run_submissions: bool = Field(
+        default=False,
+        description=(
+            "Whether the web service runs uploaded submissions' remaining steps itself (`rtqa serve` turns it on; "
+            "with PREFECT_API_URL set they go to the credential-submission deployment instead)."
+        ),
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -47,6 +66,11 @@ class Settings(BaseSettings):
     def submissions_dir(self) -> Path:
         """Where accepted submissions are stored, one folder per content hash."""
         return self.data_dir / "submissions"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploads are streamed and unpacked before ingest (emptied again whatever the result)."""
+        return self.data_dir / "uploads"
 
     @property
     def cases_dir(self) -> Path:

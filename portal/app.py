@@ -5,6 +5,8 @@ Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. Centre t
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, status
@@ -12,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from flows.runner import SubmissionRunner
 from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
@@ -31,16 +34,37 @@ from models.tables import (
     TrialRequirement,
 )
 from portal.api_stages import router as stages_router
+from portal.api_submissions import refuse_oversized_uploads
+from portal.api_submissions import router as submissions_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """Build the app for ``settings`` (default: from the environment). The engine is created here, not at import."""
+    """Build the app for ``settings`` (default: from the environment). The engine is created here, not at import.
+
+    ``app.state.runner`` (:class:`flows.runner.SubmissionRunner`) runs uploaded submissions' remaining steps; it is
+    started with the app only when ``settings.run_submissions`` is set (``rtqa serve``), and otherwise can be run to
+    completion with ``app.state.runner.drain()``.
+    """
     settings = settings or get_settings()
-    app = FastAPI(title="rtqa", version="0.1.0", summary="Radiotherapy trials QA credentialing")
+    runner = SubmissionRunner(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.run_submissions:
+            runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = FastAPI(title="rtqa", version="0.1.0", summary="Radiotherapy trials QA credentialing", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
+    app.state.runner = runner
     app.include_router(stages_router)
+    app.include_router(submissions_router)
+    app.middleware("http")(refuse_oversized_uploads)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:

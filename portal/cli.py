@@ -270,12 +270,19 @@ def demo() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    run_submissions: Annotated[
+        bool,
+        typer.Option(
+            help="Run uploaded submissions' remaining steps in this process (or, with PREFECT_API_URL set, start the "
+            "credential-submission deployment for each)."
+        ),
+    ] = True,
 ) -> None:
     """Start the web service (refused while the database is not initialised)."""
     import uvicorn
 
     from portal.app import create_app
 
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"run_submissions": run_submissions})
     require_initialised(settings.resolved_database_url)
     uvicorn.run(create_app(settings), host=host, port=port)

@@ -1,0 +1,234 @@
+"""API routes to upload benchmark submissions and list them.
+
+An upload is streamed to a temporary folder under the data directory, unpacked (a zip is checked first, see
+:mod:`flows.intake`), cleared of stray files and stored by :func:`flows.credentialing.store_submission`; the answer
+comes at once (202) and the remaining steps run afterwards (:mod:`flows.runner`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+from sqlmodel import Session, col, func, select
+
+from flows.credentialing import IngestError, store_submission
+from flows.intake import (
+    UnsafeUploadError,
+    UploadLimits,
+    UploadTooLargeError,
+    extract_archive,
+    remove_stray_files,
+    safe_relative_path,
+    stream_to_file,
+    upload_folder,
+)
+from models.enums import QAStage, Role, SubmissionStatus
+from models.settings import Settings
+from models.tables import BenchmarkCase, Outcome, Provider, Submission, User
+from portal.deps import CurrentUser, SessionDep
+
+router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
+
+FORM_OVERHEAD_BYTES = 1 << 20
+"""Allowance for multipart headers and form fields on top of ``max_upload_bytes`` when judging Content-Length."""
+
+
+async def refuse_oversized_uploads(request: Request, call_next: Any) -> Any:
+    """HTTP middleware: 413 before the body is read when an upload's Content-Length already exceeds
+    ``max_upload_bytes`` (plus :data:`FORM_OVERHEAD_BYTES`). Uploads without one are limited while streaming."""
+    if request.method == "POST" and request.url.path == router.prefix:
+        settings: Settings = request.app.state.settings
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
+            return JSONResponse(
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+                content={
+                    "detail": f"the upload is {length} bytes, larger than the limit of {settings.max_upload_bytes} "
+                    "bytes (RTQA_MAX_UPLOAD_BYTES); send the submission in parts or ask the QA team"
+                },
+            )
+    return await call_next(request)
+
+
+def status_url(submission_id: int) -> str:
+    """Where a submission's status and results are read."""
+    return f"/api/v1/submissions/{submission_id}"
+
+
+def _limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_upload_bytes=settings.max_upload_bytes,
+        max_archive_files=settings.max_archive_files,
+        max_uncompressed_bytes=settings.max_uncompressed_bytes,
+        max_compression_ratio=settings.max_compression_ratio,
+    )
+
+
+def _provider_for_upload(session: Session, user: User, provider: str | None) -> str:
+    """The provider an upload is for: a centre's own, or the one staff name; 403 for commissioners."""
+    if user.role is Role.COMMISSIONER:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="commissioners cannot upload submissions")
+    if user.role is Role.CENTRE:
+        own = session.get(Provider, user.provider_id)
+        assert own is not None
+        if provider not in (None, "", own.code):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only upload for its own provider")
+        return own.code
+    if not provider:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="say which provider the upload is for: form field 'provider'"
+        )
+    if session.exec(select(Provider).where(Provider.code == provider)).first() is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown provider code {provider!r}")
+    return provider
+
+
+def _unpack(folder: Path, archive: UploadFile | None, files: list[UploadFile], limits: UploadLimits) -> None:
+    """Write the upload into ``folder``: the zip extracted, or each file under its relative name."""
+    if archive is not None:
+        zip_path = folder / "upload.zip"
+        name = archive.filename or "archive"
+        stream_to_file(
+            archive.file, zip_path, name=name, budget_bytes=limits.max_upload_bytes, limit_bytes=limits.max_upload_bytes
+        )
+        extract_archive(zip_path, folder / "files", limits)
+        zip_path.unlink()
+        return
+    left = limits.max_upload_bytes
+    seen: set[Path] = set()
+    for upload in files:
+        relative = Path(safe_relative_path(upload.filename or ""))
+        if relative in seen:
+            raise UnsafeUploadError(f"{upload.filename!r}: two uploaded files have this name")
+        seen.add(relative)
+        left -= stream_to_file(
+            upload.file,
+            folder / "files" / relative,
+            name=str(relative),
+            budget_bytes=left,
+            limit_bytes=limits.max_upload_bytes,
+        )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+def upload_submission(
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    case: Annotated[str, Form(description="Benchmark case code, e.g. lung-sabr-outlining-mini.")],
+    version: Annotated[str | None, Form(description="Case version; default: the newest published.")] = None,
+    provider: Annotated[str | None, Form(description="Provider code (staff); centres upload for their own.")] = None,
+    archive: Annotated[UploadFile | None, File(description="One zip holding the submission.")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="The files, each named by its relative path.")] = None,
+) -> dict[str, Any]:
+    """Upload a benchmark submission (a zip, or the files): 202 with the submission id and where to follow it;
+    200 when the same files were already received. Refused uploads (4xx, naming the entry) leave nothing behind.
+
+    The multipart parser (Starlette) spools each part to a temporary file before this runs and accepts at most 1000
+    parts: send larger submissions as a zip.
+    """
+    settings: Settings = request.app.state.settings
+    provider_code = _provider_for_upload(session, user, provider)
+    actor = user.email
+    if (archive is None) == (not files):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="send either one zip as 'archive' or the files as 'files' (each named by its relative path)",
+        )
+    session.rollback()  # hold no transaction while the upload is unpacked and stored
+    with upload_folder(settings.uploads_dir) as folder:
+        try:
+            _unpack(folder, archive, files or [], _limits(settings))
+            warnings = remove_stray_files(folder / "files") if (folder / "files").exists() else []
+            if not (folder / "files").exists() or not any(p.is_file() for p in (folder / "files").rglob("*")):
+                raise UnsafeUploadError("the upload holds no DICOM files" + "".join(f"; {w}" for w in warnings))
+            ingested = store_submission(
+                str(folder / "files"),
+                provider_code=provider_code,
+                case_code=case,
+                case_version=version or None,
+                actor=actor,
+                database_url=settings.resolved_database_url,
+                data_dir=str(settings.data_dir),
+            )
+        except UploadTooLargeError as err:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(err)) from None
+        except (UnsafeUploadError, IngestError) as err:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(err)) from None
+    sub = session.get(Submission, ingested.submission_id)
+    assert sub is not None and sub.id is not None
+    if ingested.created:
+        request.app.state.runner.notify(sub.id)
+        message = f"received as submission {sub.id} (attempt {sub.attempt}); follow it at {status_url(sub.id)}"
+    else:
+        response.status_code = status.HTTP_200_OK
+        message = f"already received as submission {sub.id} (attempt {sub.attempt}); nothing new was stored"
+    return {
+        "submission_id": sub.id,
+        "status": sub.status.value,
+        "status_url": status_url(sub.id),
+        "attempt": sub.attempt,
+        "message": message,
+        "warnings": warnings,
+    }
+
+
+@router.get("")
+def list_submissions(
+    user: CurrentUser,
+    session: SessionDep,
+    provider: Annotated[str | None, Query(description="Provider code (centres: only their own).")] = None,
+    status_: Annotated[SubmissionStatus | None, Query(alias="status")] = None,
+    stage: QAStage | None = None,
+    case: Annotated[str | None, Query(description="Benchmark case code (any version).")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Submissions, newest first, filtered and paged; centres see only their own provider's."""
+    query = select(Submission, Provider, BenchmarkCase).where(
+        Submission.provider_id == Provider.id, Submission.case_id == BenchmarkCase.id
+    )
+    if user.role is Role.CENTRE:
+        own = session.get(Provider, user.provider_id)
+        assert own is not None
+        if provider not in (None, own.code):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only list its own submissions")
+        query = query.where(Submission.provider_id == own.id)
+    elif provider is not None:
+        query = query.where(Provider.code == provider)
+    if status_ is not None:
+        query = query.where(Submission.status == status_)
+    if stage is not None:
+        query = query.where(BenchmarkCase.stage == stage)
+    if case is not None:
+        query = query.where(BenchmarkCase.case_code == case)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(Submission.received_at).desc(), col(Submission.id).desc()).limit(limit).offset(offset)
+    ).all()
+    ids = [sub.id for sub, _, _ in rows]
+    outcomes = {
+        o.submission_id: o.level.value
+        for o in session.exec(
+            select(Outcome).where(col(Outcome.submission_id).in_(ids), col(Outcome.is_current).is_(True))
+        ).all()
+    }
+    items = [
+        {
+            "id": sub.id,
+            "provider": prov.code,
+            "case": f"{bc.case_code}@{bc.version}",
+            "stage": bc.stage.value,
+            "attempt": sub.attempt,
+            "status": sub.status.value,
+            "outcome": outcomes.get(sub.id or 0),
+            "received_at": sub.received_at.isoformat(),
+            "status_url": status_url(sub.id or 0),
+        }
+        for sub, prov, bc in rows
+    ]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
