@@ -270,6 +270,8 @@ def apply_plan_deviations(
         value = dev.amount
         if dev.kind is PlanDeviationKind.UNDER_COVERAGE:
             options = replace(options, coverage_percent=value)
+        elif options.r50 is not None:  # an explicit R50% target overrides the fraction of the RTOG limit
+            options = replace(options, r50=options.r50 * value)
         else:
             options = replace(options, r50_fraction_of_limit=options.r50_fraction_of_limit * value)
         following = model_dose(case_plan, phantom, options=options)

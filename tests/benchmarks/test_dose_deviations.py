@@ -254,3 +254,22 @@ class TestParsingAndErrors:
         # Without deviations the submitted dose is the reference dose.
         assert case.rtdose_path is not None
         assert np.array_equal(read_rtdose(sim.rtdose_path).values_gy, read_rtdose(case.rtdose_path).values_gy)
+
+
+def test_poor_conformity_scales_an_explicit_r50() -> None:
+    """A plan whose dose options fix R50% (the spine case) gets a shallower fall-off from poor_conformity: the
+    factor multiplies that R50%, and the expected effect is met (it used to leave the dose unchanged)."""
+    from benchmarks.anatomy_sites import spine_phantom
+    from benchmarks.simulator import PlanDeviation, apply_plan_deviations
+
+    spec = get_case("spine-sabr-planning")
+    assert spec.plan is not None and spec.plan.options.r50 is not None
+    plan = replace(spec.plan, subsampling=(1, 1, 1))
+    phantom = spine_phantom(spacing_mm=(4.0, 2.5, 2.5))
+    reference, submitted, effects = apply_plan_deviations(
+        plan, phantom, [PlanDeviation.parse("poor_conformity:1.5")], rng=np.random.default_rng(0)
+    )
+    assert np.max(np.abs(submitted.dose.values_gy - reference.dose.values_gy)) > 1.0
+    (effect,) = effects
+    assert effect.metric == "r50" and effect.expected == pytest.approx(1.5 * spec.plan.options.r50)
+    assert effect.met, effect

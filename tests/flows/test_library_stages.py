@@ -64,12 +64,12 @@ PLANNING_DEVIATIONS: dict[str, dict[str, str | None]] = {
         "organ_overdose": "organ_overdose:Brainstem:20",
     },
     # Criteria: PTV V100% and the TG-101 cord limits. No maximum-dose criterion (hot spot skipped). The reference
-    # plan fixes R50% = 3.0 in its dose options (SPINE_DOSE_OPTIONS), which poor_conformity (a factor on
-    # r50_fraction_of_limit) does not change: the dose is unchanged, so nothing to move (skipped; reported).
+    # plan fixes R50% = 3.0 in its dose options (SPINE_DOSE_OPTIONS); poor_conformity multiplies that R50%, and a
+    # shallower fall-off 3.5 mm from the cord raises the cord dose.
     "spine-sabr-planning": {
         "under_coverage": "under_coverage:85",
         "hot_spot": None,
-        "poor_conformity": None,
+        "poor_conformity": "poor_conformity:1.5",
         "organ_overdose": "organ_overdose:SpinalCord:30",
     },
     # Criteria: PTV V100%, Dmax% (140 / 167 %) and R100% only: no organ limits (site-dependent, not yet entered),
@@ -88,9 +88,6 @@ SKIP_REASONS: dict[tuple[str, str], str] = {
         "prostate-sabr has no maximum-dose criterion; the hot spot stays in the PTV"
     ),
     ("spine-sabr-planning", "hot_spot"): "spine-sabr has no maximum-dose criterion; the hot spot stays in the PTV",
-    ("spine-sabr-planning", "poor_conformity"): (
-        "the spine plan's explicit R50% (3.0) overrides the poor_conformity factor: the dose does not change"
-    ),
     ("oligomets-sabr-planning", "poor_conformity"): "oligomets-sabr has no R50% / D2cm or organ criterion to move",
     ("oligomets-sabr-planning", "organ_overdose"): "oligomets-sabr has no organ-at-risk limits",
 }
