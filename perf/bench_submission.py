@@ -55,10 +55,7 @@ PHASES: tuple[tuple[str, str, str], ...] = (
     ("qa_checks.grid_coverage", "rasterise", "rasterise"),
     ("qa_checks.outlining", "map_structure_names", "name matching"),
     ("qa_checks.planning", "map_structure_names", "name matching"),
-    *(
-        ("qa_checks.outlining", f, "overlap metrics")
-        for f in ("dice", "jaccard", "volume_ratio", "centroid_distance_mm")
-    ),
+    ("qa_checks.outlining", "overlap_metrics", "overlap metrics"),
     ("qa_checks.outlining", "surface_metrics", "surface distances"),
     ("qa_checks.planning", "resolve_targets", "prescriptions"),
     ("qa_checks.planning", "compute_target_indices", "plan indices"),

@@ -24,11 +24,13 @@ from scipy import spatial
 
 __all__ = [
     "HD_PERCENTILE",
+    "OverlapMetrics",
     "SurfaceMetrics",
     "centroid_distance_mm",
     "contour_length_table",
     "dice",
     "jaccard",
+    "overlap_metrics",
     "surface_metrics",
     "surfel_area_table",
     "volume_ratio",
@@ -66,7 +68,10 @@ def dice(reference: npt.NDArray[np.bool_], evaluated: npt.NDArray[np.bool_]) -> 
         ValueError: the shapes differ (both are named).
         TypeError: a mask is not a boolean array.
     """
-    a, b, both = _counts(reference, evaluated)
+    return _dice(*_counts(reference, evaluated))
+
+
+def _dice(a: int, b: int, both: int) -> float:
     if a + b == 0:
         return float("nan")
     return 2.0 * both / (a + b)
@@ -79,7 +84,10 @@ def jaccard(reference: npt.NDArray[np.bool_], evaluated: npt.NDArray[np.bool_]) 
         ValueError: the shapes differ (both are named).
         TypeError: a mask is not a boolean array.
     """
-    a, b, both = _counts(reference, evaluated)
+    return _jaccard(*_counts(reference, evaluated))
+
+
+def _jaccard(a: int, b: int, both: int) -> float:
     union = a + b - both
     if union == 0:
         return float("nan")
@@ -265,6 +273,10 @@ def volume_ratio(reference: npt.NDArray[np.bool_], evaluated: npt.NDArray[np.boo
         TypeError: a mask is not a boolean array.
     """
     a, b, _ = _counts(reference, evaluated)
+    return _volume_ratio(a, b)
+
+
+def _volume_ratio(a: int, b: int) -> float:
     if a == 0:
         return float("nan")
     return b / a
@@ -281,13 +293,116 @@ def centroid_distance_mm(
         ValueError: the shapes differ, or ``spacing_mm`` is not as many positive finite numbers as mask axes.
         TypeError: a mask is not a boolean array.
     """
-    a, b, _ = _counts(reference, evaluated)
+    _check_masks(reference, evaluated)
     spacing = np.asarray(_check_spacing(spacing_mm, ndim=reference.ndim), dtype=np.float64)
-    if a == 0 or b == 0:
+    return _centroid_distance(_MaskSummary.of(reference), _MaskSummary.of(evaluated), spacing)
+
+
+def _centroid_distance(ref: _MaskSummary, ev: _MaskSummary, spacing: npt.NDArray[np.float64]) -> float:
+    if ref.voxels == 0 or ev.voxels == 0:
         return float("nan")
-    c_ref = np.array([idx.mean() for idx in np.nonzero(reference)]) * spacing
-    c_ev = np.array([idx.mean() for idx in np.nonzero(evaluated)]) * spacing
-    return float(np.linalg.norm(c_ref - c_ev))
+    return float(np.linalg.norm(ref.centroid_index() * spacing - ev.centroid_index() * spacing))
+
+
+@dataclass(frozen=True)
+class OverlapMetrics:
+    """Volume-overlap metrics of a reference and an evaluated mask, each counted once.
+
+    Attributes:
+        reference_voxels, evaluated_voxels: voxels in each mask.
+        intersection_voxels: voxels in both.
+        dice: as :func:`dice` (``nan`` when both masks are empty).
+        jaccard: as :func:`jaccard` (``nan`` when both masks are empty).
+        volume_ratio: as :func:`volume_ratio` (``nan`` when the reference is empty).
+        centroid_distance_mm: as :func:`centroid_distance_mm`, in mm (``nan`` when either mask is empty).
+    """
+
+    reference_voxels: int
+    evaluated_voxels: int
+    intersection_voxels: int
+    dice: float
+    jaccard: float
+    volume_ratio: float
+    centroid_distance_mm: float
+
+
+def overlap_metrics(
+    reference: npt.NDArray[np.bool_], evaluated: npt.NDArray[np.bool_], *, spacing_mm: Sequence[float]
+) -> OverlapMetrics:
+    """:func:`dice`, :func:`jaccard`, :func:`volume_ratio` and :func:`centroid_distance_mm` of two masks at once.
+
+    The same values, bit for bit, as the four functions; each mask is read about twice (per-axis voxel counts
+    give its size, centroid and bounding box; the intersection is counted inside the overlap of the bounding
+    boxes) instead of once per metric. ``spacing_mm`` is the voxel spacing in mm in array-axis order, e.g.
+    (z, y, x).
+
+    Raises:
+        ValueError: the shapes differ, or ``spacing_mm`` is not as many positive finite numbers as mask axes.
+        TypeError: a mask is not a boolean array.
+    """
+    _check_masks(reference, evaluated)
+    spacing = np.asarray(_check_spacing(spacing_mm, ndim=reference.ndim), dtype=np.float64)
+    ref = _MaskSummary.of(reference)
+    ev = _MaskSummary.of(evaluated)
+    both = 0
+    if ref.box is not None and ev.box is not None:
+        box = tuple(slice(max(r.start, e.start), min(r.stop, e.stop)) for r, e in zip(ref.box, ev.box, strict=True))
+        if all(b.start < b.stop for b in box):
+            both = int(np.count_nonzero(reference[box] & evaluated[box]))
+    a, b = ref.voxels, ev.voxels
+    return OverlapMetrics(
+        reference_voxels=a,
+        evaluated_voxels=b,
+        intersection_voxels=both,
+        dice=_dice(a, b, both),
+        jaccard=_jaccard(a, b, both),
+        volume_ratio=_volume_ratio(a, b),
+        centroid_distance_mm=_centroid_distance(ref, ev, spacing),
+    )
+
+
+@dataclass(frozen=True)
+class _MaskSummary:
+    """Voxel count, per-axis sums of voxel indices and bounding box of a boolean mask.
+
+    Attributes:
+        voxels: number of voxels in the mask.
+        index_sums: for each axis, the sum over the mask's voxels of their index along it (exact integers).
+        box: slices of the bounding box, or None for an empty mask.
+    """
+
+    voxels: int
+    index_sums: tuple[int, ...]
+    box: tuple[slice, ...] | None
+
+    @classmethod
+    def of(cls, mask: npt.NDArray[np.bool_]) -> _MaskSummary:
+        """From per-axis voxel counts (no list of voxel indices): counts per index of axis 0, then the counts of
+        the occupied slab summed over axis 0, reduced to each other axis."""
+        if mask.ndim == 0:
+            raise ValueError("masks must have at least one axis")
+        first = np.fromiter((np.count_nonzero(p) for p in mask), dtype=np.int64, count=mask.shape[0])
+        occupied = np.flatnonzero(first)
+        if occupied.size == 0:
+            return cls(0, (0,) * mask.ndim, None)
+        profiles = [first]
+        if mask.ndim > 1:
+            slab = mask[int(occupied[0]) : int(occupied[-1]) + 1].view(np.uint8)
+            rest = np.add.reduce(slab, axis=0, dtype=np.int64)
+            for axis in range(rest.ndim):
+                other = tuple(i for i in range(rest.ndim) if i != axis)
+                profiles.append(rest.sum(axis=other) if other else rest)
+        sums, box = [], []
+        for profile in profiles:
+            hit = np.flatnonzero(profile)
+            box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+            sums.append(int(np.dot(np.arange(profile.size, dtype=np.int64), profile)))
+        return cls(int(first.sum()), tuple(sums), tuple(box))
+
+    def centroid_index(self) -> npt.NDArray[np.float64]:
+        """Mean voxel index along each axis (a correctly rounded quotient of exact integers, as numpy's mean of
+        the voxels' indices is while their sum stays below 2**53)."""
+        return np.array([s / self.voxels for s in self.index_sums], dtype=np.float64)
 
 
 def surfel_area_table(spacing_mm: Sequence[float]) -> npt.NDArray[np.float64]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -30,8 +31,10 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from qa_checks.errors import (
     AmbiguousInputError,
@@ -412,6 +415,48 @@ def read_rtstruct(path: PathLike) -> StructureSet:
         return _rtstruct_from_dataset(ds, p)
 
 
+_CONTOUR_DATA_TAG: Final = 0x30060050
+"""(3006,0050) *ContourData*."""
+
+_NOT_DS_TEXT: Final = re.compile(r"[^0-9+\-.eE \\]")
+"""A character outside the DS repertoire (PS3.5 table 6.2-1: digits, ``+ - . e E``, space) and the backslash."""
+
+_DS_MAX_CHARS: Final = 16
+"""Longest DS value (PS3.5 table 6.2-1); longer ones are invalid DS, so they take pydicom's path."""
+
+
+def _contour_data(item: Dataset) -> npt.NDArray[np.float64] | None:
+    """(3006,0050) *ContourData* of a *ContourSequence* item as floats in file order; None when absent or empty.
+
+    The values are those of pydicom's DS conversion, ``float`` of each backslash-separated string, parsed here from
+    the element's raw bytes in one go (pydicom builds and validates one object per value: about a million for a
+    clinical structure set). An element pydicom has already converted, one not read as DS (explicit VR other than
+    DS), or text that is not plain valid DS (empty values, characters outside the DS repertoire, malformed numbers,
+    values over 16 characters, which pydicom may warn about or reject depending on its validation mode) goes
+    through pydicom, so its values, warnings and errors are unchanged. DS is text, so byte order does not matter.
+    """
+    raw = item.get_item(_CONTOUR_DATA_TAG) if _CONTOUR_DATA_TAG in item else None
+    if isinstance(raw, RawDataElement) and raw.VR in (None, "DS") and isinstance(raw.value, bytes):
+        # The text pydicom splits: decoded, stripped, trailing padding and NULs removed (values.convert_DS_string).
+        text = raw.value.decode("latin-1").strip().rstrip(" \x00")
+        if not text:
+            return None
+        # Over these characters, Python's float() accepts exactly pydicom's DS pattern ``^ *[+-]?(digits | digits.
+        # digits? | .digits)([eE][+-]?digits)? *$``; anything else (an empty value, "1.2.3", "1e") raises.
+        values = text.split("\\")
+        if _NOT_DS_TEXT.search(text) is None and max(map(len, values)) <= _DS_MAX_CHARS:
+            try:
+                return np.fromiter(map(float, values), dtype=np.float64, count=len(values))
+            except ValueError:
+                pass  # pydicom reports it
+    data = _get(item, "ContourData")
+    if data is None:
+        return None
+    if not isinstance(data, MultiValue | list | tuple):  # pydicom gives a single value as a scalar
+        data = [data]
+    return np.asarray([float(v) for v in data], dtype=np.float64)
+
+
 def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
     for_uids: list[str] = []
     series_uids: list[str] = []
@@ -449,10 +494,9 @@ def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
         )
         contours = []
         for item in _get(roi_contour, "ContourSequence") or []:
-            data = _get(item, "ContourData")
-            if data is None:
+            coords = _contour_data(item)
+            if coords is None:
                 continue
-            coords = np.asarray([float(v) for v in data], dtype=np.float64)
             if coords.size % 3:
                 raise QAChecksError(
                     f"{path}: {_tag('ContourData')} of ROI {number} has {coords.size} values, not a multiple of 3"

@@ -95,6 +95,23 @@ def _cell_widths(axis: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.asarray(np.abs(upper - lower), dtype=np.float64)
 
 
+def _no_volume(label: str) -> GridCoverage:
+    reason = f"{label} has no volume on the CT grid; criteria on it are not evaluated"
+    return GridCoverage(label, 0.0, 0.0, 0.0, False, reason=reason)
+
+
+def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
+    """Slices of the bounding box of a (z, y, x) mask, or None when it is empty."""
+    box = []
+    for axis in range(3):
+        other = tuple(i for i in range(3) if i != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return box[0], box[1], box[2]
+
+
 def structure_grid_coverage(structure: Structure, ct: Grid, dose: DoseGrid, *, name: str | None = None) -> GridCoverage:
     """The part of ``structure`` (rasterised on the CT grid ``ct``) that lies inside the extent of ``dose``.
 
@@ -107,18 +124,17 @@ def structure_grid_coverage(structure: Structure, ct: Grid, dose: DoseGrid, *, n
     label = name or structure.name
     axes = [check_axis(a, name=n) for a, n in ((ct.z_mm, "z_mm"), (ct.y_mm, "y_mm"), (ct.x_mm, "x_mm"))]
     mask = rasterise(structure, ct)
-    widths = [_cell_widths(a) for a in axes]
+    # Every voxel of the structure lies in its bounding box: the sums are taken there, not over the whole CT grid.
+    box = _bounding_box(mask)
+    if box is None:
+        return _no_volume(label)
+    widths = [_cell_widths(a)[b] for a, b in zip(axes, box, strict=True)]
+    axes = [a[b] for a, b in zip(axes, box, strict=True)]
+    mask = mask[box]
     voxel_cc = widths[0][:, None, None] * widths[1][None, :, None] * widths[2][None, None, :] / MM3_PER_CC
     volume = float(np.sum(voxel_cc * mask))
     if volume <= 0:
-        return GridCoverage(
-            label,
-            0.0,
-            0.0,
-            0.0,
-            False,
-            reason=f"{label} has no volume on the CT grid; criteria on it are not evaluated",
-        )
+        return _no_volume(label)
     inside_axes = []
     for a, d in zip(axes, (dose.z_mm, dose.y_mm, dose.x_mm), strict=True):
         lo, hi = _extent(d)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa_checks.contours import SurfaceMetrics, centroid_distance_mm, dice, jaccard, surface_metrics, volume_ratio
+from qa_checks.contours import SurfaceMetrics, overlap_metrics, surface_metrics
 from qa_checks.geometry import Grid, axis_spacing_mm
 from qa_checks.names import map_structure_names
 from qa_checks.rasterise import rasterise
@@ -131,17 +131,18 @@ def score_outlining(
             continue
         ref_mask = rasterise(ref_structure, grid)
         sub_mask = rasterise(submitted[match.submitted], grid)
+        overlap = overlap_metrics(ref_mask, sub_mask, spacing_mm=spacing)
         scores.append(
             StructureScore(
                 structure=name,
                 submitted_name=match.submitted,
                 match_reason=match.reason,
-                dice=_finite_or_none(dice(ref_mask, sub_mask)),
-                jaccard=_finite_or_none(jaccard(ref_mask, sub_mask)),
-                reference_volume_cc=float(np.count_nonzero(ref_mask)) * voxel_cc,
-                submitted_volume_cc=float(np.count_nonzero(sub_mask)) * voxel_cc,
-                volume_ratio=_finite_or_none(volume_ratio(ref_mask, sub_mask)),
-                centroid_distance_mm=_finite_or_none(centroid_distance_mm(ref_mask, sub_mask, spacing_mm=spacing)),
+                dice=_finite_or_none(overlap.dice),
+                jaccard=_finite_or_none(overlap.jaccard),
+                reference_volume_cc=float(overlap.reference_voxels) * voxel_cc,
+                submitted_volume_cc=float(overlap.evaluated_voxels) * voxel_cc,
+                volume_ratio=_finite_or_none(overlap.volume_ratio),
+                centroid_distance_mm=_finite_or_none(overlap.centroid_distance_mm),
                 surface=surface_metrics(ref_mask, sub_mask, spacing_mm=spacing, tolerance_mm=tolerance_mm),
             )
         )
