@@ -41,8 +41,10 @@ typecheck: $(STAMP)
 migrations-check: $(STAMP)
 	$(BIN)/python -m models.migrate check
 
+# Tests run on every core (pytest-xdist); PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-m 'not slow'".
+PYTEST_ARGS ?=
 test: $(PEERS_STAMP) lint typecheck migrations-check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist load $(PYTEST_ARGS)
 
 perf: $(PEERS_STAMP)
 	$(BIN)/python perf/bench_rasterise.py
