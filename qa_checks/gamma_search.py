@@ -24,13 +24,18 @@ How the work is shared
     interpolations per point and position.
 
     Matrix products are kept small enough that OpenBLAS runs them single-threaded (its threading costs more
-    than it saves at these sizes, and stalls on a loaded machine).
+    than it saves at these sizes, and stalls on a loaded machine). Instead, the independent pieces of a shell
+    (phase classes, chunks of points) run on a pool of threads, one per CPU available (at most ``_MAX_THREADS``):
+    numpy releases the GIL in the gathers, matrix products and reductions, and each piece updates its own points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import numpy as np
@@ -62,6 +67,10 @@ _MIN_SHARED_POINTS: Final = 2
 """A phase class uses shared weights only if it has at least this many points (grid pairs whose fractions never
 repeat, e.g. an evaluated spacing of 2.34 mm, are interpolated point by point)."""
 
+_DENSE_CLASS_KEYS: Final = 1 << 16
+"""Phase classes are counted with a dense table (rather than by sorting) when there are at most this many possible
+(z, y, x) phase combinations (125 for 2 mm against 2.5 mm)."""
+
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
 
@@ -73,6 +82,12 @@ _GATHER_ELEMENTS: Final = 1 << 20
 
 _PRODUCT_ELEMENTS: Final = 1 << 20
 """Largest batched matrix product result (entries x positions x points), in elements."""
+
+_MAX_THREADS: Final = 4
+"""At most this many threads share the work of a shell (never more than the CPUs this process may run on)."""
+
+_TASK_POINTS: Final = 8192
+"""A large phase class is split into tasks of at most this many points, so that threads share even one class."""
 
 _CORNERS: Final = tuple((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))
 """The 8 corners of a cell, as (z, y, x) steps from its lower corner."""
@@ -196,6 +211,43 @@ def search_gamma2(
         (None, np.arange(dose_gy.size)) if lattice is None else _shared_points(points, block, lattice, limit_mm)
     )
     interpolator = _PerPoint(points, block)
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        _search(
+            gamma2, shared, per_point, interpolator, pool, distance_mm=distance_mm, step_mm=step_mm, limit_mm=limit_mm
+        )
+    return gamma2
+
+
+def _threads() -> int:
+    """Threads to share a shell's work: the CPUs this process may run on, at most ``_MAX_THREADS``."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(available, _MAX_THREADS))
+
+
+def _run(pool: ThreadPoolExecutor, tasks: list[Callable[[], None]]) -> None:
+    """Run independent tasks (each updating its own points) on the pool; re-raise the first error."""
+    if len(tasks) == 1:
+        tasks[0]()
+        return
+    for future in [pool.submit(task) for task in tasks]:
+        future.result()
+
+
+def _search(
+    gamma2: FloatArray,
+    shared: _Shared | None,
+    per_point: IndexArray,
+    interpolator: _PerPoint,
+    pool: ThreadPoolExecutor,
+    *,
+    distance_mm: float,
+    step_mm: float,
+    limit_mm: float,
+) -> None:
+    """The shells, in increasing radius, for the points still searching (updates ``gamma2`` in place)."""
     for distance in shell_distances_mm(distance_mm, step_mm, limit_mm):
         term = (distance / distance_mm) ** 2
         per_point = per_point[gamma2[per_point] > term]
@@ -204,11 +256,10 @@ def search_gamma2(
         if per_point.size == 0 and (shared is None or shared.active.size == 0):
             break
         offsets = shell_offsets_mm(distance, step_mm)
-        if shared is not None and shared.active.size:
-            shared.shell(gamma2, offsets, term)
+        tasks = shared.shell_tasks(gamma2, offsets, term) if shared is not None and shared.active.size else []
         if per_point.size:
-            interpolator.shell(gamma2, per_point, offsets, term)
-    return gamma2
+            tasks += interpolator.shell_tasks(gamma2, per_point, offsets, term)
+        _run(pool, tasks)
 
 
 def _crop_range(points_mm: FloatArray, eval_axis: FloatArray, reach_mm: float) -> tuple[int, int]:
@@ -325,10 +376,12 @@ class _Shared:
         self.active = active
         self._phase = class_phase
         self._n_classes = class_phase[0].size
-        node = [node[index] for node, index in zip(lattice.node, points.index, strict=True)]
-        strides = block.strides
         self._offsets: dict[tuple[int, int, int], npt.NDArray[np.int64]] = {}
-        self._base = node[0].astype(np.int64) * strides[0] + node[1] * strides[1] + node[2] * strides[2]
+        # flat block index of each point's lower cell node, summed axis by axis over the reference coordinates
+        base = np.zeros(points.dose_gy.size, dtype=np.int64)
+        for node, index, stride in zip(lattice.node, points.index, block.strides, strict=True):
+            base += (node.astype(np.int64) * stride)[index]
+        self._base = base
 
     def _node_offsets(self, shape: tuple[int, int, int]) -> npt.NDArray[np.int64]:
         """Flat block offsets of a (z, y, x) box of nodes of the given shape from its first node."""
@@ -342,8 +395,9 @@ class _Shared:
         """Keep only the points whose gamma² so far exceeds ``term`` (the next shell can still improve it)."""
         self.active = self.active[gamma2[self.active] > term]
 
-    def shell(self, gamma2: FloatArray, offsets_mm: Axes, term: float) -> None:
-        """Update ``gamma2`` of the active points with the shell of the given offsets at ``term = (d / DTA)²``."""
+    def shell_tasks(self, gamma2: FloatArray, offsets_mm: Axes, term: float) -> list[Callable[[], None]]:
+        """Independent tasks that update ``gamma2`` of the active points with the shell of the given offsets at
+        ``term = (d / DTA)²``."""
         lattice = self._lattice
         axes = [
             _ShellAxis.build(fractions, offsets, spacing)
@@ -351,22 +405,23 @@ class _Shared:
         ]
         counts = np.bincount(self._label[self.active], minlength=self._n_classes)
         starts = np.cumsum(counts) - counts
+        tasks: list[Callable[[], None]] = []
         for large in np.flatnonzero(counts >= _LARGE_CLASS_POINTS).tolist():
-            members = self.active[starts[large] : starts[large] + counts[large]]
-            self._class_shell(
-                gamma2, members, (self._phase[0][large], self._phase[1][large], self._phase[2][large]), axes, term
-            )
+            phase = (int(self._phase[0][large]), int(self._phase[1][large]), int(self._phase[2][large]))
+            for first in range(starts[large], starts[large] + counts[large], _TASK_POINTS):
+                members = self.active[first : min(first + _TASK_POINTS, starts[large] + counts[large])]
+                tasks.append(partial(self._class_shell, gamma2, members, phase, axes, term))
             counts[large] = 0
         present = np.flatnonzero(counts)
         if present.size == 0:
-            return
+            return tasks
         n_entries = -(-counts[present] // _ENTRY_POINTS)
         entry_class = np.repeat(present, n_entries)
         entry_rank = np.arange(entry_class.size) - np.repeat(np.cumsum(n_entries) - n_entries, n_entries)
         entry_start = starts[entry_class] + entry_rank * _ENTRY_POINTS
         entry_count = np.minimum(counts[entry_class] - entry_rank * _ENTRY_POINTS, _ENTRY_POINTS)
-        phase = [p[entry_class] for p in self._phase]
-        widths = [axis.width[p] for axis, p in zip(axes, phase, strict=True)]
+        entry_phase = [p[entry_class] for p in self._phase]
+        widths = [axis.width[p] for axis, p in zip(axes, entry_phase, strict=True)]
         largest = 1 + max(int(w.max()) for w in widths)
         keys = (widths[0] * largest + widths[1]) * largest + widths[2]
         for key in np.unique(keys).tolist():
@@ -380,15 +435,19 @@ class _Shared:
                 size = max(1, _GATHER_ELEMENTS // (n_columns * width))
                 batch = chosen[first : first + size]
                 first += size
-                self._batch(
-                    gamma2,
-                    (shape[0], shape[1], shape[2]),
-                    entry_start[batch],
-                    entry_count[batch],
-                    (phase[0][batch], phase[1][batch], phase[2][batch]),
-                    axes,
-                    term,
+                tasks.append(
+                    partial(
+                        self._batch,
+                        gamma2,
+                        (shape[0], shape[1], shape[2]),
+                        entry_start[batch],
+                        entry_count[batch],
+                        (entry_phase[0][batch], entry_phase[1][batch], entry_phase[2][batch]),
+                        axes,
+                        term,
+                    )
                 )
+        return tasks
 
     def _class_shell(
         self,
@@ -493,26 +552,35 @@ def _shared_points(
 ) -> tuple[_Shared | None, IndexArray]:
     """The points to search with shared weights (interior points of phase classes with at least
     ``_MIN_SHARED_POINTS`` of them), and the others."""
-    node = [node[index] for node, index in zip(lattice.node, points.index, strict=True)]
-    phase = [phase[index] for phase, index in zip(lattice.phase, points.index, strict=True)]
+    # axis by axis (per reference coordinate, then gathered per point): is the whole search region inside the
+    # block, and the phase's contribution to the class key (z, y, x) -> (z * n_y + y) * n_x + x
+    n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
     inside = np.ones(points.dose_gy.size, dtype=bool)
-    for axis in range(3):
+    key = np.zeros(points.dose_gy.size, dtype=np.intp)
+    for axis, multiplier in enumerate((n_y * n_x, n_x, 1)):
         # nodes reachable within limit_mm: cells floor(f - reach) .. floor(f + reach) and their upper node (the
         # reach rounded up past the radius tolerance of the last shell)
-        fraction = lattice.fractions[axis][phase[axis]]
+        node, phase = lattice.node[axis], lattice.phase[axis]
+        fraction = lattice.fractions[axis][phase]
         reach = (limit_mm + _REACH_TOLERANCE_MM) / lattice.spacing_mm[axis]
         low = np.floor(fraction - reach).astype(np.intp)
         high = np.floor(fraction + reach).astype(np.intp) + 1
-        inside &= (node[axis] + low >= 0) & (node[axis] + high <= block.shape[axis] - 1)
-    n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
+        axis_inside = (node + low >= 0) & (node + high <= block.shape[axis] - 1)
+        inside &= axis_inside[points.index[axis]]
+        key += (phase * multiplier)[points.index[axis]]
     interior = np.flatnonzero(inside)
     # classes numbered 0, 1, ... in order of (z, y, x) phase, counting only those with interior points
-    classes, class_of_interior, counts = np.unique(
-        (phase[0][interior] * n_y + phase[1][interior]) * n_x + phase[2][interior],
-        return_inverse=True,
-        return_counts=True,
-    )
-    class_of_interior = class_of_interior.ravel()
+    key = key[interior]
+    n_keys = lattice.fractions[0].size * n_y * n_x
+    if n_keys <= _DENSE_CLASS_KEYS:
+        key_counts = np.bincount(key, minlength=n_keys)
+        classes = np.flatnonzero(key_counts)
+        number = np.zeros(n_keys, dtype=np.intp)
+        number[classes] = np.arange(classes.size)
+        class_of_interior, counts = number[key], key_counts[classes]
+    else:
+        classes, class_of_interior, counts = np.unique(key, return_inverse=True, return_counts=True)
+        class_of_interior = class_of_interior.ravel()
     enough = counts[class_of_interior] >= _MIN_SHARED_POINTS
     shared = interior[enough]
     if shared.size == 0:
@@ -521,7 +589,9 @@ def _shared_points(
     label[shared] = class_of_interior[enough]
     others = np.ones(points.dose_gy.size, dtype=bool)
     others[shared] = False
-    shared = shared[np.argsort(label[shared], kind="stable")]
+    # a stable sort of 16-bit keys is a radix sort (linear time)
+    sort_key = label[shared].astype(np.uint16) if classes.size <= 1 << 16 else label[shared]
+    shared = shared[np.argsort(sort_key, kind="stable")]
     class_phase = (classes // (n_y * n_x), classes // n_x % n_y, classes % n_x)
     return _Shared(points, block, lattice, class_phase, label, shared), np.flatnonzero(others)
 
@@ -569,8 +639,11 @@ class _PerPoint:
                 self._corners[(a, b, c)] = padded[offset : offset + block.values.size]
         return self._corners
 
-    def shell(self, gamma2: FloatArray, subset: IndexArray, offsets: Axes, term: float) -> None:
-        """Update ``gamma2[subset]`` with the shell of the given offsets at ``term = (d / DTA)²``."""
+    def shell_tasks(
+        self, gamma2: FloatArray, subset: IndexArray, offsets: Axes, term: float
+    ) -> list[Callable[[], None]]:
+        """Independent tasks that update ``gamma2[subset]`` with the shell of the given offsets at
+        ``term = (d / DTA)²``."""
         points, block = self._points, self._block
         tables = [
             _axis_tables(ref_axis, off, eval_axis, crop, stride)
@@ -580,9 +653,11 @@ class _PerPoint:
         ]
         corners = self._corner_views()
         chunk = max(1, _CHUNK_ELEMENTS // offsets[0].size)
-        for i in range(0, subset.size, chunk):
-            piece = subset[i : i + chunk]
+
+        def update(piece: IndexArray) -> None:
             gamma2[piece] = np.fmin(gamma2[piece], term + _min_dose_term(piece, points, tables, corners))
+
+        return [partial(update, subset[i : i + chunk]) for i in range(0, subset.size, chunk)]
 
 
 def _min_dose_term(

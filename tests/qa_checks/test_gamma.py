@@ -314,10 +314,39 @@ class TestOtherGrids:
             raise AssertionError("per-point interpolation used for an interior point")
 
         monkeypatch.setattr(gamma_search, "_MIN_SHARED_POINTS", 1)
-        monkeypatch.setattr(gamma_search._PerPoint, "shell", refuse)
+        monkeypatch.setattr(gamma_search._PerPoint, "shell_tasks", refuse)
         result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
         np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
         assert result.mean_gamma > 0.1  # not a trivial map
+
+    @pytest.mark.parametrize("evaluated_mm", [2.0, 2.5])
+    def test_map_does_not_depend_on_how_work_is_shared_between_threads(
+        self, evaluated_mm: float, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # One thread, whole classes, against four threads with large classes split into tasks of 64 points: the
+        # same map (the tasks update disjoint points).
+        reference = sabr_like_grid((16, 20, 20), 2.0)
+        evaluated = recalculated_grid(
+            reference, evaluated_mm, (0.37, -0.61, 0.23), scale=1.02, noise_fraction=0.01, rng=np.random.default_rng(3)
+        )
+        monkeypatch.setattr(gamma_search, "_threads", lambda: 1)
+        expected = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0, lower_cutoff_percent=0.0)
+
+        submitted: list[int] = []
+        run = gamma_search._run
+
+        def counting_run(pool: object, tasks: list[object]) -> None:
+            submitted.append(len(tasks))
+            run(pool, tasks)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(gamma_search, "_threads", lambda: 4)
+        monkeypatch.setattr(gamma_search, "_run", counting_run)
+        monkeypatch.setattr(gamma_search, "_LARGE_CLASS_POINTS", 128)
+        monkeypatch.setattr(gamma_search, "_TASK_POINTS", 64)
+        result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0, lower_cutoff_percent=0.0)
+        assert max(submitted) > 4  # the work of a shell was split
+        np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
+        assert result.n_passed == expected.n_passed
 
 
 class TestThresholdAndReach:
