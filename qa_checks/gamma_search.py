@@ -74,7 +74,7 @@ _DENSE_CLASS_KEYS: Final = 1 << 16
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
 
-_LARGE_CLASS_POINTS: Final = 1024
+_LARGE_CLASS_POINTS: Final = 128
 """A phase class with at least this many points searching is handled on its own, with one weight matrix."""
 
 _GATHER_ELEMENTS: Final = 1 << 20
@@ -457,7 +457,7 @@ class _Shared:
         axes: list[_ShellAxis],
         term: float,
     ) -> None:
-        """One shell for the points of one large class (e.g. the only class on the same grid): one weight matrix,
+        """One shell for some points of one large class (e.g. the only class on the same grid): one weight matrix,
         points in chunks of up to 4096."""
         points, block = self._points, self._block
         shape = (int(axes[0].width[phase[0]]), int(axes[1].width[phase[1]]), int(axes[2].width[phase[2]]))
@@ -478,20 +478,24 @@ class _Shared:
             + int(axes[2].low[phase[2]])
         )
         n_columns = n_nodes + 1
-        chunk = int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096))
+        chunk = min(int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096)), members.size)
         rows = max(1, _BLAS_SINGLE_THREAD_WORK // (n_columns * chunk))
-        for i in range(0, members.size, chunk):
-            piece = members[i : i + chunk]
-            stacked = np.empty((n_columns, piece.size), dtype=np.float32)
-            np.take(block.values, node_offsets[:, None] + (self._base[piece] + shift)[None, :], out=stacked[:n_nodes])
-            stacked[n_nodes] = points.dose_gy[piece]
-            smallest = np.full(piece.size, np.inf, dtype=np.float32)
-            for row in range(0, n_positions, rows):
-                difference = weights[row : row + rows] @ stacked  # (positions, points): De(r') - Dr(r)
-                np.square(difference, out=difference)
-                np.minimum(smallest, difference.min(axis=0), out=smallest)
-            inv_criterion2 = points.inv_criterion[piece].astype(np.float64) ** 2
-            gamma2[piece] = np.minimum(gamma2[piece], term + smallest * inv_criterion2)
+        # the members in n_chunks chunks of ``chunk`` points, padded with the last member (its result is written
+        # twice, identically): one gather, then one batched product per slice of positions, each matrix of the
+        # batch small enough for single-threaded BLAS
+        n_chunks = -(-members.size // chunk)
+        index = members[np.minimum(np.arange(n_chunks * chunk), members.size - 1)].reshape(n_chunks, chunk)
+        stacked = np.empty((n_chunks, n_columns, chunk), dtype=np.float32)
+        flat = (self._base[index] + shift)[:, None, :] + node_offsets[None, :, None]
+        np.take(block.values, flat, out=stacked[:, :n_nodes])
+        stacked[:, n_nodes] = points.dose_gy[index]
+        smallest = np.full((n_chunks, chunk), np.inf, dtype=np.float32)
+        for row in range(0, n_positions, rows):
+            difference = np.matmul(weights[row : row + rows], stacked)  # (chunks, positions, points): De - Dr
+            np.square(difference, out=difference)
+            np.minimum(smallest, difference.min(axis=1), out=smallest)
+        inv_criterion2 = points.inv_criterion[index].astype(np.float64) ** 2
+        gamma2[index] = np.minimum(gamma2[index], term + smallest * inv_criterion2)
 
     def _batch(
         self,
