@@ -24,16 +24,14 @@ How the work is shared
     interpolations per point and position.
 
     Matrix products are kept small enough that OpenBLAS runs them single-threaded (its threading costs more
-    than it saves at these sizes, and stalls on a loaded machine). Instead, the independent pieces of a shell
-    (phase classes, chunks of points) run on a pool of threads, one per CPU available (at most ``_MAX_THREADS``):
-    numpy releases the GIL in the gathers, matrix products and reductions, and each piece updates its own points.
+    than it saves at these sizes, and stalls on a loaded machine). A shell is split into independent tasks
+    (phase classes, chunks of points), each updating its own points; running them on a pool of two threads gave
+    no measurable gain on a 2-core machine, so they run one after the other.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -74,7 +72,7 @@ _DENSE_CLASS_KEYS: Final = 1 << 16
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
 
-_LARGE_CLASS_POINTS: Final = 128
+_LARGE_CLASS_POINTS: Final = 256
 """A phase class with at least this many points searching is handled on its own, with one weight matrix."""
 
 _GATHER_ELEMENTS: Final = 1 << 20
@@ -83,11 +81,8 @@ _GATHER_ELEMENTS: Final = 1 << 20
 _PRODUCT_ELEMENTS: Final = 1 << 20
 """Largest batched matrix product result (entries x positions x points), in elements."""
 
-_MAX_THREADS: Final = 4
-"""At most this many threads share the work of a shell (never more than the CPUs this process may run on)."""
-
 _TASK_POINTS: Final = 8192
-"""A large phase class is split into tasks of at most this many points, so that threads share even one class."""
+"""A large phase class is split into tasks of at most this many points (bounds the node doses gathered at once)."""
 
 _CORNERS: Final = tuple((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))
 """The 8 corners of a cell, as (z, y, x) steps from its lower corner."""
@@ -211,29 +206,14 @@ def search_gamma2(
         (None, np.arange(dose_gy.size)) if lattice is None else _shared_points(points, block, lattice, limit_mm)
     )
     interpolator = _PerPoint(points, block)
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        _search(
-            gamma2, shared, per_point, interpolator, pool, distance_mm=distance_mm, step_mm=step_mm, limit_mm=limit_mm
-        )
+    _search(gamma2, shared, per_point, interpolator, distance_mm=distance_mm, step_mm=step_mm, limit_mm=limit_mm)
     return gamma2
 
 
-def _threads() -> int:
-    """Threads to share a shell's work: the CPUs this process may run on, at most ``_MAX_THREADS``."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    return max(1, min(available, _MAX_THREADS))
-
-
-def _run(pool: ThreadPoolExecutor, tasks: list[Callable[[], None]]) -> None:
-    """Run independent tasks (each updating its own points) on the pool; re-raise the first error."""
-    if len(tasks) == 1:
-        tasks[0]()
-        return
-    for future in [pool.submit(task) for task in tasks]:
-        future.result()
+def _run(tasks: list[Callable[[], None]]) -> None:
+    """Run the independent tasks of a shell (each updates its own points)."""
+    for task in tasks:
+        task()
 
 
 def _search(
@@ -241,7 +221,6 @@ def _search(
     shared: _Shared | None,
     per_point: IndexArray,
     interpolator: _PerPoint,
-    pool: ThreadPoolExecutor,
     *,
     distance_mm: float,
     step_mm: float,
@@ -259,7 +238,7 @@ def _search(
         tasks = shared.shell_tasks(gamma2, offsets, term) if shared is not None and shared.active.size else []
         if per_point.size:
             tasks += interpolator.shell_tasks(gamma2, per_point, offsets, term)
-        _run(pool, tasks)
+        _run(tasks)
 
 
 def _crop_range(points_mm: FloatArray, eval_axis: FloatArray, reach_mm: float) -> tuple[int, int]:
