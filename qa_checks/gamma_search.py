@@ -132,6 +132,16 @@ class _Points:
     axes_mm: Axes
     dose_gy: npt.NDArray[np.float32]
     inv_criterion: npt.NDArray[np.float32]
+    uniform_inv_criterion: float | None
+    """The value shared by every point of ``inv_criterion`` under global normalisation (None for local)."""
+
+    def inv_criterion2(self, index: IndexArray) -> FloatArray | np.float64:
+        """(1 / ΔD)² of the given points, float64 (a scalar under global normalisation: a NumPy float64, so that
+        products with float32 arrays are float64, as with the per-point array)."""
+        if self.uniform_inv_criterion is not None:
+            return np.float64(self.uniform_inv_criterion) ** 2
+        squared: FloatArray = self.inv_criterion[index].astype(np.float64) ** 2
+        return squared
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,7 @@ def search_gamma2(
         axes_mm=ref_crop,
         dose_gy=dose_gy.astype(np.float32),
         inv_criterion=(1.0 / criterion_gy).astype(np.float32),
+        uniform_inv_criterion=None if norm_gy is None else float(np.float32(1.0 / (dose_criterion_fraction * norm_gy))),
     )
     crop_z, crop_y, crop_x = (
         _crop_range(ref_axis, eval_axis, limit_mm) for ref_axis, eval_axis in zip(ref_crop, eval_axes, strict=True)
@@ -473,7 +484,7 @@ class _Shared:
             difference = np.matmul(weights[row : row + rows], stacked)  # (chunks, positions, points): De - Dr
             np.square(difference, out=difference)
             np.minimum(smallest, difference.min(axis=1), out=smallest)
-        inv_criterion2 = points.inv_criterion[index].astype(np.float64) ** 2
+        inv_criterion2 = points.inv_criterion2(index)
         gamma2[index] = np.minimum(gamma2[index], term + smallest * inv_criterion2)
 
     def _batch(
@@ -501,7 +512,7 @@ class _Shared:
         np.take(block.values, flat, out=stacked[:, :n_nodes])
         dose = points.dose_gy[index]
         stacked[:, n_nodes] = dose
-        inv_criterion2 = points.inv_criterion[index].astype(np.float64) ** 2
+        inv_criterion2 = points.inv_criterion2(index)
         n_positions = axes[0].weights.shape[2]
         rows = max(
             1, min(_PRODUCT_ELEMENTS // (n_entries * width), _BLAS_SINGLE_THREAD_WORK // ((n_nodes + 1) * width))
