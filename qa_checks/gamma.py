@@ -292,9 +292,7 @@ def gamma_3d(
             search_limit_mm,
         )
     gamma_map = np.full(ref_dose.shape, np.nan, dtype=np.float32)
-    box_map = np.full(box_mask.shape, np.nan, dtype=np.float32)
-    box_map[box_mask] = gamma_points
-    gamma_map[box] = box_map
+    gamma_map[box][box_mask] = gamma_points  # gamma_map[box] is a view
     # back to the reference grid's own axis directions
     for axis, flipped in enumerate(ref_flips):
         if flipped:

@@ -24,13 +24,16 @@ How the work is shared
     interpolations per point and position.
 
     Matrix products are kept small enough that OpenBLAS runs them single-threaded (its threading costs more
-    than it saves at these sizes, and stalls on a loaded machine).
+    than it saves at these sizes, and stalls on a loaded machine). A shell is split into independent tasks
+    (phase classes, chunks of points), each updating its own points; running them on a pool of two threads gave
+    no measurable gain on a 2-core machine, so they run one after the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import numpy as np
@@ -62,10 +65,14 @@ _MIN_SHARED_POINTS: Final = 2
 """A phase class uses shared weights only if it has at least this many points (grid pairs whose fractions never
 repeat, e.g. an evaluated spacing of 2.34 mm, are interpolated point by point)."""
 
+_DENSE_CLASS_KEYS: Final = 1 << 16
+"""Phase classes are counted with a dense table (rather than by sorting) when there are at most this many possible
+(z, y, x) phase combinations (125 for 2 mm against 2.5 mm)."""
+
 _ENTRY_POINTS: Final = 256
 """Points of one phase class handled together in a batched matrix product (one matrix of the batch)."""
 
-_LARGE_CLASS_POINTS: Final = 1024
+_LARGE_CLASS_POINTS: Final = 256
 """A phase class with at least this many points searching is handled on its own, with one weight matrix."""
 
 _GATHER_ELEMENTS: Final = 1 << 20
@@ -73,6 +80,9 @@ _GATHER_ELEMENTS: Final = 1 << 20
 
 _PRODUCT_ELEMENTS: Final = 1 << 20
 """Largest batched matrix product result (entries x positions x points), in elements."""
+
+_TASK_POINTS: Final = 8192
+"""A large phase class is split into tasks of at most this many points (bounds the node doses gathered at once)."""
 
 _CORNERS: Final = tuple((a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1))
 """The 8 corners of a cell, as (z, y, x) steps from its lower corner."""
@@ -122,6 +132,16 @@ class _Points:
     axes_mm: Axes
     dose_gy: npt.NDArray[np.float32]
     inv_criterion: npt.NDArray[np.float32]
+    uniform_inv_criterion: float | None
+    """The value shared by every point of ``inv_criterion`` under global normalisation (None for local)."""
+
+    def inv_criterion2(self, index: IndexArray) -> FloatArray | np.float64:
+        """(1 / ΔD)² of the given points, float64 (a scalar under global normalisation: a NumPy float64, so that
+        products with float32 arrays are float64, as with the per-point array)."""
+        if self.uniform_inv_criterion is not None:
+            return np.float64(self.uniform_inv_criterion) ** 2
+        squared: FloatArray = self.inv_criterion[index].astype(np.float64) ** 2
+        return squared
 
 
 @dataclass(frozen=True)
@@ -174,6 +194,7 @@ def search_gamma2(
         axes_mm=ref_crop,
         dose_gy=dose_gy.astype(np.float32),
         inv_criterion=(1.0 / criterion_gy).astype(np.float32),
+        uniform_inv_criterion=None if norm_gy is None else float(np.float32(1.0 / (dose_criterion_fraction * norm_gy))),
     )
     crop_z, crop_y, crop_x = (
         _crop_range(ref_axis, eval_axis, limit_mm) for ref_axis, eval_axis in zip(ref_crop, eval_axes, strict=True)
@@ -196,6 +217,27 @@ def search_gamma2(
         (None, np.arange(dose_gy.size)) if lattice is None else _shared_points(points, block, lattice, limit_mm)
     )
     interpolator = _PerPoint(points, block)
+    _search(gamma2, shared, per_point, interpolator, distance_mm=distance_mm, step_mm=step_mm, limit_mm=limit_mm)
+    return gamma2
+
+
+def _run(tasks: list[Callable[[], None]]) -> None:
+    """Run the independent tasks of a shell (each updates its own points)."""
+    for task in tasks:
+        task()
+
+
+def _search(
+    gamma2: FloatArray,
+    shared: _Shared | None,
+    per_point: IndexArray,
+    interpolator: _PerPoint,
+    *,
+    distance_mm: float,
+    step_mm: float,
+    limit_mm: float,
+) -> None:
+    """The shells, in increasing radius, for the points still searching (updates ``gamma2`` in place)."""
     for distance in shell_distances_mm(distance_mm, step_mm, limit_mm):
         term = (distance / distance_mm) ** 2
         per_point = per_point[gamma2[per_point] > term]
@@ -204,11 +246,10 @@ def search_gamma2(
         if per_point.size == 0 and (shared is None or shared.active.size == 0):
             break
         offsets = shell_offsets_mm(distance, step_mm)
-        if shared is not None and shared.active.size:
-            shared.shell(gamma2, offsets, term)
+        tasks = shared.shell_tasks(gamma2, offsets, term) if shared is not None and shared.active.size else []
         if per_point.size:
-            interpolator.shell(gamma2, per_point, offsets, term)
-    return gamma2
+            tasks += interpolator.shell_tasks(gamma2, per_point, offsets, term)
+        _run(tasks)
 
 
 def _crop_range(points_mm: FloatArray, eval_axis: FloatArray, reach_mm: float) -> tuple[int, int]:
@@ -325,10 +366,12 @@ class _Shared:
         self.active = active
         self._phase = class_phase
         self._n_classes = class_phase[0].size
-        node = [node[index] for node, index in zip(lattice.node, points.index, strict=True)]
-        strides = block.strides
         self._offsets: dict[tuple[int, int, int], npt.NDArray[np.int64]] = {}
-        self._base = node[0].astype(np.int64) * strides[0] + node[1] * strides[1] + node[2] * strides[2]
+        # flat block index of each point's lower cell node, summed axis by axis over the reference coordinates
+        base = np.zeros(points.dose_gy.size, dtype=np.int64)
+        for node, index, stride in zip(lattice.node, points.index, block.strides, strict=True):
+            base += (node.astype(np.int64) * stride)[index]
+        self._base = base
 
     def _node_offsets(self, shape: tuple[int, int, int]) -> npt.NDArray[np.int64]:
         """Flat block offsets of a (z, y, x) box of nodes of the given shape from its first node."""
@@ -342,8 +385,9 @@ class _Shared:
         """Keep only the points whose gamma² so far exceeds ``term`` (the next shell can still improve it)."""
         self.active = self.active[gamma2[self.active] > term]
 
-    def shell(self, gamma2: FloatArray, offsets_mm: Axes, term: float) -> None:
-        """Update ``gamma2`` of the active points with the shell of the given offsets at ``term = (d / DTA)²``."""
+    def shell_tasks(self, gamma2: FloatArray, offsets_mm: Axes, term: float) -> list[Callable[[], None]]:
+        """Independent tasks that update ``gamma2`` of the active points with the shell of the given offsets at
+        ``term = (d / DTA)²``."""
         lattice = self._lattice
         axes = [
             _ShellAxis.build(fractions, offsets, spacing)
@@ -351,22 +395,23 @@ class _Shared:
         ]
         counts = np.bincount(self._label[self.active], minlength=self._n_classes)
         starts = np.cumsum(counts) - counts
+        tasks: list[Callable[[], None]] = []
         for large in np.flatnonzero(counts >= _LARGE_CLASS_POINTS).tolist():
-            members = self.active[starts[large] : starts[large] + counts[large]]
-            self._class_shell(
-                gamma2, members, (self._phase[0][large], self._phase[1][large], self._phase[2][large]), axes, term
-            )
+            phase = (int(self._phase[0][large]), int(self._phase[1][large]), int(self._phase[2][large]))
+            for first in range(starts[large], starts[large] + counts[large], _TASK_POINTS):
+                members = self.active[first : min(first + _TASK_POINTS, starts[large] + counts[large])]
+                tasks.append(partial(self._class_shell, gamma2, members, phase, axes, term))
             counts[large] = 0
         present = np.flatnonzero(counts)
         if present.size == 0:
-            return
+            return tasks
         n_entries = -(-counts[present] // _ENTRY_POINTS)
         entry_class = np.repeat(present, n_entries)
         entry_rank = np.arange(entry_class.size) - np.repeat(np.cumsum(n_entries) - n_entries, n_entries)
         entry_start = starts[entry_class] + entry_rank * _ENTRY_POINTS
         entry_count = np.minimum(counts[entry_class] - entry_rank * _ENTRY_POINTS, _ENTRY_POINTS)
-        phase = [p[entry_class] for p in self._phase]
-        widths = [axis.width[p] for axis, p in zip(axes, phase, strict=True)]
+        entry_phase = [p[entry_class] for p in self._phase]
+        widths = [axis.width[p] for axis, p in zip(axes, entry_phase, strict=True)]
         largest = 1 + max(int(w.max()) for w in widths)
         keys = (widths[0] * largest + widths[1]) * largest + widths[2]
         for key in np.unique(keys).tolist():
@@ -380,15 +425,19 @@ class _Shared:
                 size = max(1, _GATHER_ELEMENTS // (n_columns * width))
                 batch = chosen[first : first + size]
                 first += size
-                self._batch(
-                    gamma2,
-                    (shape[0], shape[1], shape[2]),
-                    entry_start[batch],
-                    entry_count[batch],
-                    (phase[0][batch], phase[1][batch], phase[2][batch]),
-                    axes,
-                    term,
+                tasks.append(
+                    partial(
+                        self._batch,
+                        gamma2,
+                        (shape[0], shape[1], shape[2]),
+                        entry_start[batch],
+                        entry_count[batch],
+                        (entry_phase[0][batch], entry_phase[1][batch], entry_phase[2][batch]),
+                        axes,
+                        term,
+                    )
                 )
+        return tasks
 
     def _class_shell(
         self,
@@ -398,7 +447,7 @@ class _Shared:
         axes: list[_ShellAxis],
         term: float,
     ) -> None:
-        """One shell for the points of one large class (e.g. the only class on the same grid): one weight matrix,
+        """One shell for some points of one large class (e.g. the only class on the same grid): one weight matrix,
         points in chunks of up to 4096."""
         points, block = self._points, self._block
         shape = (int(axes[0].width[phase[0]]), int(axes[1].width[phase[1]]), int(axes[2].width[phase[2]]))
@@ -419,20 +468,24 @@ class _Shared:
             + int(axes[2].low[phase[2]])
         )
         n_columns = n_nodes + 1
-        chunk = int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096))
+        chunk = min(int(np.clip(_BLAS_SINGLE_THREAD_WORK // (n_positions * n_columns), 64, 4096)), members.size)
         rows = max(1, _BLAS_SINGLE_THREAD_WORK // (n_columns * chunk))
-        for i in range(0, members.size, chunk):
-            piece = members[i : i + chunk]
-            stacked = np.empty((n_columns, piece.size), dtype=np.float32)
-            np.take(block.values, node_offsets[:, None] + (self._base[piece] + shift)[None, :], out=stacked[:n_nodes])
-            stacked[n_nodes] = points.dose_gy[piece]
-            smallest = np.full(piece.size, np.inf, dtype=np.float32)
-            for row in range(0, n_positions, rows):
-                difference = weights[row : row + rows] @ stacked  # (positions, points): De(r') - Dr(r)
-                np.square(difference, out=difference)
-                np.minimum(smallest, difference.min(axis=0), out=smallest)
-            inv_criterion2 = points.inv_criterion[piece].astype(np.float64) ** 2
-            gamma2[piece] = np.minimum(gamma2[piece], term + smallest * inv_criterion2)
+        # the members in n_chunks chunks of ``chunk`` points, padded with the last member (its result is written
+        # twice, identically): one gather, then one batched product per slice of positions, each matrix of the
+        # batch small enough for single-threaded BLAS
+        n_chunks = -(-members.size // chunk)
+        index = members[np.minimum(np.arange(n_chunks * chunk), members.size - 1)].reshape(n_chunks, chunk)
+        stacked = np.empty((n_chunks, n_columns, chunk), dtype=np.float32)
+        flat = (self._base[index] + shift)[:, None, :] + node_offsets[None, :, None]
+        np.take(block.values, flat, out=stacked[:, :n_nodes])
+        stacked[:, n_nodes] = points.dose_gy[index]
+        smallest = np.full((n_chunks, chunk), np.inf, dtype=np.float32)
+        for row in range(0, n_positions, rows):
+            difference = np.matmul(weights[row : row + rows], stacked)  # (chunks, positions, points): De - Dr
+            np.square(difference, out=difference)
+            np.minimum(smallest, difference.min(axis=1), out=smallest)
+        inv_criterion2 = points.inv_criterion2(index)
+        gamma2[index] = np.minimum(gamma2[index], term + smallest * inv_criterion2)
 
     def _batch(
         self,
@@ -459,7 +512,7 @@ class _Shared:
         np.take(block.values, flat, out=stacked[:, :n_nodes])
         dose = points.dose_gy[index]
         stacked[:, n_nodes] = dose
-        inv_criterion2 = points.inv_criterion[index].astype(np.float64) ** 2
+        inv_criterion2 = points.inv_criterion2(index)
         n_positions = axes[0].weights.shape[2]
         rows = max(
             1, min(_PRODUCT_ELEMENTS // (n_entries * width), _BLAS_SINGLE_THREAD_WORK // ((n_nodes + 1) * width))
@@ -493,26 +546,35 @@ def _shared_points(
 ) -> tuple[_Shared | None, IndexArray]:
     """The points to search with shared weights (interior points of phase classes with at least
     ``_MIN_SHARED_POINTS`` of them), and the others."""
-    node = [node[index] for node, index in zip(lattice.node, points.index, strict=True)]
-    phase = [phase[index] for phase, index in zip(lattice.phase, points.index, strict=True)]
+    # axis by axis (per reference coordinate, then gathered per point): is the whole search region inside the
+    # block, and the phase's contribution to the class key (z, y, x) -> (z * n_y + y) * n_x + x
+    n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
     inside = np.ones(points.dose_gy.size, dtype=bool)
-    for axis in range(3):
+    key = np.zeros(points.dose_gy.size, dtype=np.intp)
+    for axis, multiplier in enumerate((n_y * n_x, n_x, 1)):
         # nodes reachable within limit_mm: cells floor(f - reach) .. floor(f + reach) and their upper node (the
         # reach rounded up past the radius tolerance of the last shell)
-        fraction = lattice.fractions[axis][phase[axis]]
+        node, phase = lattice.node[axis], lattice.phase[axis]
+        fraction = lattice.fractions[axis][phase]
         reach = (limit_mm + _REACH_TOLERANCE_MM) / lattice.spacing_mm[axis]
         low = np.floor(fraction - reach).astype(np.intp)
         high = np.floor(fraction + reach).astype(np.intp) + 1
-        inside &= (node[axis] + low >= 0) & (node[axis] + high <= block.shape[axis] - 1)
-    n_y, n_x = lattice.fractions[1].size, lattice.fractions[2].size
+        axis_inside = (node + low >= 0) & (node + high <= block.shape[axis] - 1)
+        inside &= axis_inside[points.index[axis]]
+        key += (phase * multiplier)[points.index[axis]]
     interior = np.flatnonzero(inside)
     # classes numbered 0, 1, ... in order of (z, y, x) phase, counting only those with interior points
-    classes, class_of_interior, counts = np.unique(
-        (phase[0][interior] * n_y + phase[1][interior]) * n_x + phase[2][interior],
-        return_inverse=True,
-        return_counts=True,
-    )
-    class_of_interior = class_of_interior.ravel()
+    key = key[interior]
+    n_keys = lattice.fractions[0].size * n_y * n_x
+    if n_keys <= _DENSE_CLASS_KEYS:
+        key_counts = np.bincount(key, minlength=n_keys)
+        classes = np.flatnonzero(key_counts)
+        number = np.zeros(n_keys, dtype=np.intp)
+        number[classes] = np.arange(classes.size)
+        class_of_interior, counts = number[key], key_counts[classes]
+    else:
+        classes, class_of_interior, counts = np.unique(key, return_inverse=True, return_counts=True)
+        class_of_interior = class_of_interior.ravel()
     enough = counts[class_of_interior] >= _MIN_SHARED_POINTS
     shared = interior[enough]
     if shared.size == 0:
@@ -521,7 +583,9 @@ def _shared_points(
     label[shared] = class_of_interior[enough]
     others = np.ones(points.dose_gy.size, dtype=bool)
     others[shared] = False
-    shared = shared[np.argsort(label[shared], kind="stable")]
+    # a stable sort of 16-bit keys is a radix sort (linear time)
+    sort_key = label[shared].astype(np.uint16) if classes.size <= 1 << 16 else label[shared]
+    shared = shared[np.argsort(sort_key, kind="stable")]
     class_phase = (classes // (n_y * n_x), classes // n_x % n_y, classes % n_x)
     return _Shared(points, block, lattice, class_phase, label, shared), np.flatnonzero(others)
 
@@ -569,8 +633,11 @@ class _PerPoint:
                 self._corners[(a, b, c)] = padded[offset : offset + block.values.size]
         return self._corners
 
-    def shell(self, gamma2: FloatArray, subset: IndexArray, offsets: Axes, term: float) -> None:
-        """Update ``gamma2[subset]`` with the shell of the given offsets at ``term = (d / DTA)²``."""
+    def shell_tasks(
+        self, gamma2: FloatArray, subset: IndexArray, offsets: Axes, term: float
+    ) -> list[Callable[[], None]]:
+        """Independent tasks that update ``gamma2[subset]`` with the shell of the given offsets at
+        ``term = (d / DTA)²``."""
         points, block = self._points, self._block
         tables = [
             _axis_tables(ref_axis, off, eval_axis, crop, stride)
@@ -580,9 +647,11 @@ class _PerPoint:
         ]
         corners = self._corner_views()
         chunk = max(1, _CHUNK_ELEMENTS // offsets[0].size)
-        for i in range(0, subset.size, chunk):
-            piece = subset[i : i + chunk]
+
+        def update(piece: IndexArray) -> None:
             gamma2[piece] = np.fmin(gamma2[piece], term + _min_dose_term(piece, points, tables, corners))
+
+        return [partial(update, subset[i : i + chunk]) for i in range(0, subset.size, chunk)]
 
 
 def _min_dose_term(
