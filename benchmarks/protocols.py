@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmarks.yaml_files import read_yaml
 from qa_checks.dvh import is_dvh_metric
 from qa_checks.plan_indices import ConformityLimits
 from qa_checks.protocol import Criterion
@@ -961,17 +961,7 @@ def parse_protocol(data: Any, *, source: str = "<protocol>") -> Protocol:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read protocol file: {exc.strerror}") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ProtocolError(f"{path}: invalid YAML{where}: {problem}") from None
+    return read_yaml(path, error=ProtocolError, what="protocol file")
 
 
 def load_protocol(protocol_id_or_path: str | Path) -> Protocol:

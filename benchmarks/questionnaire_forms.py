@@ -39,8 +39,9 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmarks.yaml_files import read_yaml
 
 __all__ = [
     "QUESTIONNAIRE_DIR",
@@ -385,17 +386,7 @@ def _validate(model: type[_M], data: Any, source: str, prefix: str = "") -> _M:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise QuestionnaireFileError(f"{path}: cannot read questionnaire file: {exc.strerror}") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise QuestionnaireFileError(f"{path}: invalid YAML{where}: {problem}") from None
+    return read_yaml(path, error=QuestionnaireFileError, what="questionnaire file")
 
 
 def _merge_sources(found: list[tuple[str, SourceRef]]) -> list[SourceRef]:

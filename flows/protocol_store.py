@@ -13,9 +13,8 @@ import os
 import uuid
 from pathlib import Path
 
-import yaml
-
 from benchmarks.protocols import PROTOCOL_DIR, Protocol, ProtocolError, load_protocol, parse_protocol
+from benchmarks.yaml_files import read_yaml
 
 __all__ = ["ProtocolStoreError", "add_protocol", "added_protocols", "read_protocol_file", "resolve_protocol"]
 
@@ -34,16 +33,7 @@ def read_protocol_file(path: Path) -> Protocol:
     Raises:
         ProtocolError: unreadable file, invalid YAML or invalid content (naming the file, field and value).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(f"{path}: cannot read protocol file: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ProtocolError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    data = read_yaml(path, error=ProtocolError, what="protocol file")
     return parse_protocol(data, source=str(path))
 
 

@@ -23,11 +23,11 @@ from flows.protocol_store import resolve_protocol
 from flows.steps import data_dir_or_default, load_submission_and_case, logger, set_status
 from models.enums import QAStage, SubmissionStatus
 from models.tables import DoseResult, PlanResult, StructureResult
-from qa_checks.dicom_io import load_submission
+from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.dosimetry import score_dosimetry
 from qa_checks.errors import QAChecksError
 from qa_checks.outlining import score_outlining
-from qa_checks.planning import TargetPrescription, score_plan
+from qa_checks.planning import PlanScore, TargetPrescription, score_plan
 from qa_checks.protocol import Criterion
 
 RESULT_TABLES: dict[QAStage, type[StructureResult] | type[PlanResult] | type[DoseResult]] = {
@@ -152,17 +152,17 @@ def _store_dosimetry(
     return {"pass_rate_percent": score.pass_rate_percent, "warnings": list(score.warnings)}
 
 
-def _store_planning(
-    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
-) -> dict[str, Any]:
-    """Plan indices, DVH metrics and organ limits of every target and organ the protocol names (see
-    :func:`qa_checks.planning.score_plan`); each criterion is stored beside the result it judges."""
-    submitted = load_submission(storage, sum_beams=True)
-    assert submitted.plan is not None
+def score_by_protocol(submitted: LoadedSubmission, protocol: Protocol) -> PlanScore:
+    """:func:`qa_checks.planning.score_plan` with the protocol's criteria for each target (its own prescription;
+    organ limits once, with the prescription target), composites and prescription-by-size rule.
+
+    Raises:
+        LookupError: the protocol has no planning section.
+        PlanScoringError: the plan cannot be scored (see :func:`qa_checks.planning.score_plan`).
+    """
     if protocol.planning is None:
         raise LookupError(f"protocol {protocol.id!r} has no planning section: a plan cannot be scored")
-    fractions = submitted.plan.number_of_fractions
-    target = protocol.planning.prescription.target
+    fractions = submitted.plan.number_of_fractions if submitted.plan is not None else None
 
     def criteria_for(rx: TargetPrescription, ptv_cc: float, primary: bool) -> tuple[Criterion, ...]:
         return protocol.planning_criteria(
@@ -177,13 +177,22 @@ def _store_planning(
         schedules = protocol.fractionations_for_diameter(diameter_mm)
         return schedules[0].dose_gy if len(schedules) == 1 else None
 
-    score = score_plan(
+    return score_plan(
         submitted,
-        targets=[target],
+        targets=[protocol.planning.prescription.target],
         criteria_for=criteria_for,
         composites=protocol.composite_structures(),
         dose_by_size=dose_by_size,
     )
+
+
+def _store_planning(
+    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+) -> dict[str, Any]:
+    """Plan indices, DVH metrics and organ limits of every target and organ the protocol names (see
+    :func:`qa_checks.planning.score_plan`); each criterion is stored beside the result it judges."""
+    submitted = load_submission(storage, sum_beams=True)
+    score = score_by_protocol(submitted, protocol)
     by_key: dict[tuple[str, str], list[Criterion]] = {}
     for c in score.criteria:
         by_key.setdefault(c.key, []).append(c)

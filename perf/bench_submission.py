@@ -100,12 +100,10 @@ def _stage(name: str, data: Path) -> Callable[[], str]:
     """The work of one stage, as a function returning a one-line summary of its result."""
     from benchmarks.cases import reference_files
     from benchmarks.protocols import load_protocol
-    from flows.scoring import reference_dose_files
+    from flows.scoring import reference_dose_files, score_by_protocol
     from qa_checks.dicom_io import load_submission
     from qa_checks.dosimetry import score_dosimetry
     from qa_checks.outlining import score_outlining
-    from qa_checks.planning import TargetPrescription, score_plan
-    from qa_checks.protocol import Criterion
 
     protocol = load_protocol("uk-lung-sabr")
     reference_dir = data / "reference"
@@ -120,29 +118,7 @@ def _stage(name: str, data: Path) -> Callable[[], str]:
 
     def planning() -> str:
         submitted = load_submission(data / "planning", sum_beams=True)
-        assert submitted.plan is not None and protocol.planning is not None
-        fractions = submitted.plan.number_of_fractions
-
-        def criteria_for(rx: TargetPrescription, ptv_cc: float, primary: bool) -> tuple[Criterion, ...]:
-            return protocol.planning_criteria(
-                fractions=fractions or 0,
-                ptv_volume_cc=ptv_cc,
-                prescription_gy=rx.dose_gy,
-                target=rx.structure,
-                include_oars=primary,
-            )
-
-        def dose_by_size(diameter_mm: float) -> float | None:
-            schedules = protocol.fractionations_for_diameter(diameter_mm)
-            return schedules[0].dose_gy if len(schedules) == 1 else None
-
-        score = score_plan(
-            submitted,
-            targets=[protocol.planning.prescription.target],
-            criteria_for=criteria_for,
-            composites=protocol.composite_structures(),
-            dose_by_size=dose_by_size,
-        )
+        score = score_by_protocol(submitted, protocol)
         return (
             f"{len(score.measurements)} measurements, {len(score.criteria)} criteria, "
             f"outcome {score.evaluation.outcome}, {len(score.warnings)} warnings"

@@ -19,20 +19,12 @@ from sqlmodel import Session, select
 from benchmarks.cases import STAGE_DOSIMETRY, BuiltCase
 from benchmarks.simulator import PlanDeviation, SimulatedPlanSubmission, simulate_plan_submission
 from flows.catalogue import register_protocol
-from flows.credentialing import (
-    decide_outcome,
-    ingest_submission,
-    score_submission,
-    update_credentials,
-    validate_submission,
-)
-from models.enums import SubmissionStatus
 from models.settings import Settings
-from models.tables import BenchmarkCase, DoseResult, Outcome, PlanResult, Submission
+from models.tables import BenchmarkCase, DoseResult, PlanResult
 from tests.coarse import COARSE_LUNG, build_coarse_lung
+from tests.flows.library_runs import PROVIDER, run_flow, stored_outcome
 
 COARSE_TPS = "lung-sabr-tps-check-coarse"
-PROVIDER = "the-royal-marsden"
 
 
 @pytest.fixture(scope="module")
@@ -83,43 +75,6 @@ def _simulate(built: BuiltCase, tmp: Path, *texts: str, check: Any = None, seed:
     )
 
 
-def _run(settings: Settings, directory: Path, case: BuiltCase) -> int:
-    url, data = settings.resolved_database_url, str(settings.data_dir)
-    sid = ingest_submission.fn(
-        str(directory),
-        provider_code=PROVIDER,
-        case_code=case.spec.case_id,
-        case_version=case.spec.version,
-        actor="tests",
-        database_url=url,
-        data_dir=data,
-    )
-    if validate_submission.fn(sid, actor="tests", database_url=url):
-        score_submission.fn(sid, actor="tests", database_url=url, data_dir=data)
-    with Session(engine_of(url)) as session:
-        status = session.get(Submission, sid).status  # type: ignore[union-attr]
-    if status is SubmissionStatus.SCORED:
-        decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data)
-        update_credentials.fn(sid, actor="tests", database_url=url, validity_days=365)
-    return sid
-
-
-def engine_of(url: str) -> Engine:
-    from flows._store import engine_for
-
-    return engine_for(url)
-
-
-def _outcome(engine: Engine, sid: int) -> tuple[str, list[str]]:
-    with Session(engine) as session:
-        sub = session.get(Submission, sid)
-        assert sub is not None
-        if sub.status is SubmissionStatus.REJECTED:
-            return "rejected", [sub.rejection_reason or ""]
-        outcome = session.exec(select(Outcome).where(Outcome.submission_id == sid)).one()
-        return outcome.level.value, list(outcome.reasons)
-
-
 class TestPlanningStage:
     @pytest.mark.parametrize(
         "deviations",
@@ -136,8 +91,8 @@ class TestPlanningStage:
     ) -> None:
         sim = _simulate(registered[COARSE_LUNG], tmp_path, *deviations)
         assert sim.check == "planning" and sim.expected_outcome is not None
-        sid = _run(settings, sim.directory, registered[COARSE_LUNG])
-        level, reasons = _outcome(engine, sid)
+        sid = run_flow(settings, sim.directory, registered[COARSE_LUNG])
+        level, reasons = stored_outcome(settings, sid)
         assert level == sim.expected_outcome.value, (reasons, sim.expected_reason)
         with Session(engine) as session:
             rows = session.exec(select(PlanResult).where(PlanResult.submission_id == sid)).all()
@@ -157,8 +112,8 @@ class TestPlanningStage:
         ds = pydicom.dcmread(sim.rtdose_path)
         ds.DoseSummationType = "BEAM"
         ds.save_as(sim.rtdose_path)
-        sid = _run(settings, sim.directory, registered[COARSE_LUNG])
-        level, reasons = _outcome(engine, sid)
+        sid = run_flow(settings, sim.directory, registered[COARSE_LUNG])
+        level, reasons = stored_outcome(settings, sid)
         assert level == "rejected"
         assert sim.rtdose_path.name in reasons[0] and "(3004,000A)" in reasons[0] and "BEAM" in reasons[0]
 
@@ -167,8 +122,8 @@ class TestPlanningStage:
     ) -> None:
         sim = _simulate(registered[COARSE_LUNG], tmp_path)
         _crop_dose_slices(sim.rtdose_path, keep=slice(10, -10))  # the cord runs the whole CT length
-        sid = _run(settings, sim.directory, registered[COARSE_LUNG])
-        level, reasons = _outcome(engine, sid)
+        sid = run_flow(settings, sim.directory, registered[COARSE_LUNG])
+        level, reasons = stored_outcome(settings, sid)
         assert level == "unacceptable_variation"
         assert any("SpinalCord" in r and "outside the dose grid" in r for r in reasons), reasons
 
@@ -204,8 +159,8 @@ class TestDosimetryStage:
     ) -> None:
         sim = _simulate(registered[COARSE_TPS], tmp_path, *deviations, check=check)
         assert sim.check == "tps_check" and sim.expected_outcome is not None, sim.expected_reason
-        sid = _run(settings, sim.directory, registered[COARSE_TPS])
-        level, reasons = _outcome(engine, sid)
+        sid = run_flow(settings, sim.directory, registered[COARSE_TPS])
+        level, reasons = stored_outcome(settings, sid)
         assert level == sim.expected_outcome.value, (reasons, sim.expected_reason)
         with Session(engine) as session:
             rows = {r.metric: r for r in session.exec(select(DoseResult).where(DoseResult.submission_id == sid)).all()}
@@ -236,8 +191,8 @@ class TestDosimetryStage:
         monkeypatch.setattr(flows.scoring, "load_submission", recording)
         sim = _simulate(registered[COARSE_TPS], tmp_path, check="tps_check")
         assert sim.expected_outcome is not None, sim.expected_reason
-        sid = _run(settings, sim.directory, registered[COARSE_TPS])
-        assert _outcome(engine, sid)[0] == sim.expected_outcome.value
+        sid = run_flow(settings, sim.directory, registered[COARSE_TPS])
+        assert stored_outcome(settings, sid)[0] == sim.expected_outcome.value
         assert len(read) == 2 and read[1] == ["RTDOSE.dcm"]  # the stored submission, then the reference dose alone
 
 
@@ -274,15 +229,15 @@ def test_provider_becomes_credentialed_stage_by_stage(
     contours = simulate_submission(
         mini, provider=PROVIDER, deviations=[Deviation.parse("margin_mm:PTV:1")], seed=0, out_dir=tmp_path / "c"
     )
-    _run(settings, contours.directory, mini)
+    run_flow(settings, contours.directory, mini)
     assert lung_status() == ("pending", ["planning benchmark: missing", "complex treatment dosimetry check: missing"])
 
     plan = _simulate(registered[COARSE_LUNG], tmp_path / "p")
-    _run(settings, plan.directory, registered[COARSE_LUNG])
+    run_flow(settings, plan.directory, registered[COARSE_LUNG])
     assert lung_status() == ("pending", ["complex treatment dosimetry check: missing"])
 
     tps = _simulate(registered[COARSE_TPS], tmp_path / "t", "dose_scale_percent:1")
-    _run(settings, tps.directory, registered[COARSE_TPS])
+    run_flow(settings, tps.directory, registered[COARSE_TPS])
     assert lung_status() == ("credentialed", [])
 
 
