@@ -40,6 +40,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     from models.db import create_db_engine, session_scope
     from models.migrate import upgrade
     from models.registry import load_reference_data
+    from portal.cli_errors import masked_url
     from portal.cli_stages import provider_stage_table
     from portal.report import credential_matrix
 
@@ -53,7 +54,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         protocols = register_shipped_protocols(session, actor="rtqa-demo")
     engine.dispose()
     console.print(
-        f"{_masked(url)}: {summary.providers} providers in {summary.networks} networks, {summary.techniques} "
+        f"{masked_url(url)}: {summary.providers} providers in {summary.networks} networks, {summary.techniques} "
         f"techniques; stage requirements of {len(protocols)} protocols"
     )
 
@@ -152,16 +153,6 @@ def _submit(settings: Settings, directory: Path, provider: str, built: Any) -> d
         database_url=settings.resolved_database_url,
         data_dir=str(settings.data_dir),
     )
-
-
-def _masked(url: str) -> str:
-    """The database URL with any password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
 
 
 __all__ = ["DEMO_CASES", "run_demo"]
