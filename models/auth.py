@@ -91,3 +91,26 @@ def revoke_token(
         reason=reason,
     )
     return row
+
+
+WEB_SESSION_LABEL = "web session"
+"""Label of the short-lived tokens that back a page sign-in (a session cookie holds one)."""
+
+
+def start_web_session(session: Session, *, user: User, expires_at: datetime) -> str:
+    """Sign ``user`` in to the pages: a new short-lived token (label :data:`WEB_SESSION_LABEL`) for the cookie.
+
+    The API token typed on the sign-in page is never put in the cookie, so signing out (which revokes the session
+    token) leaves the user's API token working.
+    """
+    return issue_token(session, user=user, actor=user.email, label=WEB_SESSION_LABEL, expires_at=expires_at)
+
+
+def end_web_session(session: Session, token: str) -> bool:
+    """Revoke the session token behind a sign-out; False when it was unknown or already ended."""
+    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))).first()
+    if row is None or row.revoked_at is not None or row.label != WEB_SESSION_LABEL or row.id is None:
+        return False
+    user = session.get(User, row.user_id)
+    revoke_token(session, token_id=row.id, actor=user.email if user else "unknown", reason="signed out")
+    return True

@@ -6,6 +6,8 @@ tests) and pass it down.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import Field
@@ -47,6 +49,14 @@ class Settings(BaseSettings):
         gt=1.0,
         description="Largest uncompressed / compressed size of any zip entry (and of the whole archive).",
     )
+    secret_key: str | None = Field(
+        default=None,
+        description=(
+            "Key for the pages' CSRF tokens. None: a random key kept in data_dir/secret_key (made on first use, "
+            "readable by its owner only); set it when several web processes share one database."
+        ),
+    )
+    session_hours: int = Field(default=12, ge=1, le=24 * 7, description="How long a page sign-in lasts, in hours.")
     run_submissions: bool = Field(
         default=False,
         description=(
@@ -71,6 +81,25 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Where uploads are streamed and unpacked before ingest (emptied again whatever the result)."""
         return self.data_dir / "uploads"
+
+    def resolved_secret_key(self) -> bytes:
+        """``secret_key``, or the key kept in ``data_dir/secret_key`` (written once, mode 0600)."""
+        if self.secret_key:
+            return self.secret_key.encode("utf-8")
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)  # first writer wins; a concurrent writer's key is discarded
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip().encode("utf-8")
 
     @property
     def cases_dir(self) -> Path:

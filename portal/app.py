@@ -1,6 +1,7 @@
-"""The rtqa web service: a JSON API for commissioners, trial units, centres and QA staff.
+"""The rtqa web service: a JSON API and pages for commissioners, trial units, centres and QA staff.
 
-Every endpoint but ``/health`` needs ``Authorization: Bearer <token>``. Centre tokens see only their own provider.
+Every API endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (or a page session cookie with its CSRF
+token). Centre users see only their own provider.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
+from portal.pages import install_pages
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -58,13 +60,21 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         finally:
             runner.stop()
 
-    app = FastAPI(title="rtqa", version="0.1.0", summary="Radiotherapy trials QA credentialing", lifespan=lifespan)
+    app = FastAPI(
+        title="rtqa",
+        version="0.1.0",
+        summary="Radiotherapy trials QA credentialing",
+        lifespan=lifespan,
+        docs_url=None,  # served by portal.pages from vendored Swagger UI files, not a CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(submissions_router)
     app.middleware("http")(refuse_oversized_uploads)
+    install_pages(app)
 
     @app.get("/health", tags=["meta"])
     def health() -> dict[str, str]:
