@@ -112,7 +112,9 @@ with session_scope(e) as session:
 publish_case("lung-sabr-outlining-mini", actor="bench", data_dir=str(s.data_dir))
 with session_scope(e) as session:
     p = session.exec(select(Provider).where(Provider.code == "the-christie")).one()
-    u = User(email="bench@centre.test", name="Bench", role=Role.CENTRE, provider_id=p.id); session.add(u); session.flush()
+    u = User(email="bench@centre.test", name="Bench", role=Role.CENTRE, provider_id=p.id)
+    session.add(u)
+    session.flush()
     print(issue_token(session, user=u, actor="bench", expires_at=utcnow() + timedelta(days=1)))
 """
     out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
