@@ -46,16 +46,12 @@ def test_hashes_follow_the_documented_definition(engine: Engine) -> None:
         events = session.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
     prev = GENESIS_HASH
     for e in events:
+        after = json.dumps(dict(e.after or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        at = json.dumps(e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"))
         text = (
-            '{"action":%s,"actor":%s,"after":%s,"at":%s,"before":null,"reason":null,"subject_id":%s,"subject_type":%s}'
-            % (
-                json.dumps(e.action),
-                json.dumps(e.actor),
-                json.dumps(dict(e.after or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-                json.dumps(e.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")),
-                json.dumps(e.subject_id),
-                json.dumps(e.subject_type),
-            )
+            f'{{"action":{json.dumps(e.action)},"actor":{json.dumps(e.actor)},"after":{after},"at":{at},'
+            f'"before":null,"reason":null,"subject_id":{json.dumps(e.subject_id)},'
+            f'"subject_type":{json.dumps(e.subject_type)}}}'
         )
         assert e.prev_hash == prev
         assert e.row_hash == hashlib.sha256(f"{prev}\n{text}".encode()).hexdigest()
@@ -146,7 +142,7 @@ def test_migration_chains_existing_events(tmp_path: Path) -> None:
                         "INSERT INTO audit_event (at, actor, action, subject_type, subject_id, after) "
                         "VALUES (:at, 'old', :a, 's', '1', :after)"
                     ),
-                    {"at": "2026-01-0%d 10:00:00.000000" % (i + 1), "a": f"old.{i}", "after": json.dumps({"i": i})},
+                    {"at": f"2026-01-0{i + 1} 10:00:00.000000", "a": f"old.{i}", "after": json.dumps({"i": i})},
                 )
         upgrade(url)
         with Session(eng) as session:

@@ -67,7 +67,11 @@ def upgrade() -> None:
         )
         bind.execute(sa.update(_events).where(_events.c.id == row["id"]).values(prev_hash=prev, row_hash=digest))
         prev, count = digest, count + 1
-    bind.execute(sa.insert(sa.table("audit_chain_head", sa.column("id"), sa.column("events"), sa.column("last_hash"))).values(id=HEAD_ID, events=count, last_hash=prev))
+    bind.execute(
+        sa.insert(sa.table("audit_chain_head", sa.column("id"), sa.column("events"), sa.column("last_hash"))).values(
+            id=HEAD_ID, events=count, last_hash=prev
+        )
+    )
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.alter_column("prev_hash", existing_type=sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False)
         batch_op.alter_column("row_hash", existing_type=sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False)
