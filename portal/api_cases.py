@@ -119,7 +119,9 @@ def case_zip(settings: Settings, case: BenchmarkCase) -> Path:
     Raises:
         CasePackageError: the case's reference files are missing or incomplete.
     """
-    target = settings.data_dir / DOWNLOADS_DIR_NAME / f"{case.case_code}-{case.version}-{case.reference_sha256[:16]}.zip"
+    target = (
+        settings.data_dir / DOWNLOADS_DIR_NAME / f"{case.case_code}-{case.version}-{case.reference_sha256[:16]}.zip"
+    )
     if not target.is_file():
         directory = Path(case.reference_path)
         if not directory.is_dir():

@@ -215,4 +215,3 @@ async def send_questionnaire(technique: str, request: Request, user: CentreOnly,
         )
     target = f"/questionnaire/{technique}?submission={result['submission_id']}&created={str(result['created']).lower()}"
     return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
-

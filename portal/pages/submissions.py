@@ -121,4 +121,3 @@ def submission_page(submission_id: int, request: Request, user: CurrentUser, ses
         stage_label=QAStage(detail["stage"]).label,
         **HELPERS,
     )
-

@@ -88,7 +88,7 @@ def day_time(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-HELPERS: Final = {
+HELPERS: Final[dict[str, Any]] = {
     "say": say,
     "stage_words": stage_words,
     "modalities": modalities,
