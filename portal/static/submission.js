@@ -16,12 +16,18 @@
     const key = "rtqa-upload-" + id;
     const note = JSON.parse(sessionStorage.getItem(key) || "null");
     if (note) {
-      sessionStorage.removeItem(key);
+      // Kept until the outcome is shown: the page loads once more when the submission is finished.
+      if (section.dataset.final === "true") sessionStorage.removeItem(key);
       const box = document.getElementById("upload-note");
       const p = document.createElement("p");
-      p.textContent = "Upload " + note.message + ".";
+      p.textContent = note.created
+        ? "Your upload was received as attempt " + note.attempt + "."
+        : "These files were already received as this submission (attempt " + note.attempt + "); nothing new was stored.";
       box.appendChild(p);
       if (note.warnings && note.warnings.length) {
+        const ignored = document.createElement("p");
+        ignored.textContent = "Files left out of the submission:";
+        box.appendChild(ignored);
         const ul = document.createElement("ul");
         note.warnings.forEach(function (w) { const li = document.createElement("li"); li.textContent = w; ul.appendChild(li); });
         box.appendChild(ul);

@@ -107,7 +107,7 @@
       if ((xhr.status === 202 || xhr.status === 200) && body && body.submission_id) {
         try {
           sessionStorage.setItem("rtqa-upload-" + body.submission_id,
-            JSON.stringify({ message: body.message, warnings: body.warnings || [] }));
+            JSON.stringify({ created: xhr.status === 202, attempt: body.attempt, warnings: body.warnings || [] }));
         } catch (e) { /* storage may be off: the submission page works without the note */ }
         progressText.textContent = "Received as submission " + body.submission_id + ". Opening its page…";
         window.location.assign("/submissions/" + body.submission_id);
