@@ -94,7 +94,9 @@ def test_centre_downloads_uploads_and_sees_the_outcome(
     download = info.value
     assert download.suggested_filename == f"{CASE}-1.0.zip"
     with zipfile.ZipFile(download.path()) as zf:
-        modalities = {str(pydicom.dcmread(io.BytesIO(zf.read(n)), stop_before_pixels=True).Modality) for n in zf.namelist()}
+        modalities = {
+            str(pydicom.dcmread(io.BytesIO(zf.read(n)), stop_before_pixels=True).Modality) for n in zf.namelist()
+        }
         assert modalities == {"CT"}, "an outlining case supplies the CT only, never the reference contours"
         assert len(zf.namelist()) == len(list(published.ct_dir.glob("*.dcm")))
     screenshot(page, "centre-cases")

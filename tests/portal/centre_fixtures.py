@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,8 @@ def zip_objects(data: bytes) -> list[tuple[str, str, str, str]]:
 
 def instance_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+def visible_text(html: str) -> str:
+    """A page's text, roughly as shown: tags dropped, entities decoded, white space collapsed."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from tests.portal.centre_fixtures import (
     page_client,
     published,
     upload_zip,
+    visible_text,
     zip_folder,
     zip_objects,
 )
@@ -35,11 +35,6 @@ from tests.portal.conftest import OTHER, OWN
 __all__ = ["built_cases", "other_token", "published"]
 
 ROLES = ("centre", "staff", "commissioner")
-
-
-def _text(html: str) -> str:
-    """The page's visible text, roughly: tags dropped, entities decoded, spaces collapsed."""
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 class TestCasesApi:
@@ -158,7 +153,7 @@ class TestCentrePage:
         sid = r.json()["submission_id"]
         browser = page_client(client, tokens["centre"])
         html = browser.get("/centre").text
-        text = _text(html)
+        text = visible_text(html)
         assert "The Christie" in text and "SABR lung: credentials" not in text
         assert re.search(r"SABR lung\s*pending", text)
         assert re.search(r"facility questionnaire\s*passed\s*questionnaire-sabr_lung@1.0\s*1\s*per protocol", text)
@@ -167,7 +162,7 @@ class TestCentrePage:
         assert re.search(r"planning benchmark\s*not started", text) and 'href="/cases#sabr_lung"' in html
 
         client.app.state.runner.drain()  # type: ignore[attr-defined]
-        text = _text(browser.get("/centre").text)
+        text = visible_text(browser.get("/centre").text)
         expected = sub.expected_outcome.value.replace("_", " ")
         status = "failed" if sub.expected_outcome.value == "unacceptable_variation" else "passed"
         assert re.search(rf"outlining benchmark\s*{status}\s*{OUTLINING}@1.0\s*1\s*{expected}", text)
@@ -199,7 +194,7 @@ class TestCasesPage:
         for code in (OUTLINING, PLANNING, TPS):
             assert f'href="/api/v1/cases/{code}/download?version=1.0"' in html
             assert f'href="/upload?case={code}"' in html
-        text = _text(html)
+        text = visible_text(html)
         assert re.search(r"outlining benchmark\s*CT images\s*structure set \(RTSTRUCT\)", text)
         assert re.search(r"complex treatment dosimetry check\s*CT images, structure set \(RTSTRUCT\), plan", text)
         sub = simulate_submission(published[OUTLINING], provider=OWN, deviations=[], seed=0, out_dir=tmp_path / "s")

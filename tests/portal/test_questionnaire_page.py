@@ -4,7 +4,6 @@ malformed answers shown next to their fields with nothing stored, and the outcom
 from __future__ import annotations
 
 import re
-from html import unescape
 from typing import Any
 
 import pytest
@@ -16,13 +15,9 @@ from benchmarks.protocols import load_protocol
 from benchmarks.questionnaires import example_answers, load_questionnaire
 from flows.catalogue import register_protocol
 from models.tables import Submission
-from tests.portal.centre_fixtures import csrf, page_client
+from tests.portal.centre_fixtures import csrf, page_client, visible_text
 
 URL = "/questionnaire/sabr_lung"
-
-
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def _fields(answers: dict[str, Any]) -> dict[str, str]:
@@ -75,7 +70,7 @@ class TestQuestionnairePages:
         assert r.status_code == 303, r.text
         sid = _submissions(engine)[0].id
         assert r.headers["location"] == f"{URL}?submission={sid}&created=true"
-        text = _text(browser.get(r.headers["location"]).text)
+        text = visible_text(browser.get(r.headers["location"]).text)
         assert "Your answers were received and decided" in text and "per protocol" in text
         assert "Every answer meets the protocol" in text
         # The next visit opens with the stored answers.
@@ -87,13 +82,13 @@ class TestQuestionnairePages:
         assert "These answers were already sent" in again.text and len(_submissions(engine)) == 1
 
         worse = _fields({**answers, "dose_algorithm": "pencil_beam"})
-        text = _text(browser.post(URL, data={"csrf_token": token, **worse}, follow_redirects=True).text)
+        text = visible_text(browser.post(URL, data={"csrf_token": token, **worse}, follow_redirects=True).text)
         assert "unacceptable variation" in text and "Attempt 2" in text
         detail = client.get(
             f"/api/v1/submissions/{_submissions(engine)[-1].id}",
             headers={"Authorization": f"Bearer {tokens['centre']}"},
         ).json()
-        assert all(_text(reason) in text for reason in detail["outcomes"][0]["reasons"])
+        assert all(visible_text(reason) in text for reason in detail["outcomes"][0]["reasons"])
 
     def test_malformed_answers_are_shown_next_to_their_fields(
         self, client: TestClient, tokens: dict[str, str], engine: Engine
@@ -119,7 +114,7 @@ class TestQuestionnairePages:
         browser = page_client(client, tokens["centre"])
         r = browser.post(URL, data={"csrf_token": csrf(browser, URL), "answer.lead_physicist": ""})
         assert r.status_code == 200  # followed the redirect
-        assert "unacceptable variation" in _text(r.text) and len(_submissions(engine)) == 1
+        assert "unacceptable variation" in visible_text(r.text) and len(_submissions(engine)) == 1
 
     def test_needs_the_csrf_token_and_a_centre(self, client: TestClient, tokens: dict[str, str]) -> None:
         browser = page_client(client, tokens["centre"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,12 @@ from tests.portal.centre_fixtures import (
     page_client,
     published,
     upload_zip,
+    visible_text,
     zip_folder,
 )
 from tests.portal.conftest import OTHER, OWN
 
 __all__ = ["built_cases", "other_token", "published"]
-
-
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def _simulate(built: BuiltCase, tmp: Path, name: str, *deviations: str, provider: str = OWN) -> SimulatedSubmission:
@@ -80,9 +76,9 @@ class TestSubmissionPage:
         assert 'data-final="true"' in html and "http-equiv" not in html
         detail = client.get(f"/api/v1/submissions/{sid}", headers=bearer(tokens["centre"])).json()
         outcome = detail["outcomes"][0]
-        text = _text(html)
+        text = visible_text(html)
         assert "Outcome: unacceptable variation" in text
-        assert outcome["reasons"] and all(_text(reason) in text for reason in outcome["reasons"])
+        assert outcome["reasons"] and all(visible_text(reason) in text for reason in outcome["reasons"])
         assert f'href="/submissions/{sid}/report"' in html
         assert f'href="/upload?case={OUTLINING}">Submit again' in html
 
@@ -99,7 +95,7 @@ class TestSubmissionPage:
         assert "no RTSTRUCT file" in reason
         assert _steps(html)["received"] == "done" and _steps(html)["validated"] == "skipped"
         assert re.search(r'<li data-step="rejected" class="failed">', html)
-        assert _text(reason) in _text(html) and "Why it was rejected" in html
+        assert visible_text(reason) in visible_text(html) and "Why it was rejected" in html
         assert "/report" not in html and f'href="/upload?case={OUTLINING}">Submit again' in html
 
     def test_a_questionnaire_submission_is_answered_again_on_its_form(
@@ -108,9 +104,9 @@ class TestSubmissionPage:
         body = {"answers": {**example_answers("sabr_lung"), "dose_algorithm": "pencil_beam"}}
         result = client.post("/api/v1/questionnaires/sabr_lung", json=body, headers=bearer(tokens["centre"])).json()
         html = page_client(client, tokens["centre"]).get(f"/submissions/{result['submission_id']}").text
-        assert "Submission {}: facility questionnaire".format(result["submission_id"]) in _text(html)
+        assert "Submission {}: facility questionnaire".format(result["submission_id"]) in visible_text(html)
         assert 'href="/questionnaire/sabr_lung">Submit again' in html
-        assert all(_text(r) in _text(html) for r in result["reasons"])
+        assert all(visible_text(r) in visible_text(html) for r in result["reasons"])
 
     def test_page_and_api_agree_on_who_may_read(
         self,
