@@ -34,7 +34,12 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+<<<<<<< HEAD
 from portal.api_commissioning import router as commissioning_router
+=======
+from portal.api_cases import router as cases_router
+from portal.api_centre import router as centre_router
+>>>>>>> centre-pages
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
@@ -73,6 +78,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
     app.state.runner = runner
     app.include_router(stages_router)
+    app.include_router(cases_router)
+    app.include_router(centre_router)
     app.include_router(submissions_router)
     app.include_router(commissioning_router)
     app.middleware("http")(refuse_oversized_uploads)
