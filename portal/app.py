@@ -34,12 +34,9 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
-<<<<<<< HEAD
-from portal.api_commissioning import router as commissioning_router
-=======
 from portal.api_cases import router as cases_router
 from portal.api_centre import router as centre_router
->>>>>>> centre-pages
+from portal.api_commissioning import router as commissioning_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
