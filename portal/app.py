@@ -19,7 +19,7 @@ from flows.runner import SubmissionRunner
 from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
-from models.outcomes import OverrideError, UnknownSubmissionError, override_outcome
+from models.outcomes import NotLatestAttemptError, OverrideError, UnknownSubmissionError, override_outcome
 from models.settings import Settings, get_settings
 from models.tables import (
     BenchmarkCase,
@@ -152,9 +152,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 justification=body.justification,
                 actor=user.email,
                 validity_days=settings.credential_validity_days,
+                confirm_not_latest=body.confirm_not_latest,
             )
         except UnknownSubmissionError as err:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+        except NotLatestAttemptError as err:
+            detail = f'{err}; send "confirm_not_latest": true to override it'
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=detail) from None
         except OverrideError as err:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from None
         session.commit()
@@ -170,6 +174,9 @@ class OverrideRequest(BaseModel):
 
     level: OutcomeLevel
     justification: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Why, for the audit trail.")
+    confirm_not_latest: bool = Field(
+        default=False, description="Needed to override an attempt that is not the provider's latest at the case."
+    )
 
 
 def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
