@@ -27,7 +27,7 @@ from flows.intake import (
 )
 from models.enums import QAStage, Role, SubmissionStatus
 from models.settings import Settings
-from models.tables import BenchmarkCase, Outcome, Provider, Submission, User
+from models.tables import BenchmarkCase, Network, Outcome, Provider, Submission, Technique, User
 from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
@@ -185,32 +185,74 @@ def list_submissions(
     status_: Annotated[SubmissionStatus | None, Query(alias="status")] = None,
     stage: QAStage | None = None,
     case: Annotated[str | None, Query(description="Benchmark case code (any version).")] = None,
+    technique: Annotated[str | None, Query(description="Technique code, e.g. sabr_lung.")] = None,
+    network: Annotated[str | None, Query(description="Radiotherapy network code, e.g. north-west.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Submissions, newest first, filtered and paged; centres see only their own provider's."""
-    query = select(Submission, Provider, BenchmarkCase).where(
-        Submission.provider_id == Provider.id, Submission.case_id == BenchmarkCase.id
+    return submission_list(
+        session,
+        user,
+        provider=provider,
+        status_=status_,
+        stage=stage,
+        case=case,
+        technique=technique,
+        network=network,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def submission_list(
+    session: Session,
+    user: User,
+    *,
+    provider: str | None = None,
+    status_: SubmissionStatus | None = None,
+    stage: QAStage | None = None,
+    case: str | None = None,
+    technique: str | None = None,
+    network: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The body of ``GET /api/v1/submissions`` (pages use it too, so page and API agree): ``{"items", "total",
+    "limit", "offset"}``, newest first. A filter left None (or empty) does not filter.
+
+    Raises:
+        HTTPException: 403 when a centre user asks for another provider.
+    """
+    query = select(Submission, Provider, BenchmarkCase, Technique, Network).where(
+        Submission.provider_id == Provider.id,
+        Submission.case_id == BenchmarkCase.id,
+        BenchmarkCase.technique_id == Technique.id,
+        Provider.network_id == Network.id,
     )
     if user.role is Role.CENTRE:
         own = session.get(Provider, user.provider_id)
         assert own is not None
-        if provider not in (None, own.code):
+        if provider not in (None, "", own.code):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only list its own submissions")
         query = query.where(Submission.provider_id == own.id)
-    elif provider is not None:
+    elif provider:
         query = query.where(Provider.code == provider)
     if status_ is not None:
         query = query.where(Submission.status == status_)
     if stage is not None:
         query = query.where(BenchmarkCase.stage == stage)
-    if case is not None:
+    if case:
         query = query.where(BenchmarkCase.case_code == case)
+    if technique:
+        query = query.where(Technique.code == technique)
+    if network:
+        query = query.where(Network.code == network)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(col(Submission.received_at).desc(), col(Submission.id).desc()).limit(limit).offset(offset)
     ).all()
-    ids = [sub.id for sub, _, _ in rows]
+    ids = [sub.id for sub, *_ in rows]
     outcomes = {
         o.submission_id: o.level.value
         for o in session.exec(
@@ -221,7 +263,9 @@ def list_submissions(
         {
             "id": sub.id,
             "provider": prov.code,
+            "network": net.code,
             "case": f"{bc.case_code}@{bc.version}",
+            "technique": tech.code,
             "stage": bc.stage.value,
             "attempt": sub.attempt,
             "status": sub.status.value,
@@ -229,6 +273,6 @@ def list_submissions(
             "received_at": sub.received_at.isoformat(),
             "status_url": status_url(sub.id or 0),
         }
-        for sub, prov, bc in rows
+        for sub, prov, bc, tech, net in rows
     ]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
