@@ -185,9 +185,12 @@ def deactivate_user(session: Session, *, user_id: int, actor: str, reason: str |
     return user
 
 
-def user_rows(session: Session) -> list[UserRow]:
-    """Every user, by e-mail address."""
+def user_rows(session: Session, *, user_id: int | None = None) -> list[UserRow]:
+    """Every user (or the one with ``user_id``), by e-mail address."""
     codes = {p.id: p.code for p in session.exec(select(Provider)).all()}
+    query = select(User).order_by(User.email)
+    if user_id is not None:
+        query = query.where(User.id == user_id)
     return [
         UserRow(
             id=u.id or 0,
@@ -198,15 +201,18 @@ def user_rows(session: Session) -> list[UserRow]:
             active=u.is_active,
             created_at=u.created_at,
         )
-        for u in session.exec(select(User).order_by(User.email)).all()
+        for u in session.exec(query).all()
     ]
 
 
-def token_rows(session: Session, *, user_id: int | None = None) -> list[TokenRow]:
-    """API tokens (of one user when ``user_id`` is given), oldest first; never the tokens themselves."""
+def token_rows(session: Session, *, user_id: int | None = None, token_id: int | None = None) -> list[TokenRow]:
+    """API tokens (of one user when ``user_id`` is given; the one with ``token_id``), oldest first; never the
+    tokens themselves."""
     query = select(ApiToken, User).where(ApiToken.user_id == User.id)
     if user_id is not None:
         query = query.where(ApiToken.user_id == user_id)
+    if token_id is not None:
+        query = query.where(ApiToken.id == token_id)
     return [_token_row(t, u) for t, u in session.exec(query.order_by(col(ApiToken.id))).all()]
 
 

@@ -224,11 +224,8 @@ def submission_list(
     Raises:
         HTTPException: 403 when a centre user asks for another provider.
     """
-    query = select(Submission, Provider, BenchmarkCase, Technique, Network).where(
-        Submission.provider_id == Provider.id,
-        Submission.case_id == BenchmarkCase.id,
-        BenchmarkCase.technique_id == Technique.id,
-        Provider.network_id == Network.id,
+    query = select(Submission, Provider, BenchmarkCase).where(
+        Submission.provider_id == Provider.id, Submission.case_id == BenchmarkCase.id
     )
     if user.role is Role.CENTRE:
         own = session.get(Provider, user.provider_id)
@@ -245,14 +242,18 @@ def submission_list(
     if case:
         query = query.where(BenchmarkCase.case_code == case)
     if technique:
-        query = query.where(Technique.code == technique)
+        techniques_named = select(Technique.id).where(Technique.code == technique)
+        query = query.where(col(BenchmarkCase.technique_id).in_(techniques_named))
     if network:
-        query = query.where(Network.code == network)
+        networks_named = select(Network.id).where(Network.code == network)
+        query = query.where(col(Provider.network_id).in_(networks_named))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(col(Submission.received_at).desc(), col(Submission.id).desc()).limit(limit).offset(offset)
     ).all()
-    ids = [sub.id for sub, *_ in rows]
+    ids = [sub.id for sub, _, _ in rows]
+    techniques = {t.id: t.code for t in session.exec(select(Technique)).all()}
+    networks = {n.id: n.code for n in session.exec(select(Network)).all()}
     outcomes = {
         o.submission_id: o.level.value
         for o in session.exec(
@@ -263,9 +264,9 @@ def submission_list(
         {
             "id": sub.id,
             "provider": prov.code,
-            "network": net.code,
+            "network": networks.get(prov.network_id),
             "case": f"{bc.case_code}@{bc.version}",
-            "technique": tech.code,
+            "technique": techniques.get(bc.technique_id),
             "stage": bc.stage.value,
             "attempt": sub.attempt,
             "status": sub.status.value,
@@ -273,6 +274,6 @@ def submission_list(
             "received_at": sub.received_at.isoformat(),
             "status_url": status_url(sub.id or 0),
         }
-        for sub, prov, bc, tech, net in rows
+        for sub, prov, bc in rows
     ]
     return {"items": items, "total": total, "limit": limit, "offset": offset}

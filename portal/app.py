@@ -34,9 +34,12 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+from portal.api_audit import router as audit_router
+from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
+from portal.api_users import router as users_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 from portal.pages import install_pages
 
@@ -73,6 +76,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(submissions_router)
+    app.include_router(review_router)
+    app.include_router(audit_router)
+    app.include_router(users_router)
     app.middleware("http")(refuse_oversized_uploads)
     install_pages(app)
 
