@@ -28,23 +28,35 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A cell starting with one of these is read as a formula by spreadsheet programs; such cells get a leading ``'``."""
 
 
+def _day(name: str, value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name}: {value!r} is not a day; write it as YYYY-MM-DD"
+        ) from None
+
+
 def audit_filter(
     actor: Annotated[str | None, Query(description="Who acted, e.g. qa@rttqa.test or rtqa-flow.")] = None,
     action: Annotated[str | None, Query(description="e.g. outcome.overridden, token.issued.")] = None,
     subject_type: Annotated[str | None, Query(description="e.g. submission, app_user, provider.")] = None,
     subject_id: Annotated[str | None, Query(description="The subject's id, e.g. 12.")] = None,
-    since: Annotated[date | None, Query(description="First day included, YYYY-MM-DD (UTC).")] = None,
-    until: Annotated[date | None, Query(description="Last day included, YYYY-MM-DD (UTC).")] = None,
+    since: Annotated[str | None, Query(description="First day included, YYYY-MM-DD (UTC).")] = None,
+    until: Annotated[str | None, Query(description="Last day included, YYYY-MM-DD (UTC).")] = None,
 ) -> AuditFilter:
-    """The audit filters of a request; 422 naming the dates when the range is empty."""
+    """The audit filters of a request (empty values do not filter, as a page's form sends them); 422 naming the
+    parameter for a malformed day or an empty date range."""
     try:
         return AuditFilter(
             actor=actor or None,
             action=action or None,
             subject_type=subject_type or None,
             subject_id=subject_id or None,
-            since=since,
-            until=until,
+            since=_day("since", since),
+            until=_day("until", until),
         )
     except ValueError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"since/until: {err}") from None

@@ -112,7 +112,7 @@ async def _page_errors(request: Request, exc: StarletteHTTPException) -> Respons
 
 def install_pages(app: FastAPI) -> None:
     """Mount the static files, the vendored API docs, the page error handler and the page routers on ``app``."""
-    from portal.pages import auth
+    from portal.pages import auth, staff_audit, staff_queue, staff_review, staff_users
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(StarletteHTTPException, _page_errors)  # type: ignore[arg-type]
@@ -128,3 +128,7 @@ def install_pages(app: FastAPI) -> None:
         )
 
     app.include_router(auth.router)
+    app.include_router(staff_queue.router)
+    app.include_router(staff_review.router)
+    app.include_router(staff_audit.router)
+    app.include_router(staff_users.router)
