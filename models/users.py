@@ -37,6 +37,7 @@ __all__ = [
     "create_user",
     "deactivate_user",
     "issue_token_for_days",
+    "reactivate_user",
     "token_rows",
     "user_by_email",
     "user_rows",
@@ -180,6 +181,35 @@ def deactivate_user(session: Session, *, user_id: int, actor: str, reason: str |
         subject_id=user_id,
         before={"email": user.email, "active": True},
         after={"email": user.email, "active": False},
+        reason=reason.strip() if reason and reason.strip() else None,
+    )
+    return user
+
+
+def reactivate_user(session: Session, *, user_id: int, actor: str, reason: str | None = None) -> User:
+    """Make a deactivated user active again (their unrevoked, unexpired tokens work again); audited as
+    ``user.reactivated``.
+
+    Raises:
+        UnknownUserError: no user has that id.
+        UserError: the user is active.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise UnknownUserError(f"no user with id {user_id}")
+    if user.is_active:
+        raise UserError(f"{user.email} is already active")
+    user.is_active = True
+    session.add(user)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="user.reactivated",
+        subject_type="app_user",
+        subject_id=user_id,
+        before={"email": user.email, "active": False},
+        after={"email": user.email, "active": True},
         reason=reason.strip() if reason and reason.strip() else None,
     )
     return user

@@ -23,6 +23,7 @@ from models.users import (
     create_user,
     deactivate_user,
     issue_token_for_days,
+    reactivate_user,
     token_rows,
     user_rows,
 )
@@ -115,6 +116,19 @@ def deactivate(user_id: int, user: StaffOnly, session: SessionDep, body: Deactiv
     """Deactivate a user (their tokens stop working at once): 404 unknown, 409 already inactive or oneself."""
     try:
         deactivate_user(session, user_id=user_id, actor=user.email, reason=body.reason if body else None)
+    except UnknownUserError as err:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+    except UserError as err:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from None
+    session.commit()
+    return user_json(_one_user(session, user_id))
+
+
+@router.post("/users/{user_id}/reactivate")
+def reactivate(user_id: int, user: StaffOnly, session: SessionDep, body: Deactivation | None = None) -> dict[str, Any]:
+    """Make a deactivated user active again: 404 unknown, 409 already active."""
+    try:
+        reactivate_user(session, user_id=user_id, actor=user.email, reason=body.reason if body else None)
     except UnknownUserError as err:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
     except UserError as err:

@@ -23,6 +23,7 @@ from models.users import (
     create_user,
     deactivate_user,
     issue_token_for_days,
+    reactivate_user,
     token_rows,
     user_rows,
 )
@@ -35,6 +36,7 @@ router = APIRouter(include_in_schema=False)
 DONE = {
     "added": "The user was added. Issue them a token below.",
     "deactivated": "The user was deactivated; their tokens no longer work.",
+    "reactivated": "The user was reactivated; their tokens that are neither revoked nor expired work again.",
     "revoked": "The token was revoked; it no longer works.",
 }
 """What the pages say after each write (``?done=...``)."""
@@ -147,6 +149,25 @@ def deactivate(
         return _users_page(request, session, user, status_code=409, error=f"Not deactivated: {err}.")
     session.commit()
     return RedirectResponse("/staff/users?done=deactivated", status_code=303)
+
+
+@router.post("/staff/users/{user_id}/reactivate")
+def reactivate(
+    request: Request,
+    user_id: int,
+    user: StaffOnly,
+    session: SessionDep,
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        reactivate_user(session, user_id=user_id, actor=user.email, reason=reason)
+    except UserError as err:
+        session.rollback()
+        if isinstance(err, LookupError):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+        return _users_page(request, session, user, status_code=409, error=f"Not reactivated: {err}.")
+    session.commit()
+    return RedirectResponse("/staff/users?done=reactivated", status_code=303)
 
 
 @router.get("/staff/users/{user_id}")

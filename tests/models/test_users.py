@@ -132,3 +132,18 @@ class TestTokens:
         deactivate_user(session, user_id=user.id or 0, actor="admin@x.test")
         with pytest.raises(TokenError, match=r"u@x\.test is deactivated"):
             issue_token_for_days(session, user=user, actor="a", days=7)
+
+
+def test_reactivate_restores_the_tokens(engine: Engine) -> None:
+    from models.users import reactivate_user
+
+    with Session(engine) as session:
+        user = _add(session, "u@x.test")
+        token = issue_token_for_days(session, user=user, actor="a", days=5).token
+        with pytest.raises(UserError, match=r"u@x\.test is already active"):
+            reactivate_user(session, user_id=user.id or 0, actor="admin@x.test")
+        deactivate_user(session, user_id=user.id or 0, actor="admin@x.test")
+        reactivate_user(session, user_id=user.id or 0, actor="admin@x.test", reason="back from leave")
+        assert user_for_token(session, token) is not None
+        event = session.exec(select(AuditEvent).where(AuditEvent.action == "user.reactivated")).one()
+        assert event.reason == "back from leave" and event.after == {"email": "u@x.test", "active": True}

@@ -184,8 +184,9 @@ def add_plan_results(session: Session, submission_id: int) -> None:
     session.flush()
 
 
-def build_queue(engine: Engine) -> Queue:
-    """The submissions of :class:`Queue`, committed."""
+def build_queue(engine: Engine, *, with_received: bool = True) -> Queue:
+    """The submissions of :class:`Queue`, committed; without the received one (``received`` is then 0) for a live
+    server, whose runner would take it up."""
     with Session(engine) as session:
         outlining = _case(session, "lung-outlining", "sabr_lung", QAStage.OUTLINING_BENCHMARK)
         planning = _case(session, "lung-planning", "sabr_lung", QAStage.PLANNING_BENCHMARK)
@@ -227,8 +228,17 @@ def build_queue(engine: Engine) -> Queue:
             reasons=("Leeds-only reason: Dice of SpinalCord 0.95",),
             received_at=datetime(2026, 3, 5, tzinfo=UTC),
         )
-        received = add_submission(
-            session, provider=OWN, case=prostate, attempt=1, level=None, received_at=datetime(2026, 3, 6, tzinfo=UTC)
+        received = (
+            add_submission(
+                session,
+                provider=OWN,
+                case=prostate,
+                attempt=1,
+                level=None,
+                received_at=datetime(2026, 3, 6, tzinfo=UTC),
+            )
+            if with_received
+            else 0
         )
         for sid in (first, second):
             add_mapping(session, sid)

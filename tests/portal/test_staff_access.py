@@ -87,6 +87,7 @@ class TestApi:
         writes: list[tuple[str, dict[str, Any]]] = [
             ("/api/v1/users", {"email": "x@y.test", "name": "X", "role": "staff"}),
             ("/api/v1/users/1/deactivate", {}),
+            ("/api/v1/users/1/reactivate", {}),
             ("/api/v1/tokens", {"user_id": 1, "days": 10}),
             ("/api/v1/tokens/1/revoke", {}),
             (f"/api/v1/submissions/{queue.first}/mapping/confirm", {}),
@@ -120,6 +121,7 @@ def _forms(engine: Engine, q: Queue) -> list[tuple[str, dict[str, str]]]:
             (f"/staff/users/{centre.id}/tokens", {"label": "ci", "days": "30"}),
             (f"/staff/tokens/{token.id}/revoke", {"reason": ""}),
             (f"/staff/users/{centre.id}/deactivate", {"reason": ""}),
+            (f"/staff/users/{centre.id}/reactivate", {"reason": ""}),
         ]
 
 

@@ -60,7 +60,7 @@ class TestReviewPage:
 
     def test_contour_metrics_pivoted(self, client: TestClient, staff: str, queue: Queue) -> None:
         text = _text(client, queue.second)
-        assert "<th>dice</th><th>hd95 mm (mm)</th>" in text
+        assert "<th>dice</th><th>hd95 (mm)</th>" in text
         assert "<tr><td>SpinalCord</td><td>Cord</td>" in text
 
     def test_the_mapping_with_reasons(self, client: TestClient, staff: str, queue: Queue) -> None:

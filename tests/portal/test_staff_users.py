@@ -94,6 +94,12 @@ class TestUsersPage:
         assert client.get("/api/v1/me", headers=_bearer(tokens["centre"])).status_code == 401
         again = client.post(f"/staff/users/{uid}/deactivate", data={"csrf_token": staff})
         assert again.status_code == 409 and "phys@christie.test is already deactivated" in again.text
+        assert 'aria-label="Reactivate phys@christie.test"' in again.text
+        r = client.post(f"/staff/users/{uid}/reactivate", data={"csrf_token": staff}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/staff/users?done=reactivated"
+        assert client.get("/api/v1/me", headers=_bearer(tokens["centre"])).status_code == 200
+        again = client.post(f"/staff/users/{uid}/reactivate", data={"csrf_token": staff})
+        assert again.status_code == 409 and "phys@christie.test is already active" in again.text
 
     def test_nobody_deactivates_themselves(self, client: TestClient, staff: str, engine: Engine) -> None:
         uid = _user_id(engine, "qa@rttqa.test")
@@ -186,6 +192,10 @@ class TestApi:
         r = client.post(f"/api/v1/users/{uid}/deactivate", json={"reason": "left"}, headers=staff)
         assert r.status_code == 200 and r.json()["active"] is False
         assert client.post(f"/api/v1/users/{uid}/deactivate", headers=staff).status_code == 409
+        r = client.post(f"/api/v1/users/{uid}/reactivate", headers=staff)
+        assert r.status_code == 200 and r.json()["active"] is True
+        assert client.post(f"/api/v1/users/{uid}/reactivate", headers=staff).status_code == 409
+        assert client.post("/api/v1/users/999999/reactivate", headers=staff).status_code == 404
         assert client.post("/api/v1/users/999999/deactivate", headers=staff).status_code == 404
 
     def test_tokens(self, client: TestClient, tokens: dict[str, str], engine: Engine) -> None:
