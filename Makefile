@@ -52,6 +52,7 @@ perf: $(PEERS_STAMP)
 	$(BIN)/python perf/bench_gamma.py
 	$(BIN)/python perf/bench_plan_scoring.py
 	$(BIN)/python perf/bench_submission.py
+	$(BIN)/python perf/bench_upload.py
 
 clean:
 	rm -rf $(VENV) .rtqa .pytest_cache .mypy_cache .ruff_cache

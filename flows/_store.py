@@ -63,6 +63,11 @@ def copy_atomically(source: Path, destination: Path) -> bool:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
         os.replace(tmp, destination)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if destination.exists():  # the same files were stored by a concurrent upload in the meantime
+            return False
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

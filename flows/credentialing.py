@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import reference_files
@@ -92,42 +93,73 @@ def store_submission(
     """
     source = Path(source_dir)
     sha = content_sha256(source)
+    created = False
+    destination: Path | None = None
+    try:
+        for _ in range(INGEST_RACE_RETRIES):
+            with Session(engine_for(database_url)) as session:
+                provider, case = _provider_and_case(session, provider_code, case_code, case_version)
+                existing = session.exec(
+                    select(Submission).where(
+                        Submission.provider_id == provider.id,
+                        Submission.case_id == case.id,
+                        Submission.content_sha256 == sha,
+                    )
+                ).first()
+                if existing is not None:
+                    assert existing.id is not None
+                    return Ingested(existing.id, created=False)
+                destination = Path(data_dir) / "submissions" / provider_code / f"{case.case_code}@{case.version}" / sha
+                created = copy_atomically(source, destination) or created
+                try:
+                    sub = new_submission(
+                        session, provider=provider, case=case, sha=sha, storage_path=destination, actor=actor
+                    )
+                    session.commit()
+                except IntegrityError:
+                    # Another upload of this provider and case took the attempt number, or stored the same files,
+                    # in the meantime: look again.
+                    session.rollback()
+                    continue
+                assert sub.id is not None
+                created = False  # the folder now belongs to the recorded submission
+                return Ingested(sub.id, created=True)
+        raise IngestError(
+            f"too many uploads for {provider_code} and {case_code} at once; send this one again in a minute"
+        )
+    finally:
+        if created and destination is not None and not _is_recorded(database_url, destination):
+            shutil.rmtree(destination, ignore_errors=True)
+
+
+INGEST_RACE_RETRIES = 20
+"""How often an ingest that lost a race for the next attempt number looks again before giving up."""
+
+
+def _provider_and_case(
+    session: Session, provider_code: str, case_code: str, case_version: str | None
+) -> tuple[Provider, BenchmarkCase]:
+    provider = session.exec(select(Provider).where(Provider.code == provider_code)).first()
+    if provider is None:
+        raise IngestError(f"unknown provider code {provider_code!r} (see `rtqa providers`)")
+    query = select(BenchmarkCase).where(BenchmarkCase.case_code == case_code)
+    if case_version is not None:
+        query = query.where(BenchmarkCase.version == case_version)
+    case = session.exec(query.order_by(col(BenchmarkCase.created_at).desc(), col(BenchmarkCase.id).desc())).first()
+    if case is None:
+        which = f"{case_code!r}" + (f" version {case_version!r}" if case_version else "")
+        raise IngestError(
+            f"unknown benchmark case {which}: publish it first (`rtqa cases publish {case_code}`) "
+            "or see `rtqa cases list`"
+        )
+    return provider, case
+
+
+def _is_recorded(database_url: str, destination: Path) -> bool:
+    """Whether a submission row points at ``destination`` (then its folder must stay)."""
     with Session(engine_for(database_url)) as session:
-        provider = session.exec(select(Provider).where(Provider.code == provider_code)).first()
-        if provider is None:
-            raise IngestError(f"unknown provider code {provider_code!r} (see `rtqa providers`)")
-        query = select(BenchmarkCase).where(BenchmarkCase.case_code == case_code)
-        if case_version is not None:
-            query = query.where(BenchmarkCase.version == case_version)
-        case = session.exec(query.order_by(col(BenchmarkCase.created_at).desc(), col(BenchmarkCase.id).desc())).first()
-        if case is None:
-            which = f"{case_code!r}" + (f" version {case_version!r}" if case_version else "")
-            raise IngestError(
-                f"unknown benchmark case {which}: publish it first (`rtqa cases publish {case_code}`) "
-                "or see `rtqa cases list`"
-            )
-        existing = session.exec(
-            select(Submission).where(
-                Submission.provider_id == provider.id,
-                Submission.case_id == case.id,
-                Submission.content_sha256 == sha,
-            )
-        ).first()
-        if existing is not None:
-            assert existing.id is not None
-            return Ingested(existing.id, created=False)
-        destination = Path(data_dir) / "submissions" / provider_code / f"{case.case_code}@{case.version}" / sha
-        created = copy_atomically(source, destination)
-        try:
-            sub = new_submission(session, provider=provider, case=case, sha=sha, storage_path=destination, actor=actor)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            if created:
-                shutil.rmtree(destination, ignore_errors=True)
-            raise
-        assert sub.id is not None
-        return Ingested(sub.id, created=True)
+        stored = str(destination.resolve())
+        return session.exec(select(Submission.id).where(Submission.storage_path == stored)).first() is not None
 
 
 @task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)

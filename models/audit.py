@@ -1,14 +1,90 @@
-"""Writing the audit trail, and reading it back filtered and paged."""
+"""Writing the audit trail, and its tamper evidence: every event is chained to the one before it by hash.
+
+``row_hash = SHA-256(prev_hash + "\\n" + canonical JSON of the event)``, where the canonical JSON holds ``at`` (UTC,
+ISO 8601 with microseconds), ``actor``, ``action``, ``subject_type``, ``subject_id``, ``before``, ``after`` and
+``reason`` with sorted keys and no spaces, and the first event's ``prev_hash`` is 64 zeros. Editing any stored
+event changes its hash; removing one breaks the link of the next; removing the newest ones disagrees with
+:class:`~models.tables.AuditChainHead`. :func:`verify_audit_chain` walks the table and names the first broken row.
+
+The chain shows tampering by anyone who does not also rewrite every later hash and the head; keep the head hash
+printed by ``rtqa audit verify`` somewhere the database's administrators cannot edit (a backup log, an e-mail) to
+close that gap.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
-from models.tables import AuditEvent
+from models.tables import AuditChainHead, AuditEvent
+from models.types import utcnow
+
+GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first event."""
+
+HEAD_ID = 1
+
+
+def event_digest(
+    prev_hash: str,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    reason: str | None,
+) -> str:
+    """The hash of one event given the previous event's hash (see the module docstring)."""
+    content = {
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "before": before,
+        "after": after,
+        "reason": reason,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+def _digest_of(event: AuditEvent, prev_hash: str) -> str:
+    return event_digest(
+        prev_hash,
+        at=event.at,
+        actor=event.actor,
+        action=event.action,
+        subject_type=event.subject_type,
+        subject_id=event.subject_id,
+        before=None if event.before is None else dict(event.before),
+        after=None if event.after is None else dict(event.after),
+        reason=event.reason,
+    )
+
+
+def _lock_head(session: Session) -> tuple[int, str]:
+    """Lock the chain head until this transaction ends (a no-op UPDATE) and read it; created when missing."""
+    locked = session.execute(
+        update(AuditChainHead).where(col(AuditChainHead.id) == HEAD_ID).values(events=AuditChainHead.events)
+    )
+    if locked.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(AuditChainHead(id=HEAD_ID, events=0, last_hash=GENESIS_HASH))
+        session.flush()
+    row = session.execute(
+        select(AuditChainHead.events, AuditChainHead.last_hash).where(col(AuditChainHead.id) == HEAD_ID)
+    ).one()
+    return int(row[0]), str(row[1])
 
 
 def record_audit(
@@ -22,8 +98,10 @@ def record_audit(
     after: dict[str, Any] | None = None,
     reason: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to ``session`` (committed with the change it records)."""
+    """Add an audit event to ``session``, chained to the previous one (committed with the change it records)."""
+    events, prev_hash = _lock_head(session)
     event = AuditEvent(
+        at=utcnow(),
         actor=actor,
         action=action,
         subject_type=subject_type,
@@ -31,71 +109,67 @@ def record_audit(
         before=before,
         after=after,
         reason=reason,
+        prev_hash=prev_hash,
+        row_hash="",
     )
+    event.row_hash = _digest_of(event, prev_hash)
     session.add(event)
+    session.flush()
+    session.execute(
+        update(AuditChainHead)
+        .where(col(AuditChainHead.id) == HEAD_ID)
+        .values(events=events + 1, last_hash=event.row_hash)
+    )
     return event
 
 
 @dataclass(frozen=True)
-class AuditFilter:
-    """Which audit events to read; every field is optional and they combine with AND.
+class ChainReport:
+    """What :func:`verify_audit_chain` found."""
 
-    Attributes:
-        actor: who acted, exactly (letter case ignored), e.g. ``"qa@rttqa.test"`` or ``"rtqa-flow"``.
-        action: exactly, e.g. ``"outcome.overridden"``.
-        subject_type: exactly, e.g. ``"submission"`` or ``"app_user"``.
-        subject_id: exactly, e.g. ``"12"``.
-        since: first day included (UTC, from 00:00).
-        until: last day included (UTC, to 24:00).
-    """
+    checked: int
+    head_hash: str
+    broken_event_id: int | None = None
+    problem: str | None = None
 
-    actor: str | None = None
-    action: str | None = None
-    subject_type: str | None = None
-    subject_id: str | None = None
-    since: date | None = None
-    until: date | None = None
-
-    def __post_init__(self) -> None:
-        if self.since is not None and self.until is not None and self.since > self.until:
-            raise ValueError(f"the date range is empty: {self.since.isoformat()} is after {self.until.isoformat()}")
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
 
 
-def _filtered(query: Any, f: AuditFilter) -> Any:
-    if f.actor:
-        query = query.where(func.lower(AuditEvent.actor) == f.actor.strip().lower())
-    if f.action:
-        query = query.where(AuditEvent.action == f.action.strip())
-    if f.subject_type:
-        query = query.where(AuditEvent.subject_type == f.subject_type.strip())
-    if f.subject_id:
-        query = query.where(AuditEvent.subject_id == f.subject_id.strip())
-    if f.since is not None:
-        query = query.where(col(AuditEvent.at) >= datetime.combine(f.since, time(), tzinfo=UTC))
-    if f.until is not None:
-        query = query.where(col(AuditEvent.at) < datetime.combine(f.until + timedelta(days=1), time(), tzinfo=UTC))
-    return query
-
-
-def audit_events(
-    session: Session, f: AuditFilter, *, limit: int | None = 50, offset: int = 0
-) -> tuple[list[AuditEvent], int]:
-    """Audit events matching ``f``, newest first (by time, then id), a page of ``limit`` (None: all) from
-    ``offset``; and how many match in all."""
-    total = session.exec(_filtered(select(func.count()).select_from(AuditEvent), f)).one()
-    query = _filtered(select(AuditEvent), f).order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc())
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.exec(query.offset(offset)).all()), int(total)
-
-
-def audit_vocabulary(session: Session) -> dict[str, list[str]]:
-    """The actors, actions and subject types present in the audit trail, sorted (for filter choices)."""
-    return {
-        name: sorted(v for v in session.exec(select(column).distinct()).all() if v)
-        for name, column in (
-            ("actors", AuditEvent.actor),
-            ("actions", AuditEvent.action),
-            ("subject_types", AuditEvent.subject_type),
+def chain_events(events: Iterable[AuditEvent], *, expected_count: int, expected_head: str) -> ChainReport:
+    """Check ``events`` (in id order) link up and match the head; stops at the first broken row."""
+    prev = GENESIS_HASH
+    checked = 0
+    for event in events:
+        if event.prev_hash != prev:
+            return ChainReport(
+                checked,
+                prev,
+                event.id,
+                f"event {event.id} does not follow the event before it (an event was removed or reordered before it)",
+            )
+        if _digest_of(event, prev) != event.row_hash:
+            return ChainReport(checked, prev, event.id, f"event {event.id} was changed after it was written")
+        prev = event.row_hash
+        checked += 1
+    if checked != expected_count or prev != expected_head:
+        return ChainReport(
+            checked,
+            prev,
+            None,
+            f"the chain holds {checked} events ending in {prev[:12]}…, but its head records {expected_count} "
+            f"ending in {expected_head[:12]}… (the newest events were removed)",
         )
-    }
+    return ChainReport(checked, prev)
+
+
+def verify_audit_chain(session: Session) -> ChainReport:
+    """Walk ``audit_event`` in id order and check every link and hash against the head."""
+    head = session.get(AuditChainHead, HEAD_ID)
+    events = session.exec(select(AuditEvent).order_by(col(AuditEvent.id)).execution_options(yield_per=1000))
+    return chain_events(
+        events,
+        expected_count=head.events if head else 0,
+        expected_head=head.last_hash if head else GENESIS_HASH,
+    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from models.audit import record_audit
@@ -134,14 +135,33 @@ def refresh_technique_credential(
     return cred
 
 
+def lock_provider_of_submission(session: Session, submission_id: int) -> None:
+    """Hold the write lock for the submission's provider until the transaction ends (a no-op UPDATE of its row).
+
+    Credential updates of one provider then run one after another: on PostgreSQL the row lock makes a second
+    transaction wait and then read the first one's committed stages; on SQLite the statement takes the database's
+    write lock before anything is read. Without it, two decisions at once could both create the credential row, or
+    the later commit could rest on stages read before the earlier one committed.
+    """
+    session.execute(
+        update(Provider)
+        .where(
+            col(Provider.id) == select(Submission.provider_id).where(Submission.id == submission_id).scalar_subquery()
+        )
+        .values(network_id=Provider.network_id)
+    )
+
+
 def apply_outcome(
     session: Session, *, submission_id: int, actor: str, validity_days: int, now: datetime | None = None
 ) -> list[int]:
     """Re-evaluate the technique credential of the submission's case and every trial credential of the provider.
 
-    Returns the ids of the credentials looked at.
+    Takes the provider's lock first (:func:`lock_provider_of_submission`). Returns the ids of the credentials
+    looked at.
     """
     now = now or utcnow()
+    lock_provider_of_submission(session, submission_id)
     sub = session.get(Submission, submission_id)
     if sub is None:
         raise LookupError(f"submission {submission_id} does not exist")

@@ -293,6 +293,24 @@ class AuditEvent(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_column=json_dict_column(nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=json_dict_column(nullable=True))
     reason: str | None = Field(default=None, max_length=4000)
+    prev_hash: str = Field(max_length=64, description="row_hash of the event before this one (64 zeros for the first).")
+    row_hash: str = Field(
+        max_length=64, unique=True, description="SHA-256 of prev_hash and this event's content (models.audit)."
+    )
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The end of the audit hash chain: how many events it holds and the last one's hash (one row, id 1).
+
+    Writing an event locks this row until the transaction ends, so events are chained in commit order; deleting the
+    newest events (which the append-only triggers refuse) would still be seen, as the count and hash would not match.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: int | None = Field(default=None, primary_key=True)
+    events: int = Field(default=0)
+    last_hash: str = Field(max_length=64)
 
 
 # --- users and tokens -----------------------------------------------------------------------------------------
@@ -325,3 +343,6 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_used_at: datetime | None = Field(
+        default=None, sa_column=utc_column(nullable=True), description="Last request with it (to the minute)."
+    )

@@ -88,6 +88,7 @@ class TokenRow:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    last_used_at: datetime | None = None
 
     def state(self, now: datetime | None = None) -> str:
         """``"revoked"``, ``"expired"`` or ``"active"`` at ``now`` (default: the current UTC time)."""
@@ -255,6 +256,7 @@ def _token_row(token: ApiToken, user: User) -> TokenRow:
         created_at=token.created_at,
         expires_at=token.expires_at,
         revoked_at=token.revoked_at,
+        last_used_at=token.last_used_at,
     )
 
 

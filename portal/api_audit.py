@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import Response
 
-from models.audit import AuditFilter, audit_events
+from models.audit_log import AuditFilter, audit_events
 from models.tables import AuditEvent
 from portal.deps import SessionDep, StaffOnly
 

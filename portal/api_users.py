@@ -79,6 +79,7 @@ def token_json(t: TokenRow) -> dict[str, Any]:
         "created_at": t.created_at.isoformat(),
         "expires_at": t.expires_at.isoformat() if t.expires_at else None,
         "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
         "state": t.state(),
     }
 
@@ -143,7 +144,7 @@ def list_tokens(
     session: SessionDep,
     user_id: Annotated[int | None, Query(description="Only this user's tokens.")] = None,
 ) -> list[dict[str, Any]]:
-    """API tokens (label, created, expires, revoked, state), oldest first; never the tokens themselves."""
+    """API tokens (label, created, expires, revoked, last used, state), oldest first; never the tokens themselves."""
     return [token_json(t) for t in token_rows(session, user_id=user_id)]
 
 

@@ -35,6 +35,9 @@ from models.tables import (
     TrialRequirement,
 )
 from portal.api_audit import router as audit_router
+from portal.api_cases import router as cases_router
+from portal.api_centre import router as centre_router
+from portal.api_commissioning import router as commissioning_router
 from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
@@ -75,7 +78,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
     app.state.runner = runner
     app.include_router(stages_router)
+    app.include_router(cases_router)
+    app.include_router(centre_router)
     app.include_router(submissions_router)
+    app.include_router(commissioning_router)
     app.include_router(review_router)
     app.include_router(audit_router)
     app.include_router(users_router)

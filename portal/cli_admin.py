@@ -206,7 +206,7 @@ def tokens_issue(
 def tokens_list(
     email: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None, as_json: JsonOption = False
 ) -> None:
-    """List API tokens: id, user, label, created, expires, revoked (the tokens themselves are never stored)."""
+    """List API tokens: id, user, label, created, expires, revoked, last used (the tokens are never stored)."""
     from models.users import token_rows
 
     with _session() as session:
@@ -219,10 +219,12 @@ def tokens_list(
                 "created": _iso(t.created_at),
                 "expires": _iso(t.expires_at),
                 "revoked": _iso(t.revoked_at),
+                "last_used": _iso(t.last_used_at),
             }
             for t in token_rows(session, user_id=user_id)
         ]
-    _print(rows, ["id", "user", "label", "created", "expires", "revoked"], as_json=as_json, title="API tokens")
+    columns = ["id", "user", "label", "created", "expires", "revoked", "last_used"]
+    _print(rows, columns, as_json=as_json, title="API tokens")
 
 
 @tokens_app.command("revoke")

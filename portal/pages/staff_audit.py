@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from models.audit import audit_events, audit_vocabulary
+from models.audit_log import audit_events, audit_vocabulary
 from portal.api_audit import AuditFilterDep
 from portal.deps import SessionDep, StaffOnly
 from portal.pages import render

@@ -143,7 +143,17 @@ class TestUtcTimes:
         plus_two = timezone(timedelta(hours=2))
         when = datetime(2026, 3, 29, 3, 30, tzinfo=plus_two)
         with Session(engine) as session:
-            session.add(AuditEvent(at=when, actor="t", action="round-trip", subject_type="s", subject_id="1"))
+            session.add(
+                AuditEvent(
+                    at=when,
+                    actor="t",
+                    action="round-trip",
+                    subject_type="s",
+                    subject_id="1",
+                    prev_hash="",
+                    row_hash="1",
+                )
+            )
             session.commit()
         with Session(engine) as session:
             stored = session.exec(select(AuditEvent).where(AuditEvent.action == "round-trip")).one()
@@ -154,7 +164,17 @@ class TestUtcTimes:
 
     def test_naive_datetime_refused(self, engine: Engine) -> None:
         with Session(engine) as session:
-            session.add(AuditEvent(at=datetime(2026, 1, 1), actor="t", action="a", subject_type="s", subject_id="1"))
+            session.add(
+                AuditEvent(
+                    at=datetime(2026, 1, 1),
+                    actor="t",
+                    action="a",
+                    subject_type="s",
+                    subject_id="1",
+                    prev_hash="",
+                    row_hash="2",
+                )
+            )
             with pytest.raises(StatementError, match="naive datetime"):
                 session.flush()
 

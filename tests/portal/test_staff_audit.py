@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -17,8 +18,18 @@ from tests.portal.staff_util import sign_in
 
 
 def _event(session: Session, at: datetime, actor: str, action: str, subject: tuple[str, str], **kw: object) -> None:
+    """An event at a chosen time (outside the hash chain, which these tests do not read)."""
     session.add(
-        AuditEvent(at=at, actor=actor, action=action, subject_type=subject[0], subject_id=subject[1], **kw)  # type: ignore[arg-type]
+        AuditEvent(
+            at=at,
+            actor=actor,
+            action=action,
+            subject_type=subject[0],
+            subject_id=subject[1],
+            prev_hash="0" * 64,
+            row_hash=uuid.uuid4().hex * 2,
+            **kw,  # type: ignore[arg-type]
+        )
     )
 
 

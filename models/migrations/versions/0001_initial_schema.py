@@ -12,6 +12,7 @@ import sqlmodel
 from alembic import op
 
 import models.types
+from models.audit_triggers import create_audit_triggers, drop_audit_triggers
 
 
 revision: str = "0001"
@@ -487,33 +488,9 @@ def downgrade() -> None:
     # ### end Alembic commands ###
 
 
-_APPEND_ONLY = "audit_event is append-only: UPDATE and DELETE are refused"
-
-
 def _create_audit_triggers() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
-                f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END"
-            )
-    elif dialect == "postgresql":
-        op.execute(
-            "CREATE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            f"BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END $$"
-        )
-        op.execute(
-            "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
-            "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()"
-        )
+    create_audit_triggers(op)
 
 
 def _drop_audit_triggers() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "sqlite":
-        op.execute("DROP TRIGGER IF EXISTS audit_event_no_update")
-        op.execute("DROP TRIGGER IF EXISTS audit_event_no_delete")
-    elif dialect == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event")
-        op.execute("DROP FUNCTION IF EXISTS audit_event_append_only()")
+    drop_audit_triggers(op)
