@@ -161,13 +161,16 @@ def outcomes_override(
         str, typer.Option(help="Why the automatic outcome is replaced (kept in the audit trail).")
     ],
     actor: Annotated[str, typer.Option(help="E-mail of the QA staff member deciding.")],
+    confirm_not_latest: Annotated[
+        bool, typer.Option(help="Confirm overriding an attempt that is not the provider's latest at the case.")
+    ] = False,
 ) -> None:
     """Replace a decided submission's outcome (QA staff) and update the credentials it affects."""
     from sqlmodel import select
 
     from models.db import create_db_engine, session_scope
     from models.enums import OutcomeLevel, Role
-    from models.outcomes import OverrideError, override_outcome
+    from models.outcomes import NotLatestAttemptError, OverrideError, override_outcome
     from models.tables import User
 
     try:
@@ -188,7 +191,10 @@ def outcomes_override(
                 justification=justification,
                 actor=actor,
                 validity_days=settings.credential_validity_days,
+                confirm_not_latest=confirm_not_latest,
             )
+        except NotLatestAttemptError as err:
+            raise fail(f"{err}; add --confirm-not-latest to override it") from None
         except OverrideError as err:
             raise fail(str(err)) from None
         console.print(
