@@ -22,7 +22,7 @@ from flows.catalogue import build_reference, register_case
 from models.auth import issue_token
 from models.enums import Role
 from models.settings import Settings
-from models.tables import Provider, Submission, User
+from models.tables import ApiToken, Provider, Submission, User
 from portal.app import create_app
 from portal.policy import ROUTE_POLICY, Access
 from tests.portal.commissioning_world import seed_credentials
@@ -89,6 +89,12 @@ def world(settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathF
         session.add_all(users.values())
         session.flush()
         bearer = {k: issue_token(session, user=u, actor="tests") for k, u in users.items()}
+        spare = User(email="spare@centre.test", name="Spare", role=Role.CENTRE, provider_id=providers[A].id)
+        session.add(spare)
+        session.flush()
+        issue_token(session, user=spare, actor="tests", label="spare")
+        spare_token_id = session.exec(select(ApiToken.id).where(ApiToken.label == "spare")).one()
+        spare_id = spare.id
         sub_a = session.exec(
             select(Submission).where(Submission.provider_id == providers[A].id).order_by(col(Submission.id).desc())
         ).first()
@@ -114,6 +120,8 @@ def world(settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathF
         "trial_code": "uk-lung-sabr",
         "technique": "sabr_lung",
         "case_code": CASE,
+        "user_id": str(spare_id),  # a user of centre A whose deactivation touches no caller
+        "token_id": str(spare_token_id),
     }
     yield World(clients, bearer, csrf, values, a_words)
     for c in clients.values():
