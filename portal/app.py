@@ -34,6 +34,7 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+from portal.api_national import router as national_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(submissions_router)
+    app.include_router(national_router)
     app.middleware("http")(refuse_oversized_uploads)
     install_pages(app)
 

@@ -113,6 +113,8 @@ async def _page_errors(request: Request, exc: StarletteHTTPException) -> Respons
 def install_pages(app: FastAPI) -> None:
     """Mount the static files, the vendored API docs, the page error handler and the page routers on ``app``."""
     from portal.pages import auth
+    from portal.pages import national as national_pages
+    from portal.pages import report as report_pages
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(StarletteHTTPException, _page_errors)  # type: ignore[arg-type]
@@ -128,3 +130,5 @@ def install_pages(app: FastAPI) -> None:
         )
 
     app.include_router(auth.router)
+    app.include_router(report_pages.router)
+    app.include_router(national_pages.router)
