@@ -167,7 +167,7 @@ def build_report(session: Session, submission_id: int, *, data_dir: Path) -> Rep
         facts,
         figures=tuple(FigureRef(**f) for f in manifest["figures"]),
         problems=tuple(manifest.get("problems", [])),
-        national=report_national(session, facts),
+        national=report_national(session, facts, cache_dir=folder),
         folder=folder,
         draw_seconds=manifest.get("draw_seconds"),
         timings_s=dict(manifest.get("timings_s", {})),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -12,6 +14,23 @@ from portal.reporting.style import REFERENCE, SUBMITTED, new_figure
 
 CT_WINDOW_HU: Final = (-1000.0, 400.0)
 """Grey levels of the CT, HU: from air to dense soft tissue (lung and soft tissue both readable)."""
+
+
+def _crop(cut: ContourSlice) -> tuple[npt.NDArray[np.float32], tuple[float, float, float, float]]:
+    """The part of the CT slice inside the view window (whole pixels), and its extent: drawing only what is shown."""
+    left, right, bottom, top = cut.extent
+    rows, columns = cut.ct_hu.shape
+    if cut.window is None:
+        return cut.ct_hu, cut.extent
+    dx = (right - left) / columns
+    dy = (bottom - top) / rows  # row 0 at the top: y grows downwards in the array
+    c0 = int(np.clip(np.floor((min(cut.window.x_min_mm, cut.window.x_max_mm) - left) / dx), 0, columns - 1))
+    c1 = int(np.clip(np.ceil((max(cut.window.x_min_mm, cut.window.x_max_mm) - left) / dx), c0 + 1, columns))
+    r_lo, r_hi = sorted(((cut.window.y_min_mm - top) / dy, (cut.window.y_max_mm - top) / dy))
+    r0 = int(np.clip(np.floor(r_lo), 0, rows - 1))
+    r1 = int(np.clip(np.ceil(r_hi), r0 + 1, rows))
+    extent = (left + c0 * dx, left + c1 * dx, top + r1 * dy, top + r0 * dy)
+    return cut.ct_hu[r0:r1, c0:c1], extent
 
 
 def contour_figure(cut: ContourSlice) -> Figure:

@@ -19,7 +19,7 @@ def dvh_figure(curves: Sequence[DvhCurve], *, submitted_label: str) -> Figure:
     ``submitted_label`` names the centre's curves in the legend (e.g. "submitted plan", "centre's dose").
     """
     fig = new_figure(7.2, 4.6)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.09, 0.11, 0.88, 0.82))
     structures = list(dict.fromkeys(c.structure for c in curves))
     colour = {s: SERIES[i % len(SERIES)] for i, s in enumerate(structures)}
     for c in curves:

@@ -31,7 +31,7 @@ _GAMMA_COLOURS = LinearSegmentedColormap.from_list(
 def gamma_histogram_figure(bins: Mapping[str, int], parameters: Mapping[str, Any]) -> Figure:
     """Bars of the stored gamma histogram (points per gamma bin), passing bins (gamma ≤ 1) in green."""
     fig = new_figure(6.4, 3.6)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.11, 0.14, 0.86, 0.76))
     labels = list(bins)
     counts = np.array([bins[k] for k in labels], dtype=float)
     total = counts.sum()
@@ -55,13 +55,12 @@ def gamma_map_figure(cut: GammaSlice) -> Figure:
     """The gamma map of ``cut`` (0 to 2: up to 1 passes, above 1 fails), the 50% and 90% isodose lines of the
     reference dose and the target's contour."""
     fig = new_figure(6.4, 5.0)
-    ax = fig.add_subplot()
-    cmap = _GAMMA_COLOURS.copy()
-    cmap.set_bad((1, 1, 1, 0))
+    ax = fig.add_axes((0.12, 0.1, 0.68, 0.78))
+    cmap = _GAMMA_COLOURS.with_extremes(bad=(1.0, 1.0, 1.0, 0.0))
     image = ax.imshow(
         np.ma.masked_invalid(cut.gamma), cmap=cmap, vmin=0, vmax=2, extent=cut.extent, interpolation="nearest"
     )
-    fig.colorbar(image, ax=ax, label="gamma (≤ 1 passes)", shrink=0.85)
+    fig.colorbar(image, cax=fig.add_axes((0.84, 0.14, 0.03, 0.7)), label="gamma (≤ 1 passes)")
     peak = float(np.max(cut.reference_dose_gy)) if cut.reference_dose_gy.size else 0.0
     if peak > 0:
         ax.contour(

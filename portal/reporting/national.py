@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +113,13 @@ def _strip_rows(rows: tuple[NationalRow, ...], label: str) -> list[StripRow]:
     return out
 
 
-def report_national(session: Session, facts: ReportFacts) -> ReportNational | None:
+def report_national(session: Session, facts: ReportFacts, *, cache_dir: Path | None = None) -> ReportNational | None:
     """The national section of a decided submission's report: each criterion's value against the latest decided
-    submission of every other provider for the case; None when nothing was measured."""
+    submission of every other provider for the case; None when nothing was measured.
+
+    The figure is kept in ``cache_dir`` (the report's cache folder) under the digest of what it shows, and drawn
+    again only when another centre's result changes it.
+    """
     if not facts.decided:
         return None
     case = session.get(BenchmarkCase, facts.case_id)
@@ -154,16 +160,22 @@ def report_national(session: Session, facts: ReportFacts) -> ReportNational | No
     if not rows:
         return None
     label = facts.provider_name
-    svg = svg_bytes(
-        strip_figure(
-            _strip_rows(tuple(rows), label),
-            title=f"{facts.case_label}: this submission among the latest decided submission of every centre",
-        )
-    )
     state = [
         [r.key.id, r.value, r.percentile, list(r.others), r.levels and list(vars(r.levels).values())] for r in rows
     ]
-    digest = hashlib.sha256(json.dumps([label, state], default=str).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps([label, facts.case_label, state], default=str).encode()).hexdigest()
+    cached = cache_dir / f"national-{digest[:16]}.svg" if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return ReportNational(tuple(rows), cached.read_bytes(), digest, label)
+    title = f"{facts.case_label}: this submission among the latest decided submission of every centre"
+    svg = svg_bytes(strip_figure(_strip_rows(tuple(rows), label), title=title))
+    if cached is not None and cached.parent.is_dir():
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}-{threading.get_ident()}")
+        temporary.write_bytes(svg)
+        os.replace(temporary, cached)
+        for old in cached.parent.glob("national-*.svg"):
+            if old != cached:
+                old.unlink(missing_ok=True)
     return ReportNational(tuple(rows), svg, digest, label)
 
 

@@ -43,9 +43,13 @@ def _jitter(i: int) -> float:
 
 def strip_figure(rows: Sequence[StripRow], *, title: str) -> Figure:
     """One panel per row, stacked (each with its own scale)."""
-    fig = new_figure(7.2, 0.45 + 1.25 * max(len(rows), 1))
-    axes = fig.subplots(max(len(rows), 1), 1, squeeze=False)[:, 0]
-    fig.suptitle(title, fontsize=10)
+    n = max(len(rows), 1)
+    top_in, bottom_in, row_in = 0.45, 0.55, 1.15
+    height = top_in + bottom_in + row_in * n
+    fig = new_figure(7.2, height)
+    fig.subplots_adjust(left=0.04, right=0.97, top=1 - top_in / height, bottom=bottom_in / height, hspace=0.9)
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
     for ax, row in zip(axes, rows, strict=False):
         values = sorted(row.others) + [v for v, _ in row.highlighted]
         if values:
@@ -93,7 +97,7 @@ def strip_figure(rows: Sequence[StripRow], *, title: str) -> Figure:
                 Line2D([], [], color=ACCEPTABLE, linestyle="--", label="acceptable level"),
                 Line2D([], [], color=OTHERS, marker="o", linestyle="", label="other centres"),
             ],
-            loc="outside lower center",
+            loc="lower center",
             ncols=3,
             fontsize=7.5,
             frameon=False,

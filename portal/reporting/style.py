@@ -30,8 +30,9 @@ SERIES: Final = ("#0969da", "#d1242f", "#1a7f37", "#8250df", "#bc4c00", "#1b7c83
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
-    """A figure with its own Agg canvas (no pyplot state)."""
-    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    """A figure with its own Agg canvas (no pyplot state). No layout engine: each figure places its axes itself
+    (a constrained layout cost about half the drawing time)."""
+    fig = Figure(figsize=(width_in, height_in))
     FigureCanvasAgg(fig)
     return fig
 
