@@ -60,6 +60,9 @@ _TABLES: Final[dict[QAStage, Any]] = {
     QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: DoseResult,
 }
 
+_UNIT_SUFFIXES: Final = ("_mm", "_percent")
+"""Unit suffixes of stored metric names, left out of their labels."""
+
 _NOT_COMPARABLE: Final = frozenset({"gamma_histogram"})
 """Stored metrics that are not a measure of the submission (the histogram's value is a count of points)."""
 
@@ -105,8 +108,14 @@ class MetricKey:
 
     @property
     def label(self) -> str:
-        """Words for people: ``"PTV dice"``, ``"gamma pass rate percent"``."""
-        metric = self.metric.replace("_", " ")
+        """Words for people, without a unit suffix (the unit is shown beside it): ``"PTV dice"``, ``"GTV hd95"``,
+        ``"gamma pass rate"``."""
+        metric = self.metric
+        for suffix in _UNIT_SUFFIXES:
+            if metric.endswith(suffix) and len(metric) > len(suffix):
+                metric = metric[: -len(suffix)]
+                break
+        metric = metric.replace("_", " ")
         return metric if self.structure is None else f"{self.structure} {metric}"
 
     @classmethod
@@ -186,25 +195,36 @@ def latest_decided_submissions(session: Session, case_id: int) -> list[Submissio
     return list(latest.values())
 
 
-def available_metrics(session: Session, case: BenchmarkCase) -> list[tuple[MetricKey, str]]:
-    """The metrics with a value in any provider's latest decided submission for the case, with their units;
-    metrics judged by a protocol criterion (planning and dosimetry results store theirs) first, then by name."""
+def available_metrics(
+    session: Session, case: BenchmarkCase, *, judged: Sequence[MetricKey] = ()
+) -> list[tuple[MetricKey, str]]:
+    """The metrics with a value in any provider's latest decided submission for the case, with their units.
+
+    Metrics judged by a protocol criterion come first: those in ``judged`` in its order (the protocol's), then those
+    whose results store their criteria (planning and dosimetry results) in the order they were stored; the others
+    follow by structure and name.
+    """
     table: Any = _TABLES.get(case.stage, None)
     if table is None or case.id is None:
         return []
     ids = [s.id for s in latest_decided_submissions(session, case.id)]
     if not ids:
         return []
-    rows = session.exec(select(table).where(col(table.submission_id).in_(ids), col(table.value).is_not(None))).all()
-    found: dict[MetricKey, tuple[str, bool]] = {}
+    rows = session.exec(
+        select(table).where(col(table.submission_id).in_(ids), col(table.value).is_not(None)).order_by(col(table.id))
+    ).all()
+    units: dict[MetricKey, str] = {}
+    stored_criteria: list[MetricKey] = []
     for r in rows:
         if r.metric in _NOT_COMPARABLE:
             continue
         key = MetricKey(getattr(r, "structure", None), r.metric)
-        judged = bool(r.parameters.get("criteria")) or found.get(key, ("", False))[1]
-        found[key] = (r.unit, judged)
-    order = sorted(found, key=lambda k: (not found[k][1], k.structure or "", k.metric))
-    return [(k, found[k][0]) for k in order]
+        units.setdefault(key, r.unit)
+        if r.parameters.get("criteria") and key not in stored_criteria:
+            stored_criteria.append(key)
+    first = [k for k in dict.fromkeys([*judged, *stored_criteria]) if k in units]
+    rest = sorted(units.keys() - set(first), key=lambda k: (k.structure or "", k.metric))
+    return [(k, units[k]) for k in [*first, *rest]]
 
 
 def national_distribution(session: Session, case: BenchmarkCase, key: MetricKey) -> NationalDistribution:

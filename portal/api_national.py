@@ -14,6 +14,7 @@ Without ``metric`` the answer lists the case's metrics.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -31,7 +32,7 @@ from models.national import (
 )
 from models.tables import BenchmarkCase, User
 from portal.deps import CurrentUser, SessionDep
-from portal.reporting.national import Levels, national_levels
+from portal.reporting.national import Levels, judged_metrics, national_levels
 
 router = APIRouter(tags=["national"])
 
@@ -46,9 +47,16 @@ def case_or_404(session: Session, text: str) -> BenchmarkCase:
     return case
 
 
-def metric_or_404(session: Session, case: BenchmarkCase, text: str) -> tuple[MetricKey, list[tuple[MetricKey, str]]]:
+def case_metrics(session: Session, case: BenchmarkCase, *, data_dir: Path) -> list[tuple[MetricKey, str]]:
+    """The case's metrics with values, with their units, those a protocol criterion judges first."""
+    return available_metrics(session, case, judged=judged_metrics(case, data_dir=data_dir))
+
+
+def metric_or_404(
+    session: Session, case: BenchmarkCase, text: str, *, data_dir: Path
+) -> tuple[MetricKey, list[tuple[MetricKey, str]]]:
     """The metric ``text`` of ``case`` and every metric the case has; 404 listing them when it has no such one."""
-    metrics = available_metrics(session, case)
+    metrics = case_metrics(session, case, data_dir=data_dir)
     key = MetricKey.parse(text)
     if key not in {k for k, _ in metrics}:
         known = ", ".join(k.id for k, _ in metrics) or "none yet (no decided submission)"
@@ -107,16 +115,19 @@ def national(
 ) -> dict[str, Any]:
     """Every centre's value of ``metric`` for ``case`` with its percentile (centres: anonymised, see the module)."""
     found = case_or_404(session, case)
+    data_dir = Path(request.app.state.settings.data_dir)
     label = f"{found.case_code}@{found.version}"
     if metric is None:
         return {
             "case": label,
             "stage": found.stage.value,
-            "metrics": [{"id": k.id, "label": k.label, "unit": u} for k, u in available_metrics(session, found)],
+            "metrics": [
+                {"id": k.id, "label": k.label, "unit": u} for k, u in case_metrics(session, found, data_dir=data_dir)
+            ],
         }
-    key, _ = metric_or_404(session, found, metric)
+    key, _ = metric_or_404(session, found, metric, data_dir=data_dir)
     dist = national_distribution(session, found, key)
-    levels = national_levels(session, found, key, data_dir=request.app.state.settings.data_dir)
+    levels = national_levels(session, found, key, data_dir=data_dir)
     base = {
         "case": label,
         "stage": found.stage.value,

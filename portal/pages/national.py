@@ -8,6 +8,7 @@ to the case's first metric, saying so.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +17,7 @@ from sqlmodel import col, select
 
 from models.national import MetricKey, available_metrics, national_distribution
 from models.tables import BenchmarkCase, Network
-from portal.api_national import case_or_404, summary
+from portal.api_national import case_metrics, case_or_404, summary
 from portal.deps import SessionDep, StaffOrCommissioner
 from portal.pages import render
 from portal.reporting.national import national_levels, page_figure
@@ -35,8 +36,9 @@ def national_page(
 ) -> Response:
     cases = list(session.exec(select(BenchmarkCase).order_by(BenchmarkCase.case_code, col(BenchmarkCase.id))).all())
     networks = list(session.exec(select(Network).order_by(Network.name)).all())
+    data_dir = Path(request.app.state.settings.data_dir)
     chosen = case_or_404(session, case) if case else next((c for c in cases if available_metrics(session, c)), None)
-    metrics = available_metrics(session, chosen) if chosen is not None else []
+    metrics = case_metrics(session, chosen, data_dir=data_dir) if chosen is not None else []
     note = None
     key = MetricKey.parse(metric) if metric else None
     if key is not None and key not in {k for k, _ in metrics}:
@@ -48,7 +50,7 @@ def national_page(
     context: dict[str, Any] = {}
     if chosen is not None and key is not None:
         dist = national_distribution(session, chosen, key)
-        levels = national_levels(session, chosen, key, data_dir=request.app.state.settings.data_dir)
+        levels = national_levels(session, chosen, key, data_dir=data_dir)
         svg = page_figure(dist, network=network_code, levels=levels)
         context = {
             "dist": dist,

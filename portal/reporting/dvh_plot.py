@@ -18,8 +18,8 @@ def dvh_figure(curves: Sequence[DvhCurve], *, submitted_label: str) -> Figure:
 
     ``submitted_label`` names the centre's curves in the legend (e.g. "submitted plan", "centre's dose").
     """
-    fig = new_figure(7.2, 4.6)
-    ax = fig.add_axes((0.09, 0.11, 0.88, 0.82))
+    fig = new_figure(8.4, 4.6)
+    ax = fig.add_axes((0.08, 0.11, 0.7, 0.82))
     structures = list(dict.fromkeys(c.structure for c in curves))
     colour = {s: SERIES[i % len(SERIES)] for i, s in enumerate(structures)}
     for c in curves:
@@ -34,6 +34,6 @@ def dvh_figure(curves: Sequence[DvhCurve], *, submitted_label: str) -> Figure:
         Line2D([], [], color="black", linestyle="-", label=submitted_label),
         Line2D([], [], color="black", linestyle="--", label="reference"),
     ]
-    ax.legend(handles=handles, loc="upper right", fontsize=8, frameon=True)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     ax.set_title("Dose-volume histograms", fontsize=11)
     return fig

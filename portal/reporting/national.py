@@ -38,6 +38,7 @@ __all__ = [
     "Levels",
     "NationalRow",
     "ReportNational",
+    "judged_metrics",
     "metric_key_of",
     "national_levels",
     "page_figure",
@@ -67,11 +68,8 @@ class NationalRow:
     percentile: float | None
     others: tuple[float, ...]
     levels: Levels | None
-
-    @property
-    def count(self) -> int:
-        """Providers in the distribution, this submission's included."""
-        return len(self.others) + 1
+    count: int
+    """Providers in the distribution, this submission's included (also when the others' values are withheld)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +153,7 @@ def report_national(session: Session, facts: ReportFacts, *, cache_dir: Path | N
                 percentile=dist.percentile_of(float(c.value)) if enough else None,
                 others=tuple(others) if enough else (),
                 levels=Levels(c.per_protocol, c.acceptable, c.direction),
+                count=len(others) + 1,
             )
         )
     if not rows:
@@ -177,6 +176,15 @@ def report_national(session: Session, facts: ReportFacts, *, cache_dir: Path | N
             if old != cached:
                 old.unlink(missing_ok=True)
     return ReportNational(tuple(rows), svg, digest, label)
+
+
+def judged_metrics(case: BenchmarkCase, *, data_dir: Path) -> list[MetricKey]:
+    """The metrics the case's protocol judges outlining by, in the protocol's order (planning and dosimetry results
+    store their criteria)."""
+    if case.stage is not QAStage.OUTLINING_BENCHMARK:
+        return []
+    protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir)
+    return list(dict.fromkeys(MetricKey(c.structure, c.metric) for c in protocol.outlining_criteria()))
 
 
 def national_levels(session: Session, case: BenchmarkCase, key: MetricKey, *, data_dir: Path) -> Levels | None:

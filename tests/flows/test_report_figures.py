@@ -3,6 +3,8 @@ uniformly scaled dose (gamma = difference / criterion everywhere), and contours 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,9 @@ from qa_checks.geometry import DoseGrid, ImageVolume
 from qa_checks.structures import CLOSED_PLANAR, Contour, Structure
 
 
-def _box(name: str, x: tuple[float, float], y: tuple[float, float], planes: np.ndarray, *, kind: str = "PTV") -> Structure:
+def _box(
+    name: str, x: tuple[float, float], y: tuple[float, float], planes: np.ndarray, *, kind: str = "PTV"
+) -> Structure:
     contours = tuple(
         Contour(np.array([[x[0], y[0], z], [x[1], y[0], z], [x[1], y[1], z], [x[0], y[1], z]]), CLOSED_PLANAR)
         for z in planes
@@ -62,23 +66,24 @@ class TestDvhCurve:
             dvh_curve(_grid(1.0), np.zeros(_grid(1.0).shape, dtype=bool), structure="X", source="submitted")
 
 
-class TestGammaSlice:
-    PARAMETERS = {  # as the scorer stores them
-        "dose_percent": 3.0,
-        "distance_mm": 2.0,
-        "normalisation": "global",
-        "normalisation_gy": 50.0,
-        "lower_cutoff_percent": 10.0,
-        "search_step_mm": 0.2,
-        "max_search_distance_mm": 4.0,
-        "max_gamma": None,
-    }
+STORED_GAMMA: dict[str, Any] = {  # as the scorer stores them
+    "dose_percent": 3.0,
+    "distance_mm": 2.0,
+    "normalisation": "global",
+    "normalisation_gy": 50.0,
+    "lower_cutoff_percent": 10.0,
+    "search_step_mm": 0.2,
+    "max_search_distance_mm": 4.0,
+    "max_gamma": None,
+}
 
+
+class TestGammaSlice:
     def test_uniform_two_percent_difference_is_two_thirds(self) -> None:
         # Reference 50 Gy everywhere, the centre's 51 Gy: no point nearby is closer in dose, so at 3% of 50 Gy
         # gamma = 1 Gy / 1.5 Gy = 2/3 at every point, and every point passes.
         target = _box("PTV", (-6.0, 6.0), (-6.0, 6.0), np.array([5.0, 7.0, 9.0]))
-        cut = gamma_slice(_grid(50.0), _grid(51.0), dict(self.PARAMETERS), target=target)
+        cut = gamma_slice(_grid(50.0), _grid(51.0), dict(STORED_GAMMA), target=target)
         np.testing.assert_allclose(cut.gamma, 2.0 / 3.0, rtol=1e-6)
         assert cut.pass_rate_percent == 100.0 and cut.points == _grid(50.0).values_gy.size
         assert cut.z_mm == 7.0 and cut.slice_index == 11  # the target's centroid plane
@@ -91,7 +96,7 @@ class TestGammaSlice:
         grid = _grid(10.0)
         values = grid.values_gy.copy()
         values[4, 10, 10] = 20.0
-        cut = gamma_slice(_grid(values), _grid(values), {**self.PARAMETERS, "normalisation_gy": 20.0}, target=None)
+        cut = gamma_slice(_grid(values), _grid(values), {**STORED_GAMMA, "normalisation_gy": 20.0}, target=None)
         assert cut.slice_index == 4 and cut.target is None and cut.target_paths == ()
         assert np.nanmax(cut.gamma) == 0.0
 
@@ -109,7 +114,9 @@ class TestContourSlice:
         assert len(cut.reference) == 1 and len(cut.submitted) == 1
         np.testing.assert_array_equal(cut.submitted[0][:, 0], [-6, 14, 14, -6])
         assert cut.ct_hu.shape == (y.size, x.size) and float(cut.ct_hu[0, 0]) == -800.0
-        assert cut.window is not None and cut.window.x_min_mm == pytest.approx(2.0 - 30.0)  # x -10..14: centre 2, 60 mm wide
+        assert cut.window is not None and cut.window.x_min_mm == pytest.approx(
+            2.0 - 30.0
+        )  # x -10..14: centre 2, 60 mm wide
         assert contour_slice(reference, None, ct, structure="GTV", submitted_name=None).submitted == ()  # type: ignore[union-attr]
 
     def test_reference_off_the_ct_gives_none(self) -> None:

@@ -19,7 +19,16 @@ from models.national import (
     percentile_rank,
     quartiles,
 )
-from models.tables import BenchmarkCase, DoseResult, Outcome, PlanResult, Provider, StructureResult, Submission, Technique
+from models.tables import (
+    BenchmarkCase,
+    DoseResult,
+    Outcome,
+    PlanResult,
+    Provider,
+    StructureResult,
+    Submission,
+    Technique,
+)
 
 
 class TestPercentileRank:
@@ -67,13 +76,25 @@ class TestMetricKey:
     def test_round_trip(self, text: str, key: MetricKey) -> None:
         assert MetricKey.parse(text) == key and key.id == text
 
+    @pytest.mark.parametrize(
+        ("key", "label"),
+        [(MetricKey("GTV", "hd95_mm"), "GTV hd95"), (MetricKey(None, "gamma_pass_rate_percent"), "gamma pass rate"),
+         (MetricKey("Lungs", "V20Gy%"), "Lungs V20Gy%"), (MetricKey("PTV", "_mm"), "PTV  mm")],
+    )  # fmt: skip
+    def test_label_leaves_the_unit_suffix_out(self, key: MetricKey, label: str) -> None:
+        assert key.label == label
+
 
 class _Cases:
     def __init__(self, session: Session) -> None:
         self.session = session
         lung = session.exec(select(Technique).where(Technique.code == "sabr_lung")).one()
         self.cases = {}
-        for stage in (QAStage.OUTLINING_BENCHMARK, QAStage.PLANNING_BENCHMARK, QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK):
+        for stage in (
+            QAStage.OUTLINING_BENCHMARK,
+            QAStage.PLANNING_BENCHMARK,
+            QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK,
+        ):
             case = BenchmarkCase(case_code=f"c-{stage.value}", version="1", title="t", technique_id=lung.id or 0,
                                  stage=stage, protocol_id="p", protocol_version="1", reference_sha256="0" * 64,
                                  reference_path="/x")  # fmt: skip
@@ -141,7 +162,12 @@ class TestDistribution:
         s.add(DoseResult(submission_id=dose.id or 0, metric="gamma_histogram", value=100.0, unit="1"))
         s.add(DoseResult(submission_id=dose.id or 0, metric="gamma_pass_rate_percent", value=97.0, unit="%"))
         s.flush()
-        assert [k.id for k, _ in available_metrics(s, cases.cases[QAStage.PLANNING_BENCHMARK])] == ["PTV:R50%", "PTV:GI"]
+        planning = cases.cases[QAStage.PLANNING_BENCHMARK]
+        assert [k.id for k, _ in available_metrics(s, planning)] == ["PTV:R50%", "PTV:GI"]
+        assert [k.id for k, _ in available_metrics(s, planning, judged=[MetricKey("PTV", "GI")])] == [
+            "PTV:GI",
+            "PTV:R50%",
+        ]
         dose_metrics = available_metrics(s, cases.cases[QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK])
         assert dose_metrics == [(MetricKey(None, "gamma_pass_rate_percent"), "%")]
         dist = national_distribution(s, cases.cases[QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK], dose_metrics[0][0])

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from scipy.stats import percentileofscore
 from sqlmodel import Session, select
 
+from benchmarks.protocols import load_protocol
 from models.tables import Provider
 from tests.portal.conftest import OTHER, OWN
 from tests.portal.reports.conftest import bearer
@@ -52,6 +53,8 @@ class TestApiForStaff:
         listing = client.get(URL, params={"case": OUTLINING}, headers=staff).json()
         ids = [m["id"] for m in listing["metrics"]]
         assert "PTV:dice" in ids and "SpinalCord:hd95_mm" in ids
+        judged = [f"{c.structure}:{c.metric}" for c in load_protocol("uk-lung-sabr").outlining_criteria()]
+        assert ids[: len(judged)] == judged  # the protocol's criteria first, in its order
         tps = client.get(URL, params={"case": TPS}, headers=staff).json()["metrics"]
         assert tps[0]["id"] == "gamma_pass_rate_percent"  # the judged metric first
         assert "gamma_histogram" not in {m["id"] for m in tps}

@@ -19,10 +19,11 @@ from PIL import Image
 from scipy.stats import percentileofscore
 from sqlmodel import Session, select
 
-from models.tables import DoseResult, Provider, StructureResult
+from models.enums import SubmissionStatus
+from models.tables import DoseResult, Provider, StructureResult, Submission
 from tests.portal.conftest import OWN
 from tests.portal.reports.conftest import bearer
-from tests.portal.reports.world import ReportWorld
+from tests.portal.reports.world import SCALES, ReportWorld
 
 pytestmark = pytest.mark.slow  # builds three cases and runs six submissions through the flow (about 20 s)
 
@@ -112,6 +113,23 @@ class TestReportPerStage:
         assert "(3004,000A)" in html and "BEAM" in html and "<img" not in html
         pdf = client.get(f"/submissions/{sid}/report.pdf", headers=bearer(world, "centre")).content
         assert pdf.startswith(b"%PDF-") and _pages(pdf) == 1
+
+    def test_undecided_says_so(self, client: TestClient, world: ReportWorld) -> None:
+        with Session(world.engine) as session:
+            decided = session.get(Submission, world.ids["outlining"])
+            assert decided is not None
+            waiting = Submission(provider_id=decided.provider_id, case_id=decided.case_id, attempt=9,
+                                 content_sha256="9" * 64, status=SubmissionStatus.VALIDATED,
+                                 storage_path=decided.storage_path, submitted_by="tests")  # fmt: skip
+            session.add(waiting)
+            session.commit()
+            sid = waiting.id
+        html = client.get(f"/submissions/{sid}/report", headers=bearer(world, "centre")).text
+        assert set(re.findall(r'<section id="([a-z]+)"', html)) == {"pending"} and "<img" not in html
+        assert 'class="status validated"' in html
+        pdf = client.get(f"/submissions/{sid}/report.pdf", headers=bearer(world, "centre")).content
+        assert _pages(pdf) == 1
+        assert not (Path(world.settings.data_dir) / "reports" / str(sid)).exists()  # nothing drawn or cached
 
 
 def _pages(pdf: bytes) -> int:
@@ -216,8 +234,8 @@ class TestCentreIsolation:
             }
         own = dice[sid]
         assert own is not None
-        # Others: leeds' own submission and three copies of the centre's, scaled 0.9, 0.95 and 1.05.
-        values = [dice[world.ids["leeds"]], own * 0.9, own * 0.95, own * 1.05, own]
+        # Others: leeds' own submission and three copies of the centre's, scaled.
+        values = [dice[world.ids["leeds"]], *(own * scale for scale in SCALES), own]
         expected = percentileofscore(values, own, kind="mean")
         row = re.search(r"<td>PTV dice</td><td class=\"num\">[^<]+</td>\s*<td class=\"num\">(\d+)</td>", national)
         assert row and int(row.group(1)) == round(expected)
@@ -226,6 +244,7 @@ class TestCentreIsolation:
         html = client.get(f"/submissions/{world.ids['dosimetry']}/report", headers=bearer(world, "centre")).text
         national = html[html.index('<section id="national">') :]
         assert "too few centres yet" in national
+        assert re.search(r'too few centres yet</span></td>\s*<td class="num">3</td>', national)  # the count is shown
         svg = _svg(next(u for u in _images(html) if u.startswith("data:")))
         assert "fewer than 3 other centres" in svg
 

@@ -54,10 +54,11 @@ PEERS = {
     "planning": ("the-royal-marsden", "barts-health", "guys-and-st-thomas"),
     "dosimetry": ("the-royal-marsden", "barts-health"),
 }
-"""Providers given copies of the-christie's results, per stage; their values are the-christie's times 0.9, 0.95,
-1.05 (in that order)."""
+"""Providers given copies of the-christie's results, per stage; their values are the-christie's times
+:data:`SCALES` (in that order)."""
 
-SCALES = (0.9, 0.95, 1.05)
+SCALES = (0.9, 0.95, 0.98)
+"""Below 1, so that a Dice of 1 stays at most 1."""
 
 
 @dataclass
