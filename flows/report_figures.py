@@ -27,10 +27,13 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pydicom
+from pydicom.errors import InvalidDicomError
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import RTDOSE_NAME, RTSTRUCT_NAME, reference_files
 from benchmarks.protocols import GAMMA_METRIC
+from flows._store import submission_files
 from flows.protocol_store import resolve_protocol
 from flows.steps import load_submission_and_case
 from models.enums import QAStage
@@ -251,10 +254,31 @@ def _reference(case_path: str, *names: str) -> LoadedSubmission:
     return load_submission(files)
 
 
+def _submitted_without_ct(storage: str, *, sum_beams: bool) -> tuple[LoadedSubmission, float | None]:
+    """The stored submission's RT objects, read without its CT series (the reference CT is the same one, and its
+    pixels are the slow part), and the CT's slice spacing (mm) from the slices' headers alone."""
+    rt_files: list[Path] = []
+    z_mm: list[float] = []
+    for path in submission_files(Path(storage)):
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality", "ImagePositionPatient"])
+        except InvalidDicomError:
+            continue  # not read by the scorer either
+        if str(header.get("Modality", "")).upper() == "CT":
+            position = header.get("ImagePositionPatient")
+            if position is not None and len(position) == 3:
+                z_mm.append(float(position[2]))
+        else:
+            rt_files.append(path)
+    planes = np.unique(np.round(z_mm, 4))
+    spacing = float(np.median(np.diff(planes))) if planes.size > 1 else None
+    return load_submission(rt_files, sum_beams=sum_beams), spacing
+
+
 def _outlining(session: Session, submission_id: int, storage: str, case_path: str, out: dict[str, Any]) -> None:
     timings = out["timings_s"]
     reference = _timed(timings, "read reference", lambda: _reference(case_path))
-    submitted = _timed(timings, "read submission", lambda: load_submission(storage))
+    submitted, _ = _timed(timings, "read submission", lambda: _submitted_without_ct(storage, sum_beams=False))
     assert reference.structure_set is not None and reference.ct is not None
     rows = session.exec(
         select(StructureResult).where(StructureResult.submission_id == submission_id).order_by(col(StructureResult.id))
@@ -309,7 +333,7 @@ def _union(structure_set: StructureSet | None, names: list[str], dose: DoseGrid)
 def _planning(session: Session, submission_id: int, storage: str, case_path: str, out: dict[str, Any]) -> None:
     timings = out["timings_s"]
     reference = _timed(timings, "read reference", lambda: _reference(case_path, RTSTRUCT_NAME, RTDOSE_NAME))
-    submitted = _timed(timings, "read submission", lambda: load_submission(storage, sum_beams=True))
+    submitted, thickness = _timed(timings, "read submission", lambda: _submitted_without_ct(storage, sum_beams=True))
     assert submitted.dose is not None and reference.dose is not None
     rows = session.exec(
         select(PlanResult).where(PlanResult.submission_id == submission_id).order_by(col(PlanResult.id))
@@ -328,7 +352,6 @@ def _planning(session: Session, submission_id: int, storage: str, case_path: str
             sub_region = ss.get(str(sub_name)) if ss is not None and sub_name else None
             ref_region = reference.structure_set.get(name) if reference.structure_set is not None else None
         pairs.append((name, sub_region, ref_region))
-    thickness = float(submitted.ct.spacing_mm[0]) if submitted.ct is not None else None
     curves, problems = _timed(timings, "dvh", lambda: _curves(pairs, submitted.dose, reference.dose, thickness))
     out.update(dvhs=tuple(curves), problems=tuple(problems))
 
@@ -338,7 +361,7 @@ def _dosimetry(
 ) -> None:
     timings = out["timings_s"]
     reference = _timed(timings, "read reference", lambda: _reference(case.reference_path, RTSTRUCT_NAME, RTDOSE_NAME))
-    submitted = _timed(timings, "read submission", lambda: load_submission(storage, sum_beams=True))
+    submitted, _ = _timed(timings, "read submission", lambda: _submitted_without_ct(storage, sum_beams=True))
     assert submitted.dose is not None and reference.dose is not None
     protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir)
     ss = reference.structure_set

@@ -11,7 +11,7 @@ import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import matplotlib.image as mpimg
 from matplotlib.backends.backend_pdf import PdfPages
@@ -19,12 +19,16 @@ from matplotlib.figure import Figure
 
 from portal.reporting.build import Report
 from portal.reporting.national_plot import strip_figure
+from portal.reporting.style import png_bytes
 
 __all__ = ["cached_report_pdf", "report_pdf"]
 
 A4_IN: Final = (8.27, 11.69)
 MARGIN: Final = 0.07
 """Page margin, as a fraction of the page's width and height."""
+
+PDF_DPI: Final = 150
+"""Resolution at which the national strip is drawn for the PDF."""
 
 
 def _save(pdf: PdfPages, fig: Figure) -> None:
@@ -131,17 +135,28 @@ def _summary(pages: _TextPages, report: Report) -> None:
             pages.paragraph(note, indent="- ")
 
 
+def _image_page(pdf: PdfPages, image: Any, caption: str) -> None:
+    """One A4 page: ``image`` (an RGB(A) array) as wide as the page allows, from the top, the caption below it."""
+    height_px, width_px = image.shape[:2]
+    width_in = A4_IN[0] * (1 - 2 * MARGIN)
+    height_in = width_in * height_px / width_px
+    room_in = A4_IN[1] * (1 - 2 * MARGIN) - 0.8  # keep room for the caption
+    if height_in > room_in:
+        width_in, height_in = width_in * room_in / height_in, room_in
+    fig = Figure(figsize=A4_IN)
+    top = 1 - MARGIN
+    ax = fig.add_axes((MARGIN, top - height_in / A4_IN[1], width_in / A4_IN[0], height_in / A4_IN[1]))
+    ax.imshow(image)
+    ax.axis("off")
+    fig.text(MARGIN, top - height_in / A4_IN[1] - 0.01, "\n".join(textwrap.wrap(caption, 110)), fontsize=8, va="top")
+    _save(pdf, fig)
+
+
 def _image_pages(pdf: PdfPages, report: Report, folder: Path) -> None:
     """The cached figures, one per page, contour overlays four to a page."""
-    single = [r for r in report.figures if r.section != "contours"]
+    for ref in (r for r in report.figures if r.section != "contours"):
+        _image_page(pdf, mpimg.imread(folder / ref.file), ref.caption)
     grouped = report.section("contours")
-    for ref in single:
-        fig = Figure(figsize=A4_IN)
-        ax = fig.add_axes((MARGIN, 0.3, 1 - 2 * MARGIN, 0.62))
-        ax.imshow(mpimg.imread(folder / ref.file))
-        ax.axis("off")
-        fig.text(MARGIN, 0.28, "\n".join(textwrap.wrap(ref.caption, 110)), fontsize=8, va="top")
-        _save(pdf, fig)
     for start in range(0, len(grouped), 4):
         fig = Figure(figsize=A4_IN)
         for i, ref in enumerate(grouped[start : start + 4]):
@@ -152,6 +167,24 @@ def _image_pages(pdf: PdfPages, report: Report, folder: Path) -> None:
             ax.axis("off")
             fig.text(left, bottom - 0.005, "\n".join(textwrap.wrap(ref.caption, 55)), fontsize=6.5, va="top")
         _save(pdf, fig)
+
+
+NATIONAL_ROWS_PER_PAGE: Final = 8
+
+
+def _national_pages(pdf: PdfPages, report: Report) -> None:
+    """The national strip, :data:`NATIONAL_ROWS_PER_PAGE` metrics a page."""
+    assert report.national is not None
+    rows = report.national.strip_rows()
+    title = f"{report.facts.case_label}: this submission among every centre"
+    caption = (
+        "Box: quartiles of every centre's value; grey dots: other centres (unnamed); red: this submission; dashed "
+        "lines: the protocol's levels. Percentile: the share of centres below this value, counting ties as half."
+    )
+    for start in range(0, len(rows), NATIONAL_ROWS_PER_PAGE):
+        fig = strip_figure(rows[start : start + NATIONAL_ROWS_PER_PAGE], title=title)
+        image = mpimg.imread(io.BytesIO(png_bytes(fig, dpi=PDF_DPI)), format="png")
+        _image_page(pdf, image, caption)
 
 
 def report_pdf(report: Report) -> bytes:
@@ -170,12 +203,7 @@ def report_pdf(report: Report) -> bytes:
         if report.folder is not None and f.rejection_reason is None:
             _image_pages(pdf, report, report.folder)
         if report.national is not None:
-            fig = strip_figure(
-                report.national.strip_rows(), title=f"{f.case_label}: this submission among every centre"
-            )
-            if fig.get_figheight() > A4_IN[1] - 1:
-                fig.set_figheight(A4_IN[1] - 1)
-            _save(pdf, fig)
+            _national_pages(pdf, report)
     return buffer.getvalue()
 
 

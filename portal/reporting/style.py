@@ -37,10 +37,10 @@ def new_figure(width_in: float, height_in: float) -> Figure:
     return fig
 
 
-def png_bytes(fig: Figure) -> bytes:
+def png_bytes(fig: Figure, *, dpi: int = PNG_DPI) -> bytes:
     """The figure as PNG (no timestamp in it, so the same figure gives the same bytes)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
 
 

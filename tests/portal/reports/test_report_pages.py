@@ -137,16 +137,19 @@ def _pages(pdf: bytes) -> int:
 
 
 class TestPdf:
-    @pytest.mark.parametrize(("stage", "pages"), [("outlining", 4), ("planning", 3), ("dosimetry", 5)])
+    # A4 pages: the summary; each figure (contour overlays four a page); the national strip, eight metrics a page.
+    # Outlining: 1 + 2 (7 contours) + 1 (7 metrics); planning: 1 + 1 (DVH) + 2 (10 metrics); TPS check: 1 + 3 + 1.
+    @pytest.mark.parametrize(("stage", "pages"), [("outlining", 4), ("planning", 4), ("dosimetry", 5)])
     def test_valid_pdf_with_a_page_per_figure(
         self, client: TestClient, world: ReportWorld, stage: str, pages: int
     ) -> None:
-        # summary page; figures one a page (contours four a page); the national strip
         r = client.get(f"/submissions/{world.ids[stage]}/report.pdf", headers=bearer(world, "centre"))
         assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
         assert r.content.startswith(b"%PDF-1.") and r.content.rstrip().endswith(b"%%EOF")
         assert _pages(r.content) == pages
         assert int(re.search(rb"/Count (\d+)", r.content).group(1)) == pages  # type: ignore[union-attr]
+        sizes = set(re.findall(rb"/MediaBox \[\s*0 0 ([0-9.]+) ([0-9.]+)\s*\]", r.content))
+        assert sizes == {(b"595.44", b"841.68")}  # every page A4 (8.27 x 11.69 in)
 
 
 class TestPolicy:
