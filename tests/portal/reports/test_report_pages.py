@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,6 +205,45 @@ class TestCache:
         assert second != first and "plan reviewed with the centre" in html and "justified variation" in html
         assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == [second.split("/")[-2]]
         assert client.get(first, headers=staff).status_code == 404  # the old version is gone
+
+
+class TestDrawingBlocksNothingElse:
+    def test_other_requests_answer_while_a_report_draws(
+        self, client: TestClient, world: ReportWorld, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import portal.reporting.build as build
+
+        sid = world.ids["dosimetry"]
+        shutil.rmtree(Path(world.settings.data_dir) / "reports" / str(sid), ignore_errors=True)
+        release, started = threading.Event(), threading.Event()
+        calls: list[int] = []
+        original = build.figure_data
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            started.set()
+            assert release.wait(60)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(build, "figure_data", slow)
+        headers = bearer(world, "centre")
+        results: list[int] = []
+        readers = [
+            threading.Thread(
+                target=lambda: results.append(client.get(f"/submissions/{sid}/report", headers=headers).status_code)
+            )
+            for _ in range(2)
+        ]
+        for t in readers:
+            t.start()
+        assert started.wait(60)
+        # While the report is being drawn: the service answers, and another report is served.
+        assert client.get("/health").status_code == 200
+        assert client.get(f"/submissions/{world.ids['planning']}/report", headers=headers).status_code == 200
+        release.set()
+        for t in readers:
+            t.join(120)
+        assert results == [200, 200] and len(calls) == 1  # drawn once for both readers
 
 
 class TestCentreIsolation:
