@@ -38,6 +38,7 @@ from portal.api_audit import router as audit_router
 from portal.api_cases import router as cases_router
 from portal.api_centre import router as centre_router
 from portal.api_commissioning import router as commissioning_router
+from portal.api_national import router as national_router
 from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(review_router)
     app.include_router(audit_router)
     app.include_router(users_router)
+    app.include_router(national_router)
     app.middleware("http")(refuse_oversized_uploads)
     install_pages(app)
 

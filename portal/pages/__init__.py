@@ -123,6 +123,8 @@ def install_pages(app: FastAPI) -> None:
         staff_users,
         submissions,
     )
+    from portal.pages import national as national_pages
+    from portal.pages import report as report_pages
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(StarletteHTTPException, _page_errors)  # type: ignore[arg-type]
@@ -146,3 +148,5 @@ def install_pages(app: FastAPI) -> None:
     app.include_router(staff_review.router)
     app.include_router(staff_audit.router)
     app.include_router(staff_users.router)
+    app.include_router(report_pages.router)
+    app.include_router(national_pages.router)
