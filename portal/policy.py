@@ -74,6 +74,12 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("GET", "/trials/{trial_code}"): Access.STAFF_OR_COMMISSIONER,
     ("GET", "/expiring"): Access.STAFF_OR_COMMISSIONER,
     ("GET", "/providers/{provider_code}"): Access.STAFF_OR_COMMISSIONER,
+    # reports and the national view
+    ("GET", "/submissions/{submission_id}/report"): Access.OWN_PROVIDER,
+    ("GET", "/submissions/{submission_id}/report.pdf"): Access.OWN_PROVIDER,
+    ("GET", "/submissions/{submission_id}/report/figures/{key}/{name}"): Access.OWN_PROVIDER,
+    ("GET", "/national"): Access.STAFF_OR_COMMISSIONER,
+    ("GET", "/api/v1/national"): Access.SIGNED_IN,
     # QA staff: review, queue, audit, users and tokens
     ("GET", "/staff/queue"): Access.STAFF,
     ("GET", "/submissions/{submission_id}/review"): Access.STAFF,
