@@ -21,6 +21,7 @@ from portal.cli_admin import (
     tokens_app,
     users_app,
 )
+from portal.cli_dicom import dicom_app
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(submissions_app, name="submissions")
 app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(dicom_app, name="dicom")
 
 console = Console(width=None if sys.stdout.isatty() else 180)
 """Wide enough for the credential table when output goes to a file or a pipe."""
