@@ -22,7 +22,7 @@ from benchmarks.cases import reference_files
 from models.enums import QAStage
 from models.tables import BenchmarkCase
 
-__all__ = ["CaseIndex", "CaseMatchError", "CaseReference", "ReferenceSlice", "read_case_reference"]
+__all__ = ["CaseIndex", "CaseMatchError", "CaseReference", "ReferenceSlice", "case_reference", "read_case_reference"]
 
 _log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ _cache: dict[tuple[str, str], CaseReference] = {}
 _cache_lock = threading.Lock()
 
 
-def _cached_reference(case: BenchmarkCase) -> CaseReference | None:
+def case_reference(case: BenchmarkCase) -> CaseReference | None:
     """:func:`read_case_reference`, once per reference folder and content hash in this process; None (logged)
     when the reference files cannot be read."""
     key = (case.reference_path, case.reference_sha256)
@@ -153,16 +153,19 @@ class CaseIndex:
     def load(cls, session: Session) -> CaseIndex:
         """Every registered case whose reference files can be read."""
         cases = session.exec(select(BenchmarkCase).order_by(col(BenchmarkCase.id))).all()
-        return cls(ref for ref in (_cached_reference(c) for c in cases) if ref is not None)
+        return cls(ref for ref in (case_reference(c) for c in cases) if ref is not None)
 
     def candidates(
         self, *, frame_of_reference_uids: Iterable[str] = (), ct_series_uids: Iterable[str] = ()
     ) -> list[CaseReference]:
-        """Cases with any of these frames of reference or CT series, by case code then newest version first."""
+        """Cases with any of these frames of reference, by case code then newest version first; only when no frame of
+        reference is given, the cases with any of these CT series (the frame of reference decides: an object drawn
+        on another frame of reference is not the case's, whatever series it names)."""
         found: dict[int, CaseReference] = {}
-        for uid in frame_of_reference_uids:
+        frames = list(frame_of_reference_uids)
+        for uid in frames:
             found.update((r.case_id, r) for r in self._by_frame.get(uid, []))
-        for uid in ct_series_uids:
+        for uid in [] if frames else ct_series_uids:
             found.update((r.case_id, r) for r in self._by_series.get(uid, []))
         return sorted(found.values(), key=lambda r: (r.case_code, -r.created_at.timestamp(), -r.case_id))
 
@@ -176,7 +179,7 @@ class CaseIndex:
         found = self.candidates(frame_of_reference_uids=frames, ct_series_uids=series)
         if not found:
             named = [f"(0020,0052) FrameOfReferenceUID {u}" for u in frames]
-            named += [f"CT (0020,000E) SeriesInstanceUID {u}" for u in series]
+            named += [f"CT (0020,000E) SeriesInstanceUID {u}" for u in ([] if frames else series)]
             if not named:
                 raise CaseMatchError(
                     "the objects carry no (0020,0052) FrameOfReferenceUID naming a benchmark case; send the "

@@ -24,7 +24,7 @@ __all__ = [
     "ACCEPTED_SOP_CLASSES",
     "COMMENT_MAX_CHARS",
     "InstanceHeader",
-    "InstanceRefused",
+    "InstanceRefusedError",
     "PushStatus",
     "check_against_case",
     "check_sop_class",
@@ -41,6 +41,8 @@ class PushStatus(IntEnum):
     SUCCESS = 0x0000
     SOP_CLASS_NOT_SUPPORTED = 0x0122
     """Refused: only CT Image, RT Structure Set, RT Plan and RT Dose storage are taken."""
+    PROCESSING_FAILURE = 0x0110
+    """Error: the objects could not be stored as a submission (e.g. the case is no longer registered)."""
     NOT_AUTHORISED = 0x0124
     """Refused: the calling AE title is no longer registered to a provider."""
     OUT_OF_RESOURCES = 0xA700
@@ -75,7 +77,7 @@ COMMENT_MAX_CHARS = 64
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
-class InstanceRefused(Exception):
+class InstanceRefusedError(Exception):
     """An instance is refused: ``status`` for the sender, ``reason`` in words, ``comment`` (at most 64 characters)
     for the C-STORE response's (0000,0902) *ErrorComment*."""
 
@@ -118,12 +120,12 @@ def check_sop_class(sop_class_uid: str) -> str:
     """The modality of an accepted SOP class.
 
     Raises:
-        InstanceRefused: :attr:`PushStatus.SOP_CLASS_NOT_SUPPORTED`.
+        InstanceRefusedError: :attr:`PushStatus.SOP_CLASS_NOT_SUPPORTED`.
     """
     modality = ACCEPTED_SOP_CLASSES.get(sop_class_uid)
     if modality is None:
         name = pydicom.uid.UID(sop_class_uid).name if sop_class_uid else "no SOP class"
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.SOP_CLASS_NOT_SUPPORTED,
             f"{name} ({sop_class_uid}) is not taken; send only CT images, the RT Structure Set, RT Plan and RT Dose",
             comment="only CT, RTSTRUCT, RTPLAN and RTDOSE storage are taken",
@@ -147,7 +149,7 @@ def read_header(
     ``expected_sop_class`` / ``expected_sop_instance`` are the C-STORE request's (0000,0002) and (0000,1000).
 
     Raises:
-        InstanceRefused: SOP class not taken (0x0122), undecodable (0xC000), or an attribute contradicting the
+        InstanceRefusedError: SOP class not taken (0x0122), undecodable (0xC000), or an attribute contradicting the
             request or missing (0xA900).
     """
     if expected_sop_class is not None:
@@ -171,22 +173,22 @@ def read_header(
         header_rest = (_text(ds, "SeriesInstanceUID"), _text(ds, "PatientID") or "", _text(ds, "DoseSummationType"))
         instance_number = int(number) if number not in (None, "") else None
     except Exception as err:  # pydicom raises many error types on damaged data
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.CANNOT_UNDERSTAND,
             f"the dataset cannot be decoded ({type(err).__name__}: {err}); export the object again",
             comment="the dataset cannot be decoded",
         ) from None
     if sop_class is None:
-        raise InstanceRefused(PushStatus.DOES_NOT_MATCH_SOP_CLASS, "(0008,0016) SOPClassUID is missing")
+        raise InstanceRefusedError(PushStatus.DOES_NOT_MATCH_SOP_CLASS, "(0008,0016) SOPClassUID is missing")
     if expected_sop_class is not None and sop_class != expected_sop_class:
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.DOES_NOT_MATCH_SOP_CLASS,
             f"(0008,0016) SOPClassUID {sop_class} differs from the request's {expected_sop_class}",
             comment="(0008,0016) SOPClassUID differs from the request's",
         )
     expected_modality = check_sop_class(sop_class)
     if modality != expected_modality:
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.DOES_NOT_MATCH_SOP_CLASS,
             f"(0008,0060) Modality {modality or 'missing'!r} does not fit {pydicom.uid.UID(sop_class).name}, which "
             f"needs {expected_modality!r}",
@@ -197,14 +199,14 @@ def read_header(
         ("StudyInstanceUID", "0020,000D", study),
     ):
         if value is None or len(value) > 64 or not _UID.match(value):
-            raise InstanceRefused(
+            raise InstanceRefusedError(
                 PushStatus.DOES_NOT_MATCH_SOP_CLASS,
                 f"({tag}) {keyword} is {'missing' if value is None else f'not a valid UID ({value!r})'}",
                 comment=f"({tag}) {keyword} missing or invalid",
             )
     assert sop_instance is not None and study is not None
     if expected_sop_instance is not None and sop_instance != expected_sop_instance:
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.DOES_NOT_MATCH_SOP_CLASS,
             f"(0008,0018) SOPInstanceUID {sop_instance} differs from the request's {expected_sop_instance}",
             comment="(0008,0018) SOPInstanceUID differs from the request's",
@@ -238,19 +240,19 @@ def check_against_case(
     """Check an instance against the cases its UIDs name (``candidates``) and its study's earlier objects.
 
     Raises:
-        InstanceRefused: no case (0xC100), another patient (0xC101), not a plan dose (0xC102), another frame of
+        InstanceRefusedError: no case (0xC100), another patient (0xC101), not a plan dose (0xC102), another frame of
             reference than the study's (0xC103).
     """
-    if study_frame_of_reference_uid is not None and header.frame_of_reference_uids:
-        if study_frame_of_reference_uid not in header.frame_of_reference_uids:
-            raise InstanceRefused(
-                PushStatus.OTHER_FRAME_OF_REFERENCE,
-                f"{header.describe()}: (0020,0052) FrameOfReferenceUID {', '.join(header.frame_of_reference_uids)} "
-                f"differs from {study_frame_of_reference_uid} of the study's other objects; send one case per study",
-                comment="FrameOfReferenceUID differs from the study's other objects",
-            )
+    frames = header.frame_of_reference_uids
+    if study_frame_of_reference_uid is not None and frames and study_frame_of_reference_uid not in frames:
+        raise InstanceRefusedError(
+            PushStatus.OTHER_FRAME_OF_REFERENCE,
+            f"{header.describe()}: (0020,0052) FrameOfReferenceUID {', '.join(frames)} differs from "
+            f"{study_frame_of_reference_uid} of the study's other objects; send one case per study",
+            comment="FrameOfReferenceUID differs from the study's other objects",
+        )
     if (header.frame_of_reference_uids or header.referenced_ct_series_uids) and not candidates:
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.NO_CASE,
             f"{header.describe()}: (0020,0052) FrameOfReferenceUID {', '.join(header.frame_of_reference_uids)} is "
             "that of no benchmark case; contour and plan on the CT supplied for the case",
@@ -259,14 +261,14 @@ def check_against_case(
     case_patients = {c.patient_id for c in candidates}
     if candidates and None not in case_patients and header.patient_id not in case_patients:
         expected = sorted(p for p in case_patients if p)
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.ANOTHER_PATIENT,
             f"{header.describe()}: (0010,0020) PatientID {header.patient_id!r} is not the case's "
             f"{' or '.join(repr(p) for p in expected)}; send only objects of the benchmark case's patient",
             comment=f"PatientID {_quoted(header.patient_id)} is not the case's {_quoted(expected[0])}",
         )
     if study_patient_id is not None and header.patient_id != study_patient_id:
-        raise InstanceRefused(
+        raise InstanceRefusedError(
             PushStatus.ANOTHER_PATIENT,
             f"{header.describe()}: (0010,0020) PatientID {header.patient_id!r} differs from {study_patient_id!r} of "
             "the study's other objects",
@@ -279,7 +281,7 @@ def check_against_case(
             why = (
                 "one beam's dose; this case's stage takes the plan dose" if summation == "BEAM" else "not the plan dose"
             )
-            raise InstanceRefused(
+            raise InstanceRefusedError(
                 PushStatus.NOT_A_PLAN_DOSE,
                 f"{header.describe()}: (3004,000A) DoseSummationType is {summation or 'missing'!r} ({why}); export the "
                 "plan dose (DoseSummationType PLAN)",

@@ -26,16 +26,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlmodel import Session
 
 from flows._store import engine_for
 from flows.dicom_cases import CaseIndex
-from flows.dicom_instances import InstanceHeader, InstanceRefused, PushStatus
+from flows.dicom_instances import InstanceHeader, InstanceRefusedError, PushStatus
 from flows.dicom_staging import DEFAULT_MIN_FREE_BYTES, STAGING_DIR_NAME, PushReceipt, Staging
 from flows.runner import SubmissionRunner
 from models.dicom_ae import provider_for_ae_title, registered_ae_titles
@@ -77,7 +78,7 @@ class _RegisteredCallersAE(AE):
         super().__init__(ae_title=ae_title)
         self._database_url = database_url
 
-    @property  # type: ignore[override]
+    @property
     def require_calling_aet(self) -> list[str]:
         try:
             with Session(engine_for(self._database_url)) as session:
@@ -171,7 +172,7 @@ class DicomReceiver:
         ae.maximum_associations = self.max_associations
         ae.supported_contexts = AllStoragePresentationContexts
         ae.add_supported_context(Verification)
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_RELEASED, self._on_released),
@@ -248,9 +249,11 @@ class DicomReceiver:
         assoc = self._associations.get(event.assoc)
         if assoc is None or assoc.provider_code is None:
             who = assoc.calling_ae if assoc else "?"
-            return _status(InstanceRefused(PushStatus.NOT_AUTHORISED, f"calling AE title {who!r} is not registered"))
+            return _status(
+                InstanceRefusedError(PushStatus.NOT_AUTHORISED, f"calling AE title {who!r} is not registered")
+            )
         provider = assoc.provider_code
-        request = event.request
+        request = cast(C_STORE, event.request)
 
         def hold(header: InstanceHeader, accepted: bool) -> None:  # under the staging lock
             key = (provider, header.study_uid)
@@ -270,7 +273,7 @@ class DicomReceiver:
                 expected_sop_instance=str(request.AffectedSOPInstanceUID),
                 on_study=hold,
             )
-        except InstanceRefused as refused:
+        except InstanceRefusedError as refused:
             _log.warning("C-STORE from %s refused (0x%04X): %s", assoc.calling_ae, refused.status, refused.reason)
             return _status(refused)
         return int(PushStatus.SUCCESS)
@@ -347,7 +350,7 @@ class DicomReceiver:
         return done
 
 
-def _status(refused: InstanceRefused) -> Dataset:
+def _status(refused: InstanceRefusedError) -> Dataset:
     """A C-STORE response status with its (0000,0902) ErrorComment."""
     status = Dataset()
     status.Status = int(refused.status)

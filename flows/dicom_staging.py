@@ -12,6 +12,7 @@ the upload path; the steps then run as for an upload. Either way the study folde
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -30,7 +31,7 @@ from sqlmodel import Session
 from flows._store import engine_for
 from flows.credentialing import IngestError, store_submission
 from flows.dicom_cases import CaseIndex, CaseMatchError
-from flows.dicom_instances import InstanceHeader, InstanceRefused, PushStatus, check_against_case, read_header
+from flows.dicom_instances import InstanceHeader, InstanceRefusedError, PushStatus, check_against_case, read_header
 from models.audit import record_audit
 from models.settings import Settings
 
@@ -73,11 +74,13 @@ class PushReceipt:
     created: bool = False
     case: str | None = None
     reason: str | None = None
+    status: int | None = None
+    """With ``reason``: the :class:`flows.dicom_instances.PushStatus` that tells the sender why."""
     instances: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     """(SOP Class UID, SOP Instance UID) of every accepted instance."""
 
 
-def _refusal_record(header: InstanceHeader | None, refused: InstanceRefused) -> dict[str, str]:
+def _refusal_record(header: InstanceHeader | None, refused: InstanceRefusedError) -> dict[str, str]:
     return {
         "sop_class_uid": header.sop_class_uid if header else "",
         "sop_instance_uid": header.sop_instance_uid if header else "",
@@ -121,14 +124,14 @@ class Staging:
         could finalise it).
 
         Raises:
-            InstanceRefused: the status and reason; recorded in the study folder when the study is known.
+            InstanceRefusedError: the status and reason; recorded in the study folder when the study is known.
         """
         header = read_header(source, expected_sop_class=expected_sop_class, expected_sop_instance=expected_sop_instance)
         candidates = index.candidates(
             frame_of_reference_uids=header.frame_of_reference_uids,
             ct_series_uids=[
                 *header.referenced_ct_series_uids,
-                *([header.series_uid] if header.modality == "CT" else []),
+                *([header.series_uid] if header.modality == "CT" and header.series_uid else []),
             ],
         )
         folder = self.study_dir(provider_code, header.study_uid)
@@ -146,7 +149,7 @@ class Staging:
                 replaced = target.stat().st_size if target.exists() else 0
                 self._check_resources(folder, size - replaced)
                 self._place(source, target)
-            except InstanceRefused as refused:
+            except InstanceRefusedError as refused:
                 self._record_refusal(folder, header, refused)
                 if on_study is not None:
                     on_study(header, False)
@@ -178,7 +181,7 @@ class Staging:
         tmp.write_text(json.dumps(state), encoding="utf-8")
         os.replace(tmp, folder / _STATE)
 
-    def _record_refusal(self, folder: Path, header: InstanceHeader | None, refused: InstanceRefused) -> None:
+    def _record_refusal(self, folder: Path, header: InstanceHeader | None, refused: InstanceRefusedError) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with (folder / _REFUSED).open("a", encoding="utf-8") as fh:
@@ -194,7 +197,7 @@ class Staging:
     def _check_resources(self, folder: Path, size: int) -> None:
         limit = self.settings.max_upload_bytes
         if self._staged_bytes(folder) + size > limit:
-            raise InstanceRefused(
+            raise InstanceRefusedError(
                 PushStatus.OUT_OF_RESOURCES,
                 f"the study's objects exceed the limit of {limit} bytes (RTQA_MAX_UPLOAD_BYTES); send less or ask the "
                 "QA team",
@@ -203,7 +206,7 @@ class Staging:
         self.root.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(self.root).free
         if free - size < self.min_free_bytes:
-            raise InstanceRefused(
+            raise InstanceRefusedError(
                 PushStatus.OUT_OF_RESOURCES,
                 f"the receiver's disk is nearly full ({free} bytes free); try again later or tell the QA team",
                 comment="the receiver's disk is nearly full",
@@ -226,13 +229,13 @@ class Staging:
             finally:
                 tmp.unlink(missing_ok=True)
         except OSError as err:
-            raise InstanceRefused(
+            raise InstanceRefusedError(
                 PushStatus.OUT_OF_RESOURCES,
                 f"the object cannot be written on the receiver ({err.strerror or err}); try again later",
                 comment="the object cannot be written on the receiver",
             ) from None
 
-    def record_unplaced_refusal(self, provider_code: str, study_uid: str | None, refused: InstanceRefused) -> None:
+    def record_unplaced_refusal(self, provider_code: str, study_uid: str | None, refused: InstanceRefusedError) -> None:
         """Record a refusal of an instance whose header could not be read, when its study is known."""
         if study_uid:
             with self.lock:
@@ -265,10 +268,8 @@ class Staging:
                 self._remove_if_empty(folder.parent)
 
     def _remove_if_empty(self, folder: Path) -> None:
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()
-        except OSError:
-            pass
 
     # --- finalising ---------------------------------------------------------------------------------------------
 
@@ -350,7 +351,9 @@ class Staging:
         )
         actor = ", ".join(state.get("senders", [])) or f"dicom:{provider_code}"
         if not headers:
-            return self._refuse(base, "no object was accepted; see the status of each", actor=actor[:200], via=via)
+            return self._refuse(
+                base, "no object was accepted; see the status of each", PushStatus.NO_CASE, actor=actor[:200], via=via
+            )
         frames = {u for h in headers for u in h.frame_of_reference_uids}
         series = {u for h in headers for u in h.referenced_ct_series_uids}
         series |= {h.series_uid for h in headers if h.modality == "CT" and h.series_uid}
@@ -365,8 +368,10 @@ class Staging:
                 database_url=self.settings.resolved_database_url,
                 data_dir=str(self.settings.data_dir),
             )
-        except (CaseMatchError, IngestError) as err:
-            return self._refuse(base, str(err), actor=actor[:200], via=via)
+        except CaseMatchError as err:
+            return self._refuse(base, str(err), PushStatus.NO_CASE, actor=actor[:200], via=via)
+        except IngestError as err:
+            return self._refuse(base, str(err), PushStatus.PROCESSING_FAILURE, actor=actor[:200], via=via)
         receipt = PushReceipt(
             **{
                 **base.__dict__,
@@ -397,8 +402,8 @@ class Staging:
         )
         return receipt
 
-    def _refuse(self, receipt: PushReceipt, reason: str, *, actor: str, via: str) -> PushReceipt:
-        refused = PushReceipt(**{**receipt.__dict__, "reason": reason})
+    def _refuse(self, receipt: PushReceipt, reason: str, status: PushStatus, *, actor: str, via: str) -> PushReceipt:
+        refused = PushReceipt(**{**receipt.__dict__, "reason": reason, "status": int(status)})
         with Session(engine_for(self.settings.resolved_database_url)) as session:
             record_audit(
                 session,

@@ -33,10 +33,12 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+from portal.api_received import router as received_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
+from portal.dicomweb import router as dicomweb_router
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(submissions_router)
+    app.include_router(received_router)
+    app.include_router(dicomweb_router)
     app.middleware("http")(refuse_oversized_uploads)
 
     @app.get("/health", tags=["meta"])
