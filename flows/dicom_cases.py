@@ -28,7 +28,12 @@ _log = logging.getLogger(__name__)
 
 
 class CaseMatchError(ValueError):
-    """Pushed objects name no registered case, or more than one (the message lists the UIDs or the cases)."""
+    """Pushed objects name no registered case, or more than one (the message lists the UIDs or the cases);
+    ``comment`` says it in at most 64 characters (for a DICOM (0000,0902) *ErrorComment*)."""
+
+    def __init__(self, message: str, *, comment: str) -> None:
+        super().__init__(message)
+        self.comment = comment
 
 
 @dataclass(frozen=True)
@@ -183,16 +188,19 @@ class CaseIndex:
             if not named:
                 raise CaseMatchError(
                     "the objects carry no (0020,0052) FrameOfReferenceUID naming a benchmark case; send the "
-                    "structure set or dose drawn on the CT supplied for the case"
+                    "structure set or dose drawn on the CT supplied for the case",
+                    comment="no FrameOfReferenceUID names a benchmark case",
                 )
             raise CaseMatchError(
                 f"no benchmark case has {' or '.join(named)}; contour and plan on the CT supplied for the case "
-                "(`rtqa cases list` shows the cases)"
+                "(`rtqa cases list` shows the cases)",
+                comment="FrameOfReferenceUID is that of no benchmark case",
             )
         codes = sorted({r.case_code for r in found})
         if len(codes) > 1:
             raise CaseMatchError(
                 f"the objects match several benchmark cases ({', '.join(r.label for r in found)}); "
-                "upload them with the case named (POST /api/v1/submissions) or ask the QA team"
+                "upload them with the case named (POST /api/v1/submissions) or ask the QA team",
+                comment="the objects match several benchmark cases",
             )
         return found[0]

@@ -178,6 +178,12 @@ def read_header(
             f"the dataset cannot be decoded ({type(err).__name__}: {err}); export the object again",
             comment="the dataset cannot be decoded",
         ) from None
+    if sop_class is None and sop_instance is None and not modality:
+        raise InstanceRefusedError(
+            PushStatus.CANNOT_UNDERSTAND,
+            "not a DICOM dataset: no (0008,0016) SOPClassUID, (0008,0018) SOPInstanceUID or (0008,0060) Modality",
+            comment="not a DICOM dataset",
+        )
     if sop_class is None:
         raise InstanceRefusedError(PushStatus.DOES_NOT_MATCH_SOP_CLASS, "(0008,0016) SOPClassUID is missing")
     if expected_sop_class is not None and sop_class != expected_sop_class:

@@ -7,8 +7,8 @@ instance is checked as the C-STORE receiver checks it (:mod:`flows.dicom_instanc
 becomes ONE submission through the upload path (:class:`flows.dicom_staging.Staging`); the remaining steps run
 afterwards as for an upload. The answer is the Store Instances Response Module in DICOM JSON: (0008,1199)
 *ReferencedSOPSequence* for the instances stored, (0008,1198) *FailedSOPSequence* with (0008,1197) *FailureReason*
-(the status codes of :class:`flows.dicom_instances.PushStatus`) and, beyond the standard, an (0000,0902)
-*ErrorComment* in words, and (0008,119A) *OtherFailuresSequence* for parts that are not DICOM. HTTP status: 200 all
+(the status codes of :class:`flows.dicom_instances.PushStatus`) with, as in a C-STORE response, an (0000,0902)
+*ErrorComment* (at most 64 characters; the full reasons are in the submission's ``/received``), and (0008,119A) *OtherFailuresSequence* for parts that are not DICOM. HTTP status: 200 all
 stored, 202 some stored, 409 none. ``Location`` (one submission) and ``Link`` headers give the submissions' status
 URLs, where ``/received`` tells what arrived and what is still missing.
 """
@@ -29,7 +29,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlmodel import Session
 
 from flows.dicom_cases import CaseIndex
-from flows.dicom_instances import InstanceRefusedError, PushStatus
+from flows.dicom_instances import COMMENT_MAX_CHARS, InstanceRefusedError, PushStatus
 from flows.dicom_staging import PushReceipt, Staging
 from flows.intake import upload_folder
 from models.settings import Settings
@@ -182,18 +182,16 @@ def _store(body: _Body, *, settings: Settings, engine: Any, provider_code: str, 
     for number, part in enumerate(body.parts, start=1):
         media = part.content_type.split(";")[0].strip().lower()
         if media not in ("", PART_TYPE):
-            result.other.append(
-                (int(PushStatus.CANNOT_UNDERSTAND), f"part {number}: Content-Type {media} is not {PART_TYPE}")
-            )
+            result.other.append((int(PushStatus.CANNOT_UNDERSTAND), _comment(f"part {number}: {media} not taken")))
             continue
         try:
             staging.receive(part.path, provider_code=provider_code, index=index, sender=sender)
         except InstanceRefusedError as refused:
             uids = _uids_of(part.path)
             if uids is None:
-                result.other.append((int(refused.status), f"part {number}: {refused.reason}"))
+                result.other.append((int(refused.status), _comment(f"part {number}: {refused.comment}")))
             else:
-                result.failed.append((*uids, int(refused.status), refused.reason))
+                result.failed.append((*uids, int(refused.status), refused.comment))
     for provider, study, _ in staging.studies():
         receipt = staging.finalise(provider, study, index=index, via="STOW-RS")
         if receipt is None:
@@ -203,8 +201,13 @@ def _store(body: _Body, *, settings: Settings, engine: Any, provider_code: str, 
             result.stored.extend(receipt.instances)
         else:
             code = int(receipt.status or PushStatus.CANNOT_UNDERSTAND)
-            result.failed.extend((c, i, code, receipt.reason or "") for c, i in receipt.instances)
+            result.failed.extend((c, i, code, receipt.comment or "") for c, i in receipt.instances)
     return result
+
+
+def _comment(text: str) -> str:
+    """``text`` cut to the 64 characters of an (0000,0902) ErrorComment."""
+    return text if len(text) <= COMMENT_MAX_CHARS else text[: COMMENT_MAX_CHARS - 3] + "..."
 
 
 def _item(sop_class: str, sop_instance: str) -> Dataset:
