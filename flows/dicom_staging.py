@@ -76,6 +76,8 @@ class PushReceipt:
     reason: str | None = None
     status: int | None = None
     """With ``reason``: the :class:`flows.dicom_instances.PushStatus` that tells the sender why."""
+    comment: str | None = None
+    """With ``reason``: the reason in at most 64 characters (a DICOM (0000,0902) *ErrorComment*)."""
     instances: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     """(SOP Class UID, SOP Instance UID) of every accepted instance."""
 
@@ -351,9 +353,8 @@ class Staging:
         )
         actor = ", ".join(state.get("senders", [])) or f"dicom:{provider_code}"
         if not headers:
-            return self._refuse(
-                base, "no object was accepted; see the status of each", PushStatus.NO_CASE, actor=actor[:200], via=via
-            )
+            reason = "no object was accepted; see the status of each"
+            return self._refuse(base, reason, PushStatus.NO_CASE, "no object was accepted", actor=actor[:200], via=via)
         frames = {u for h in headers for u in h.frame_of_reference_uids}
         series = {u for h in headers for u in h.referenced_ct_series_uids}
         series |= {h.series_uid for h in headers if h.modality == "CT" and h.series_uid}
@@ -369,9 +370,10 @@ class Staging:
                 data_dir=str(self.settings.data_dir),
             )
         except CaseMatchError as err:
-            return self._refuse(base, str(err), PushStatus.NO_CASE, actor=actor[:200], via=via)
+            return self._refuse(base, str(err), PushStatus.NO_CASE, err.comment, actor=actor[:200], via=via)
         except IngestError as err:
-            return self._refuse(base, str(err), PushStatus.PROCESSING_FAILURE, actor=actor[:200], via=via)
+            comment = "the objects could not be stored as a submission"
+            return self._refuse(base, str(err), PushStatus.PROCESSING_FAILURE, comment, actor=actor[:200], via=via)
         receipt = PushReceipt(
             **{
                 **base.__dict__,
@@ -402,8 +404,10 @@ class Staging:
         )
         return receipt
 
-    def _refuse(self, receipt: PushReceipt, reason: str, status: PushStatus, *, actor: str, via: str) -> PushReceipt:
-        refused = PushReceipt(**{**receipt.__dict__, "reason": reason, "status": int(status)})
+    def _refuse(
+        self, receipt: PushReceipt, reason: str, status: PushStatus, comment: str, *, actor: str, via: str
+    ) -> PushReceipt:
+        refused = PushReceipt(**{**receipt.__dict__, "reason": reason, "status": int(status), "comment": comment})
         with Session(engine_for(self.settings.resolved_database_url)) as session:
             record_audit(
                 session,

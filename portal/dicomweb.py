@@ -7,10 +7,11 @@ instance is checked as the C-STORE receiver checks it (:mod:`flows.dicom_instanc
 becomes ONE submission through the upload path (:class:`flows.dicom_staging.Staging`); the remaining steps run
 afterwards as for an upload. The answer is the Store Instances Response Module in DICOM JSON: (0008,1199)
 *ReferencedSOPSequence* for the instances stored, (0008,1198) *FailedSOPSequence* with (0008,1197) *FailureReason*
-(the status codes of :class:`flows.dicom_instances.PushStatus`) with, as in a C-STORE response, an (0000,0902)
-*ErrorComment* (at most 64 characters; the full reasons are in the submission's ``/received``), and (0008,119A) *OtherFailuresSequence* for parts that are not DICOM. HTTP status: 200 all
-stored, 202 some stored, 409 none. ``Location`` (one submission) and ``Link`` headers give the submissions' status
-URLs, where ``/received`` tells what arrived and what is still missing.
+(the status codes of :class:`flows.dicom_instances.PushStatus`) and, as in a C-STORE response, an (0000,0902)
+*ErrorComment* (at most 64 characters; the full reasons are in the submission's ``/received``), and (0008,119A)
+*OtherFailuresSequence* for parts that are not DICOM. HTTP status: 200 all stored, 202 some stored, 409 none.
+``Location`` (one submission) and ``Link`` headers give the submissions' status URLs, where ``/received`` tells
+what arrived and what is still missing.
 """
 
 from __future__ import annotations
