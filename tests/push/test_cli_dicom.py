@@ -138,14 +138,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command line is not installed")
     d = tmp_path_factory.mktemp("pki")
+    ca_key, ca_crt = str(d / "ca.key"), str(d / "ca.crt")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=rtqa test CA",
-             "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"))  # fmt: skip
+             "-keyout", ca_key, "-out", ca_crt)  # fmt: skip
     for name in ("server", "client"):
-        (d / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                 "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
-        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-                 "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.crt"))  # fmt: skip
+        key, csr, crt, ext = (str(d / f"{name}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
+        Path(ext).write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+                 "-extfile", ext, "-out", crt)  # fmt: skip
     return d
 
 
