@@ -13,6 +13,8 @@ the staging area), then until the submission row exists (the study identified as
 submission store, audited). Memory: the receiver's peak resident set (``VmHWM`` from ``/proc/PID/status``), read
 after start-up (interpreter, imports, the case index with the reference CT's headers) and after the push; the
 difference is what receiving cost. CPU: the receiver's user + system seconds during the push (``psutil``).
+After each run the same push goes to dcmtk's ``storescp`` (files written to a folder, nothing checked): the floor
+for the transfer time on the machine at that moment.
 """
 
 from __future__ import annotations
@@ -165,6 +167,42 @@ def run_once(submission: Path, reference: Path) -> dict[str, Any]:
     }
 
 
+def _wait_listening(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def peer_once(submission: Path) -> dict[str, Any]:
+    """The same push into dcmtk's ``storescp`` writing the files to a folder: the transfer with no checks, no
+    staging and no database (the floor for ``transfer_s``)."""
+    with tempfile.TemporaryDirectory(prefix="rtqa-perf-storescp-") as tmp:
+        port = _free_port()
+        scp = subprocess.Popen(["storescp", "-aet", "RTQA", "-od", tmp, str(port)])
+        try:
+            _wait_listening(port)
+            started = time.perf_counter()
+            sent = subprocess.run(
+                ["storescu", "-nh", "+sd", "+r", "-aet", AET, "-aec", "RTQA", "127.0.0.1", str(port), str(submission)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            elapsed = time.perf_counter() - started
+            peak = _vm_hwm_bytes(scp.pid)
+            written = len(list(Path(tmp).iterdir()))
+        finally:
+            scp.terminate()
+            scp.wait(30)
+    if sent.returncode != 0:
+        raise RuntimeError(f"storescu to storescp failed: {sent.stderr[-2000:]}")
+    return {"transfer_s": elapsed, "peak_mb": peak / 1e6, "files_written": written}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="folder for the DICOM data, built if incomplete, kept")
@@ -180,13 +218,18 @@ def main() -> None:
     submission, reference = data / "planning", data / "reference"
     files = [p for p in submission.rglob("*.dcm")]
     size_mb = sum(p.stat().st_size for p in files) / 1e6
-    runs = [run_once(submission, reference) for _ in range(args.repeat)]
+    runs, peers = [], []
+    for _ in range(args.repeat):
+        runs.append(run_once(submission, reference))
+        peers.append(peer_once(submission))
     summary = {
         "files": len(files),
         "megabytes": round(size_mb, 1),
         "largest_file_mb": round(max(p.stat().st_size for p in files) / 1e6, 1),
         "runs": runs,
         "median": {k: statistics.median(r[k] for r in runs) for k in runs[0] if k.endswith(("_s", "_mb"))},
+        "storescp": peers,
+        "storescp_median": {k: statistics.median(r[k] for r in peers) for k in ("transfer_s", "peak_mb")},
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
