@@ -146,6 +146,7 @@ class DicomReceiver:
         """The latest studies finalised (newest last)."""
         self._associations: dict[Any, _Association] = {}
         self._holders: dict[tuple[str, str], int] = {}
+        self._ae: AE | None = None
         self._server: Any = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -179,6 +180,7 @@ class DicomReceiver:
             (evt.EVT_CONN_CLOSE, self._on_closed),
             (evt.EVT_REJECTED, self._on_rejected),
         ]
+        self._ae = ae
         self._server = ae.start_server(
             (self.host, self.requested_port), block=False, evt_handlers=handlers, ssl_context=self.ssl_context
         )
@@ -190,8 +192,9 @@ class DicomReceiver:
     def stop(self) -> None:
         """Stop listening (open associations are aborted and, without a quiet period, discarded)."""
         self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
+        if self._ae is not None:
+            self._ae.shutdown()  # aborts open associations, closes the listening socket
+            self._ae = None
             self._server = None
         if self._timer is not None:
             self._timer.join(5)

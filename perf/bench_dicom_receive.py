@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,12 @@ def run_once(submission: Path, reference: Path) -> dict[str, Any]:
         )
         try:
             assert receiver.stderr is not None
-            banner = receiver.stderr.readline()
-            if "receiving as" not in banner:
-                raise RuntimeError(f"the receiver did not start: {banner}")
+            lines = [receiver.stderr.readline()]
+            while "receiving as" not in lines[-1] and lines[-1] and len(lines) < 20:  # log lines, then the banner
+                lines.append(receiver.stderr.readline())
+            if "receiving as" not in lines[-1]:
+                raise RuntimeError(f"the receiver did not start: {lines}")
+            threading.Thread(target=receiver.stderr.read, daemon=True).start()  # keep the pipe drained
             process = psutil.Process(receiver.pid)
             idle_peak = _vm_hwm_bytes(receiver.pid)
             cpu_before = sum(process.cpu_times()[:2])

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import ssl
 from pathlib import Path
@@ -75,6 +76,8 @@ def serve(
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
     own_title = normalise_ae_title(ae_title)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its per-message INFO lines drown the receiver's
     context = None
     if (tls_cert is None) != (tls_key is None):
         raise fail("DICOM TLS needs both --tls-cert and --tls-key (or neither)")

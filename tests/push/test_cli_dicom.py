@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -202,8 +203,11 @@ def test_rtqa_dicom_serve_over_tls_decides_a_push_and_stops_on_sigterm(
     )
     try:
         assert process.stderr is not None
-        banner = process.stderr.readline()
-        assert f"receiving as RTQA on 127.0.0.1:{port} with TLS" in banner, banner
+        lines = [process.stderr.readline()]
+        while "receiving as" not in lines[-1] and lines[-1] and len(lines) < 20:  # log lines come before the banner
+            lines.append(process.stderr.readline())
+        assert f"receiving as RTQA on 127.0.0.1:{port} with TLS" in lines[-1], lines
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # keep the pipe drained
         sim = simulate(built, tmp_path / "s", "margin_mm:PTV:8", "shift_mm:GTV:0,0,10")
         sent = storescu(port, sim.directory, extra=_tls(pki))
         assert sent.returncode == 0, sent.stderr
