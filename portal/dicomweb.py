@@ -46,6 +46,12 @@ PART_TYPE = "application/dicom"
 """The only part media type taken (DICOM PS3.10 files)."""
 
 
+class DicomJSONResponse(JSONResponse):
+    """A DICOM JSON (PS3.18 Annex F) answer."""
+
+    media_type = DICOM_JSON
+
+
 @dataclass
 class _Part:
     path: Path
@@ -245,15 +251,26 @@ def _response_dataset(result: _Result) -> Dataset:
 @router.post(
     "/studies",
     status_code=status.HTTP_200_OK,
-    response_class=JSONResponse,
-    responses={202: {"description": "Some instances stored"}, 409: {"description": "No instance stored"}},
+    response_class=DicomJSONResponse,
+    response_description="Every instance stored",
+    responses={
+        202: {"description": "Some instances stored (FailedSOPSequence lists the others)"},
+        409: {"description": "No instance stored"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": 'multipart/related; type="application/dicom": one DICOM file (PS3.10) per part',
+            "content": {"multipart/related": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def store_instances(
     request: Request,
     user: CurrentUser,
     session: SessionDep,
     provider: Annotated[str | None, Query(description="Provider code (staff); centres store for their own.")] = None,
-) -> JSONResponse:
+) -> DicomJSONResponse:
     """STOW-RS: store the instances of one centre's submission (see the module docstring)."""
     settings: Settings = request.app.state.settings
     provider_code = _provider_for_upload(session, user, provider)
@@ -286,6 +303,4 @@ async def store_instances(
     code = status.HTTP_200_OK
     if result.failed or result.other:
         code = status.HTTP_202_ACCEPTED if result.stored else status.HTTP_409_CONFLICT
-    return JSONResponse(
-        _response_dataset(result).to_json_dict(), status_code=code, media_type=DICOM_JSON, headers=headers
-    )
+    return DicomJSONResponse(_response_dataset(result).to_json_dict(), status_code=code, headers=headers)
