@@ -44,7 +44,7 @@ class PushStatus(IntEnum):
     PROCESSING_FAILURE = 0x0110
     """Error: the objects could not be stored as a submission (e.g. the case is no longer registered)."""
     NOT_AUTHORISED = 0x0124
-    """Refused: the calling AE title is no longer registered to a provider."""
+    """Refused: the calling AE title was no longer registered to a provider when its association opened."""
     OUT_OF_RESOURCES = 0xA700
     """Refused: the push exceeds the upload limit, the disk is (nearly) full or the file cannot be written."""
     DOES_NOT_MATCH_SOP_CLASS = 0xA900
