@@ -39,12 +39,14 @@ from portal.api_cases import router as cases_router
 from portal.api_centre import router as centre_router
 from portal.api_commissioning import router as commissioning_router
 from portal.api_national import router as national_router
+from portal.api_received import router as received_router
 from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
 from portal.api_users import router as users_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
+from portal.dicomweb import router as dicomweb_router
 from portal.pages import install_pages
 
 
@@ -87,6 +89,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(audit_router)
     app.include_router(users_router)
     app.include_router(national_router)
+    app.include_router(received_router)
+    app.include_router(dicomweb_router)
     app.middleware("http")(refuse_oversized_uploads)
     install_pages(app)
 

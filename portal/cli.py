@@ -22,6 +22,7 @@ from portal.cli_admin import (
     users_app,
 )
 from portal.cli_audit import audit_app
+from portal.cli_dicom import dicom_app
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(submissions_app, name="submissions")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dicom_app, name="dicom")
 
 console = Console(width=None if sys.stdout.isatty() else 180)
 """Wide enough for the credential table when output goes to a file or a pipe."""
