@@ -59,6 +59,8 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/submissions"): Access.SIGNED_IN,
     ("GET", "/api/v1/submissions/{submission_id}"): Access.OWN_PROVIDER,
     ("POST", "/api/v1/submissions/{submission_id}/override"): Access.STAFF,
+    ("GET", "/api/v1/submissions/{submission_id}/received"): Access.OWN_PROVIDER,
+    ("POST", "/dicomweb/studies"): Access.OWN_PROVIDER_STAFF,
     # centre pages
     ("GET", "/centre"): Access.CENTRE,
     ("GET", "/cases"): Access.SIGNED_IN,

@@ -68,6 +68,8 @@ def _request_kwargs(method: str, path: str, world: World) -> dict[str, Any]:
         return {"json": {"level": "justified_variation", "justification": "authorisation matrix"}}
     if (method, path) == ("POST", "/api/v1/questionnaires/{technique}"):
         return {"json": {"provider": A, "answers": {}}}
+    if (method, path) == ("POST", "/dicomweb/studies"):
+        return {"params": {"provider": A}}
     if (method, path) == ("POST", "/sign-in"):
         return {"data": {"token": "rtqa_wrong"}}
     return {}
