@@ -169,7 +169,7 @@ def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
     assert provider is not None and case is not None
     outcomes = session.exec(select(Outcome).where(Outcome.submission_id == sub.id).order_by(col(Outcome.id))).all()
     run = current_run(session, sub.id or 0)  # the current scoring run's results; earlier runs' under scoring_runs
-    run_id = run.id if run is not None else -1
+    run_id = run.id if run is not None and run.id is not None else -1
     results = session.exec(
         select(StructureResult)
         .where(StructureResult.scoring_run_id == run_id)
