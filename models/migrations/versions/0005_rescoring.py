@@ -157,6 +157,8 @@ def _backfill_initial_runs() -> None:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outcome", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("valid_from", models.types.UTCDateTime(timezone=True), nullable=True))
     _create_scoring_run()
     for name in RESULT_TABLES:
         with op.batch_alter_table(name, schema=None) as batch_op:
@@ -173,13 +175,9 @@ def upgrade() -> None:
             batch_op.create_foreign_key(
                 batch_op.f(f"fk_{name}_scoring_run_id_scoring_run"), "scoring_run", ["scoring_run_id"], ["id"]
             )
-    with op.batch_alter_table("outcome", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("valid_from", models.types.UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outcome", schema=None) as batch_op:
-        batch_op.drop_column("valid_from")
     for name, columns in RESULT_TABLES.items():
         op.execute(
             sa.text(f"DELETE FROM {name} WHERE scoring_run_id IN (SELECT id FROM scoring_run WHERE NOT is_current)")
@@ -196,3 +194,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_scoring_run_submission_id"))
         batch_op.drop_index(batch_op.f("ix_scoring_run_case_id"))
     op.drop_table("scoring_run")
+    with op.batch_alter_table("outcome", schema=None) as batch_op:  # after scoring_run, which refers to outcome
+        batch_op.drop_column("valid_from")
