@@ -134,7 +134,7 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     return {**summary, "seconds": time.perf_counter() - started, "worker": _worker_name(), "pid": os.getpid()}
 
 
-score_one = task(process_submission, name="score_one")
+score_one = task(name="score_one")(process_submission)
 """:func:`process_submission` as the batch's task. The function stays a module attribute of its own name, so a
 worker unpickles the task by importing this module (a function pickled by value would bring its globals' modules
 in any order)."""
