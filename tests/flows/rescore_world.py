@@ -3,7 +3,6 @@ centres run through the credentialing tasks, and a protocol version with other t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,22 +92,13 @@ def run_centre(
     return Centre(provider, sim, sid)
 
 
-def write_protocol_version(
-    tmp: Path, *, version: str, dice_ptv: tuple[float, float], data_dir: Path
-) -> tuple[float, float]:
-    """Add uk-lung-sabr at ``version`` whose PTV Dice levels are ``dice_ptv`` (per protocol, acceptable), the rest
-    as shipped; returns the shipped PTV levels."""
+def write_protocol_version(tmp: Path, *, version: str, changes: dict[str, str], data_dir: Path) -> None:
+    """Add uk-lung-sabr at ``version``: the shipped file with each text of ``changes`` (found exactly once)
+    replaced."""
     text = (PROTOCOL_DIR / f"{PROTOCOL}.yaml").read_text(encoding="utf-8")
-    line = re.compile(
-        r'(id: dice_ptv, structure: PTV, metric: dice, direction: ">=", )per_protocol: ([0-9.]+), '
-        r"acceptable: ([0-9.]+)"
-    )
-    found = line.search(text)
-    assert found is not None
-    old = (float(found.group(2)), float(found.group(3)))
-    text = line.sub(rf"\g<1>per_protocol: {dice_ptv[0]}, acceptable: {dice_ptv[1]}", text)
-    text = text.replace('version: "1.0"', f'version: "{version}"', 1)
+    for old, new in {'version: "1.0"': f'version: "{version}"', **changes}.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
     path = tmp / f"{PROTOCOL}-{version}.yaml"
     path.write_text(text, encoding="utf-8")
     add_protocol(path, data_dir=data_dir)
-    return old

@@ -31,8 +31,14 @@ from tests.flows.rescore_world import (
     write_protocol_version,
 )
 
+OLD_LEVELS = (0.85, 0.75)
+"""PTV Dice levels (per protocol, acceptable) of uk-lung-sabr 1.0 as shipped."""
+
 NEW_LEVELS = (0.88, 0.80)
-"""PTV Dice levels (per protocol, acceptable) of uk-lung-sabr 1.1; 1.0 has (0.85, 0.75)."""
+"""PTV Dice levels of uk-lung-sabr 1.1 (the only change)."""
+
+PTV_DICE = 'structure: PTV, metric: dice, direction: ">=", per_protocol: {}, acceptable: {},'
+"""The PTV Dice criterion's levels as the protocol file writes them."""
 
 DEVIATIONS = (
     "shift_mm:PTV:0,0,1",  # oracle Dice 0.95: per protocol under both
@@ -76,8 +82,13 @@ def test_threshold_change_moves_exactly_the_dependent_submissions(
     codes = provider_codes(settings, len(DEVIATIONS) + 1)
     centres = [run_centre(settings, built, tmp_path / "sims", p, d) for p, d in zip(codes, DEVIATIONS, strict=False)]
     overridden = run_centre(settings, built, tmp_path / "sims", codes[-1], OVERRIDDEN, seed=1)
-    old_levels = write_protocol_version(tmp_path, version="1.1", dice_ptv=NEW_LEVELS, data_dir=settings.data_dir)
-    assert old_levels == (0.85, 0.75)
+    write_protocol_version(
+        tmp_path,
+        version="1.1",
+        changes={PTV_DICE.format(*OLD_LEVELS): PTV_DICE.format(*NEW_LEVELS)},
+        data_dir=settings.data_dir,
+    )
+    old_levels = OLD_LEVELS
 
     with Session(engine) as session:
         for c in [*centres, overridden]:  # the pipeline agrees with the oracle before the change
