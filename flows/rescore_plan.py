@@ -6,6 +6,7 @@ new version, audited).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def parse_case_target(text: str) -> tuple[str, str]:
 
 
 def _decided_needing(
-    session: Session, case_ids: list[int], needs: Any
+    session: Session, case_ids: list[int], needs: Callable[[ScoringRun | None], bool]
 ) -> tuple[list[tuple[Submission, ScoringRun | None]], list[int]]:
     """Decided submissions to ``case_ids`` whose current run ``needs(run)`` a rescore, and the ids in progress."""
     subs = session.exec(

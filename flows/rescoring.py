@@ -52,9 +52,10 @@ from flows.evaluation import criterion_changes, evaluate_run
 from flows.protocol_store import resolve_protocol
 from flows.rescore_plan import RescoreItem
 from flows.scoring import store_results
+from flows.steps import relative_to_submission
 from models.audit import record_audit
 from models.credentials import apply_outcome
-from models.enums import OutcomeLevel, OutcomeSource, ScoringTrigger, SubmissionStatus
+from models.enums import OutcomeLevel, OutcomeSource, QAStage, ScoringTrigger, SubmissionStatus
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run, make_current, start_run
 from models.tables import BenchmarkCase, Outcome, ScoringRun, Submission
@@ -70,7 +71,7 @@ def _label(session: Session, case_id: int) -> str:
     return f"{case.case_code}@{case.version}" if case is not None else f"case {case_id}"
 
 
-def _old_evaluation(session: Session, run: ScoringRun | None, stage: Any, data_dir: Path) -> Evaluation | None:
+def _old_evaluation(session: Session, run: ScoringRun | None, stage: QAStage, data_dir: Path) -> Evaluation | None:
     """The earlier run's evaluation, or None when it cannot be reproduced (no run, or its protocol version is
     gone)."""
     if run is None or run.id is None:
@@ -94,11 +95,13 @@ def _first_decision(session: Session, submission_id: int) -> datetime | None:
     return min(times) if times else None
 
 
-def _skip(session: Session, sub: Submission, *, actor: str, action: str, why: str, what: str) -> dict[str, Any]:
+def _skip(session: Session, sub: Submission, *, actor: str, why: str, what: str) -> dict[str, Any]:
+    """Audit that a submission was left as it was, and why (files named relative to the submission)."""
+    why = relative_to_submission(why, sub.storage_path)
     record_audit(
         session,
         actor=actor,
-        action=action,
+        action="submission.rescore_skipped",
         subject_type="submission",
         subject_id=sub.id or 0,
         after={"rescore": what},
@@ -141,7 +144,7 @@ def rescore_submission(
         if old_case != item.case_id:
             what += f", case {_label(session, old_case)} -> {_label(session, item.case_id)}"
         if sub.status is not SubmissionStatus.DECIDED or previous is None:
-            return _skip(session, sub, actor=actor, action="submission.rescore_skipped", why="not decided", what=what)
+            return _skip(session, sub, actor=actor, why="not decided", what=what)
         protocol = resolve_protocol(item.protocol_id, item.protocol_version, data_dir=data_dir)
         try:
             if old_case != item.case_id:  # another reference: the submission must fit it, as at validation
@@ -171,9 +174,7 @@ def rescore_submission(
             session.rollback()
             sub = session.get(Submission, item.submission_id)
             assert sub is not None
-            return _skip(
-                session, sub, actor=actor, action="submission.rescore_skipped", why=f"cannot rescore: {err}", what=what
-            )
+            return _skip(session, sub, actor=actor, why=f"cannot rescore: {err}", what=what)
         return _record(
             session,
             sub,
