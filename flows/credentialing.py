@@ -18,10 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import reference_files
-from benchmarks.protocols import GAMMA_STRUCTURE, Protocol
+from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
+from flows.evaluation import evaluate_run
 from flows.protocol_store import resolve_protocol
-from flows.scoring import criterion_from_json, score_stage
+from flows.scoring import score_stage
 from flows.steps import (
     data_dir_or_default,
     load_submission_and_case,
@@ -34,10 +35,11 @@ from flows.steps import (
 from models.credentials import apply_outcome
 from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
-from models.tables import BenchmarkCase, DoseResult, PlanResult, Provider, StructureResult, Submission
+from models.scoring_runs import current_run
+from models.tables import BenchmarkCase, Provider, Submission
 from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.errors import QAChecksError
-from qa_checks.protocol import Evaluation, evaluate
+from qa_checks.protocol import Evaluation
 
 __all__ = [
     "IngestError",
@@ -264,25 +266,11 @@ score_contours = score_submission
 
 
 def stored_evaluation(session: Session, submission_id: int, stage: QAStage, protocol: Protocol) -> Evaluation:
-    """Judge the stored results: outlining against the protocol's outlining criteria, planning and dosimetry
-    against the criteria stored with their results."""
-    if stage is QAStage.OUTLINING_BENCHMARK:
-        results = session.exec(select(StructureResult).where(StructureResult.submission_id == submission_id)).all()
-        measured = {(r.structure, r.metric): r.value for r in results if r.value is not None}
-        return evaluate(protocol.outlining_criteria(), measured, present_structures={r.structure for r in results})
-    rows: list[tuple[str, str, float | None, dict[str, Any]]]
-    if stage is QAStage.PLANNING_BENCHMARK:
-        plan_rows = session.exec(select(PlanResult).where(PlanResult.submission_id == submission_id)).all()
-        rows = [(r.structure or "", r.metric, r.value, dict(r.parameters)) for r in plan_rows]
-    else:
-        dose_rows = session.exec(select(DoseResult).where(DoseResult.submission_id == submission_id)).all()
-        rows = [(GAMMA_STRUCTURE, r.metric, r.value, dict(r.parameters)) for r in dose_rows]
-    criteria = {c["id"]: criterion_from_json(c) for _, _, _, params in rows for c in params.get("criteria", [])}
-    measured = {(s, m): v for s, m, v, _ in rows if v is not None}
-    missing_reasons = {(s, m): str(p["reason"]) for s, m, v, p in rows if v is None and p.get("reason")}
-    present = {s for s, m, v, _ in rows if m == "Volume" and v} | {GAMMA_STRUCTURE}
-    present |= {c.structure for c in criteria.values() if c.key in measured or c.key in missing_reasons}
-    return evaluate(list(criteria.values()), measured, present_structures=present, missing_reasons=missing_reasons)
+    """Judge the submission's current scoring run's results (:func:`flows.evaluation.evaluate_run`)."""
+    run = current_run(session, submission_id)
+    if run is None:
+        raise LookupError(f"submission {submission_id} has no scoring run")
+    return evaluate_run(session, run.id or 0, stage, protocol)
 
 
 @task
@@ -293,8 +281,11 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
             current = current_outcome(session, submission_id)
             return current.level.value if current else sub.status.value
-        protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
-        evaluation = stored_evaluation(session, submission_id, case.stage, protocol)
+        run = current_run(session, submission_id)
+        if run is None:
+            raise LookupError(f"submission {submission_id} is scored but has no scoring run")
+        protocol = resolve_protocol(run.protocol_id, run.protocol_version, data_dir=data_dir_or_default(data_dir))
+        evaluation = evaluate_run(session, run.id or 0, case.stage, protocol)
         outcome = record_decision(
             session,
             sub,
@@ -304,6 +295,8 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
             protocol_id=protocol.id,
             protocol_version=protocol.version,
         )
+        run.outcome_id = outcome.id
+        session.add(run)
         session.commit()
         return outcome.level.value
 

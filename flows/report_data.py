@@ -24,6 +24,7 @@ from flows.protocol_store import resolve_protocol
 from flows.steps import load_submission_and_case, relative_to_submission
 from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
+from models.scoring_runs import current_results
 from models.tables import AuditEvent, DoseResult, Outcome, PlanResult, Provider, StructureResult
 
 __all__ = [
@@ -128,7 +129,7 @@ def _results(session: Session, submission_id: int, stage: QAStage) -> list[Any]:
     }.get(stage)
     if table is None:
         return []
-    return list(session.exec(select(table).where(table.submission_id == submission_id).order_by(col(table.id))).all())
+    return list(current_results(session, table, submission_id))
 
 
 def _audit_details(session: Session, submission_id: int, action: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.errors import InvalidDicomError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from benchmarks.cases import RTDOSE_NAME, RTSTRUCT_NAME, reference_files
 from benchmarks.protocols import GAMMA_METRIC
@@ -37,6 +37,7 @@ from flows._store import submission_files
 from flows.protocol_store import resolve_protocol
 from flows.steps import load_submission_and_case
 from models.enums import QAStage
+from models.scoring_runs import current_results
 from models.tables import DoseResult, PlanResult, StructureResult
 from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.dvh import compute_dvh
@@ -280,9 +281,7 @@ def _outlining(session: Session, submission_id: int, storage: str, case_path: st
     reference = _timed(timings, "read reference", lambda: _reference(case_path))
     submitted, _ = _timed(timings, "read submission", lambda: _submitted_without_ct(storage, sum_beams=False))
     assert reference.structure_set is not None and reference.ct is not None
-    rows = session.exec(
-        select(StructureResult).where(StructureResult.submission_id == submission_id).order_by(col(StructureResult.id))
-    ).all()
+    rows = current_results(session, StructureResult, submission_id)
     names = dict.fromkeys((r.structure, r.submitted_name) for r in rows)
     slices, problems = [], []
     start = time.perf_counter()
@@ -335,9 +334,7 @@ def _planning(session: Session, submission_id: int, storage: str, case_path: str
     reference = _timed(timings, "read reference", lambda: _reference(case_path, RTSTRUCT_NAME, RTDOSE_NAME))
     submitted, thickness = _timed(timings, "read submission", lambda: _submitted_without_ct(storage, sum_beams=True))
     assert submitted.dose is not None and reference.dose is not None
-    rows = session.exec(
-        select(PlanResult).where(PlanResult.submission_id == submission_id).order_by(col(PlanResult.id))
-    ).all()
+    rows = current_results(session, PlanResult, submission_id)
     judged = list(dict.fromkeys(r.structure for r in rows if r.structure and r.parameters.get("criteria")))
     params = {r.structure: r.parameters for r in rows if r.structure and r.metric == "Volume"}
     pairs: list[tuple[str, Any, Any]] = []
@@ -368,9 +365,7 @@ def _dosimetry(
     names = [n for n in protocol.required_structures if n not in NOT_DVH_STRUCTURES and ss is not None and n in ss]
     pairs = [(n, ss.get(n), ss.get(n)) for n in names] if ss is not None else []
     curves, problems = _timed(timings, "dvh", lambda: _curves(pairs, submitted.dose, reference.dose, None))
-    rows = {
-        r.metric: r for r in session.exec(select(DoseResult).where(DoseResult.submission_id == submission_id)).all()
-    }
+    rows = {r.metric: r for r in current_results(session, DoseResult, submission_id)}
     histogram = rows["gamma_histogram"].parameters.get("bins") if "gamma_histogram" in rows else None
     gamma = None
     if GAMMA_METRIC in rows:

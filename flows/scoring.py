@@ -6,7 +6,9 @@
   (``DoseResult``).
 
 Results of the planning and dosimetry stages carry, in their parameters, the protocol criteria they are judged
-against (``criteria``), so the decision reads the stored record alone.
+against (``criteria``), so the decision reads the stored record alone. Every scoring is a scoring run
+(:class:`models.tables.ScoringRun`): the first on arrival, more when the submission is rescored
+(:mod:`flows.rescoring`); each run keeps its own results.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
 from flows.protocol_store import resolve_protocol
 from flows.steps import data_dir_or_default, load_submission_and_case, logger, set_status
-from models.enums import QAStage, SubmissionStatus
-from models.tables import DoseResult, PlanResult, StructureResult
+from models.enums import QAStage, ScoringTrigger, SubmissionStatus
+from models.scoring_runs import current_run, start_run
+from models.tables import DoseResult, PlanResult, ScoringRun, StructureResult
 from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.dosimetry import score_dosimetry
 from qa_checks.errors import QAChecksError
@@ -67,11 +70,15 @@ def criterion_from_json(data: dict[str, Any]) -> Criterion:
 
 
 def _count(session: Session, table: type[Any], submission_id: int) -> int:
-    return len(session.exec(select(table).where(table.submission_id == submission_id)).all())
+    """How many results the submission's current scoring run stored."""
+    run = current_run(session, submission_id)
+    if run is None:
+        return 0
+    return len(session.exec(select(table).where(table.scoring_run_id == run.id)).all())
 
 
 def _store_outlining(
-    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+    session: Session, submission_id: int, run_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
     submitted = load_submission(storage)
     reference = load_submission(reference_files(reference_dir))
@@ -90,6 +97,7 @@ def _store_outlining(
             session.add(
                 StructureResult(
                     submission_id=submission_id,
+                    scoring_run_id=run_id,
                     structure=s.structure,
                     submitted_name=s.submitted_name,
                     metric=metric,
@@ -121,7 +129,7 @@ def reference_dose_files(reference_dir: Path) -> list[Path]:
 
 
 def _store_dosimetry(
-    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+    session: Session, submission_id: int, run_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
     submitted = load_submission(storage, sum_beams=True)
     reference = load_submission(reference_dose_files(reference_dir))
@@ -143,6 +151,7 @@ def _store_dosimetry(
         session.add(
             DoseResult(
                 submission_id=submission_id,
+                scoring_run_id=run_id,
                 metric=m.metric,
                 value=m.value,
                 unit=m.unit,
@@ -187,7 +196,7 @@ def score_by_protocol(submitted: LoadedSubmission, protocol: Protocol) -> PlanSc
 
 
 def _store_planning(
-    session: Session, submission_id: int, storage: str, reference_dir: Path, protocol: Protocol
+    session: Session, submission_id: int, run_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
     """Plan indices, DVH metrics and organ limits of every target and organ the protocol names (see
     :func:`qa_checks.planning.score_plan`); each criterion is stored beside the result it judges."""
@@ -212,6 +221,7 @@ def _store_planning(
         session.add(
             PlanResult(
                 submission_id=submission_id,
+                scoring_run_id=run_id,
                 structure=structure,
                 metric=metric,
                 value=value,
@@ -237,6 +247,23 @@ SCORERS = {
 }
 
 
+def store_results(
+    session: Session, run: ScoringRun, *, stage: QAStage, storage: str, reference_dir: Path, protocol: Protocol
+) -> dict[str, Any]:
+    """Score the stored submission files at ``storage`` for ``stage`` against the reference in ``reference_dir``
+    and ``protocol``, adding the results to ``run``; returns the scorer's details (names, warnings). The caller
+    commits.
+
+    Raises:
+        QAChecksError: the files cannot be scored (e.g. a target not on the dose grid).
+        LookupError: the stage has no scorer, or the protocol lacks the stage's section.
+    """
+    if stage not in SCORERS:
+        raise LookupError(f"stage {stage.value} has no scorer")
+    assert run.id is not None
+    return SCORERS[stage](session, run.submission_id, run.id, storage, reference_dir, protocol)
+
+
 def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> int:
     """Score a validated submission by its case's stage; returns the number of results stored.
 
@@ -251,8 +278,24 @@ def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: 
         if sub.status is not SubmissionStatus.VALIDATED:
             return _count(session, table, submission_id)
         protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
+        run = start_run(
+            session,
+            submission_id=submission_id,
+            case_id=case.id or 0,
+            protocol_id=protocol.id,
+            protocol_version=protocol.version,
+            trigger=ScoringTrigger.INITIAL,
+            actor=actor,
+        )
         try:
-            details = SCORERS[case.stage](session, submission_id, sub.storage_path, Path(case.reference_path), protocol)
+            details = store_results(
+                session,
+                run,
+                stage=case.stage,
+                storage=sub.storage_path,
+                reference_dir=Path(case.reference_path),
+                protocol=protocol,
+            )
         except QAChecksError as err:  # the files are valid DICOM but cannot be scored (e.g. a target not on the grid)
             session.rollback()
             sub, case = load_submission_and_case(session, submission_id)
@@ -260,7 +303,7 @@ def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: 
             session.commit()
             return 0
         before = sub.status
-        set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details=details)
+        set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details={**details, "scoring_run_id": run.id})
         session.commit()
         logger().info("submission %s scored (%s -> scored): %s", submission_id, before.value, details)
         return _count(session, table, submission_id)

@@ -53,10 +53,14 @@ def _get_or_new(session: Session, *, provider_id: int, technique_id: int | None,
     return cred
 
 
-def _save(session: Session, cred: Credential, before: dict[str, Any] | None, *, actor: str, reason: str) -> None:
+def _save(
+    session: Session, cred: Credential, before: dict[str, Any] | None, *, actor: str, reason: str, cause: str | None
+) -> None:
     after = _snapshot(cred)
     if before == after:
         return
+    if cause:
+        reason = f"{cause}: {reason}"
     cred.updated_at = utcnow()
     session.add(cred)
     session.flush()
@@ -110,13 +114,21 @@ def _set_from_stages(cred: Credential, states: list[StageState], *, no_stages: s
 
 
 def refresh_technique_credential(
-    session: Session, *, provider_id: int, technique_id: int, actor: str, validity_days: int, now: datetime
+    session: Session,
+    *,
+    provider_id: int,
+    technique_id: int,
+    actor: str,
+    validity_days: int,
+    now: datetime,
+    cause: str | None = None,
 ) -> Credential:
     """Re-evaluate the provider's credential for a technique from the states of its required stages.
 
     ``credentialed`` while every stage its protocol requires has passed and not lapsed (valid until the earliest
     stage's end, granted at the latest stage's decision); ``lapsed`` when every stage passed but one or more has
     lapsed; otherwise ``pending``, naming the missing, failing or unfinished stages in ``evidence.outstanding``.
+    ``cause`` (e.g. which protocol versions a rescore moved between) opens the audit reason of a change.
     """
     technique = session.get(Technique, technique_id)
     assert technique is not None
@@ -131,7 +143,7 @@ def refresh_technique_credential(
         no_stages=f"no QA stages are registered for {technique.code}: publish a case of its protocol "
         "(`rtqa cases publish CASE`) or run `rtqa db init`",
     )
-    _save(session, cred, before, actor=actor, reason=reason)
+    _save(session, cred, before, actor=actor, reason=reason, cause=cause)
     return cred
 
 
@@ -153,12 +165,18 @@ def lock_provider_of_submission(session: Session, submission_id: int) -> None:
 
 
 def apply_outcome(
-    session: Session, *, submission_id: int, actor: str, validity_days: int, now: datetime | None = None
+    session: Session,
+    *,
+    submission_id: int,
+    actor: str,
+    validity_days: int,
+    now: datetime | None = None,
+    cause: str | None = None,
 ) -> list[int]:
     """Re-evaluate the technique credential of the submission's case and every trial credential of the provider.
 
     Takes the provider's lock first (:func:`lock_provider_of_submission`). Returns the ids of the credentials
-    looked at.
+    looked at. ``cause`` opens the audit reason of every credential changed.
     """
     now = now or utcnow()
     lock_provider_of_submission(session, submission_id)
@@ -176,16 +194,23 @@ def apply_outcome(
         actor=actor,
         validity_days=validity_days,
         now=now,
+        cause=cause,
     )
     touched = [cred.id] if cred.id is not None else []
     touched += refresh_trial_credentials(
-        session, provider_id=sub.provider_id, actor=actor, validity_days=validity_days, now=now
+        session, provider_id=sub.provider_id, actor=actor, validity_days=validity_days, now=now, cause=cause
     )
     return touched
 
 
 def refresh_trial_credentials(
-    session: Session, *, provider_id: int, actor: str, validity_days: int, now: datetime | None = None
+    session: Session,
+    *,
+    provider_id: int,
+    actor: str,
+    validity_days: int,
+    now: datetime | None = None,
+    cause: str | None = None,
 ) -> list[int]:
     """Set each trial credential of the provider: credentialed when every technique the trial requires is
     credentialed and every stage only that trial requires has passed, valid until the earliest of theirs; lapsed
@@ -248,7 +273,7 @@ def refresh_trial_credentials(
             "outstanding": outstanding,
         }
         reason = "; ".join(outstanding) or f"every technique and stage required by trial {trial.code} passed"
-        _save(session, cred, before, actor=actor, reason=reason)
+        _save(session, cred, before, actor=actor, reason=reason, cause=cause)
         if cred.id is not None:
             touched.append(cred.id)
     return touched
@@ -292,7 +317,7 @@ def lapse_expired(session: Session, *, actor: str, now: datetime | None = None) 
     for cred in expired:
         before = _snapshot(cred)
         cred.status = CredentialStatus.LAPSED
-        _save(session, cred, before, actor=actor, reason="validity period ended")
+        _save(session, cred, before, actor=actor, reason="validity period ended", cause=None)
     return len(expired)
 
 

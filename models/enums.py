@@ -94,3 +94,10 @@ class Role(StrEnum):
     STAFF = "staff"
     CENTRE = "centre"
     COMMISSIONER = "commissioner"
+
+
+class ScoringTrigger(StrEnum):
+    """Why a submission's stored files were scored: on arrival, or again after its protocol or case changed."""
+
+    INITIAL = "initial"
+    RESCORE = "rescore"

@@ -34,6 +34,7 @@ from models.tables import (
     Outcome,
     PlanResult,
     Provider,
+    ScoringRun,
     StructureResult,
     Submission,
 )
@@ -65,6 +66,11 @@ _UNIT_SUFFIXES: Final = ("_mm", "_percent")
 
 _NOT_COMPARABLE: Final = frozenset({"gamma_histogram"})
 """Stored metrics that are not a measure of the submission (the histogram's value is a count of points)."""
+
+
+def _of_current_run(table: Any) -> Any:
+    """Only results of their submission's current scoring run (a rescore keeps the earlier runs' results)."""
+    return col(table.scoring_run_id).in_(select(ScoringRun.id).where(col(ScoringRun.is_current).is_(True)))
 
 
 def percentile_rank(values: Sequence[float], value: float) -> float:
@@ -211,7 +217,9 @@ def available_metrics(
     if not ids:
         return []
     rows = session.exec(
-        select(table).where(col(table.submission_id).in_(ids), col(table.value).is_not(None)).order_by(col(table.id))
+        select(table)
+        .where(col(table.submission_id).in_(ids), col(table.value).is_not(None), _of_current_run(table))
+        .order_by(col(table.id))
     ).all()
     units: dict[MetricKey, str] = {}
     stored_criteria: list[MetricKey] = []
@@ -236,7 +244,10 @@ def national_distribution(session: Session, case: BenchmarkCase, key: MetricKey)
     unit = ""
     if subs:
         query = select(table).where(
-            col(table.submission_id).in_(list(subs)), table.metric == key.metric, col(table.value).is_not(None)
+            col(table.submission_id).in_(list(subs)),
+            table.metric == key.metric,
+            col(table.value).is_not(None),
+            _of_current_run(table),
         )
         if key.structure is not None and table is not DoseResult:
             query = query.where(table.structure == key.structure)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlmodel import Session, col, select
 
 from models.audit import record_audit
+from models.scoring_runs import current_results
 from models.tables import AuditEvent, PlanResult, StructureResult, Submission
 
 __all__ = [
@@ -133,14 +134,10 @@ def _mapping_rows(session: Session, submission_id: int) -> tuple[list[MappingRow
     def add(submitted: str | None, tg263: str | None, reason: str, kind: RowKind) -> None:
         rows.setdefault((submitted, tg263), MappingRow(submitted, tg263, reason, kind))
 
-    for r in session.exec(
-        select(StructureResult).where(StructureResult.submission_id == submission_id).order_by(col(StructureResult.id))
-    ).all():
+    for r in current_results(session, StructureResult, submission_id):
         if r.submitted_name:
             add(r.submitted_name, r.structure, str(r.parameters.get("name_match") or "not recorded"), "matched")
-    for p in session.exec(
-        select(PlanResult).where(PlanResult.submission_id == submission_id).order_by(col(PlanResult.id))
-    ).all():
+    for p in current_results(session, PlanResult, submission_id):
         params = p.parameters
         if p.structure and params.get("submitted_name"):
             if params.get("prescription_source"):

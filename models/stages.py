@@ -12,7 +12,9 @@ Definition of a stage's state for one provider (at time ``now``, with a validity
 * ``missing`` without such a submission; ``in_progress`` while the latest one is received, validated or scored;
 * ``passed`` when its current outcome passes (per protocol, acceptable or justified variation) and
   ``decided_at + validity_days`` lies after ``now``; ``lapsed`` when that time has passed; ``failed`` when the
-  current outcome is an unacceptable variation.
+  current outcome is an unacceptable variation. ``decided_at`` is the outcome's decision time, except for an
+  outcome decided by a rescore (new protocol version or case reference), which keeps the time the submission
+  was first decided (``Outcome.valid_from``): rescoring never extends a stage's validity.
 
 The latest attempt counts, as a reviewer reads a resubmission: a centre whose newest plan fails is not passing
 that stage, whatever an older attempt scored. Staff can override any attempt's outcome (audited).
@@ -178,7 +180,8 @@ def stage_state(
     outcome = current_outcome(session, sub.id or 0) if sub.status is SubmissionStatus.DECIDED else None
     if outcome is None:
         return StageState(stage, description, StageStatus.IN_PROGRESS, **evidence)
-    valid_until = outcome.decided_at + timedelta(days=validity_days)
+    decided_at = outcome.valid_from or outcome.decided_at
+    valid_until = decided_at + timedelta(days=validity_days)
     if not outcome.level.passes:
         status = StageStatus.FAILED
     elif valid_until <= now:
@@ -190,7 +193,7 @@ def stage_state(
         description,
         status,
         outcome=outcome.level.value,
-        decided_at=outcome.decided_at,
+        decided_at=decided_at,
         valid_until=valid_until if outcome.level.passes else None,
         **evidence,
     )

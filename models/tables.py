@@ -22,6 +22,7 @@ from models.enums import (
     OutcomeSource,
     QAStage,
     Role,
+    ScoringTrigger,
     SubmissionStatus,
     TechniqueFamily,
 )
@@ -189,37 +190,41 @@ class _ResultColumns(SQLModel):
 
 
 class StructureResult(_ResultColumns, table=True):
-    """A contour metric for one structure of a submission against the reference."""
+    """A contour metric for one structure of a submission against the reference, from one scoring run."""
 
     __tablename__ = "structure_result"
-    __table_args__ = (sa.UniqueConstraint("submission_id", "structure", "metric"),)
+    __table_args__ = (sa.UniqueConstraint("scoring_run_id", "structure", "metric"),)
 
     id: int | None = Field(default=None, primary_key=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
+    scoring_run_id: int = Field(foreign_key="scoring_run.id", index=True)
     structure: str = Field(max_length=64, description="TG-263 name.")
     submitted_name: str | None = Field(default=None, max_length=200, description="Name as the centre wrote it.")
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=json_dict_column())
 
 
 class DoseResult(_ResultColumns, table=True):
-    """A dose comparison metric (e.g. gamma pass rate) of a submission."""
+    """A dose comparison metric (e.g. gamma pass rate) of a submission, from one scoring run."""
 
     __tablename__ = "dose_result"
-    __table_args__ = (sa.UniqueConstraint("submission_id", "metric"),)
+    __table_args__ = (sa.UniqueConstraint("scoring_run_id", "metric"),)
 
     id: int | None = Field(default=None, primary_key=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
+    scoring_run_id: int = Field(foreign_key="scoring_run.id", index=True)
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=json_dict_column())
 
 
 class PlanResult(_ResultColumns, table=True):
-    """A plan quality metric (DVH point, conformity or gradient index), optionally for one structure."""
+    """A plan quality metric (DVH point, conformity or gradient index), optionally for one structure, from one
+    scoring run."""
 
     __tablename__ = "plan_result"
-    __table_args__ = (sa.UniqueConstraint("submission_id", "structure", "metric"),)
+    __table_args__ = (sa.UniqueConstraint("scoring_run_id", "structure", "metric"),)
 
     id: int | None = Field(default=None, primary_key=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
+    scoring_run_id: int = Field(foreign_key="scoring_run.id", index=True)
     structure: str | None = Field(default=None, max_length=64)
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=json_dict_column())
 
@@ -247,6 +252,14 @@ class Outcome(SQLModel, table=True):
     supersedes_id: int | None = Field(default=None, foreign_key="outcome.id")
     is_current: bool = Field(default=True)
     decided_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    valid_from: datetime | None = Field(
+        default=None,
+        sa_column=utc_column(nullable=True),
+        description=(
+            "Start of the stage's validity when it is not decided_at: a rescored outcome keeps the time the "
+            "submission was first decided, so rescoring never extends a credential."
+        ),
+    )
 
 
 # --- credentials ----------------------------------------------------------------------------------------------
@@ -360,5 +373,40 @@ class DicomAETitle(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ae_title: str = Field(max_length=16, unique=True, description="Calling AE title, without padding spaces.")
     provider_id: int = Field(foreign_key="provider.id", index=True)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+
+
+# --- scoring runs ---------------------------------------------------------------------------------------------
+
+
+class ScoringRun(SQLModel, table=True):
+    """One scoring of a submission's stored files: against which case reference and protocol version, and why.
+
+    The first scoring of a submission is an ``initial`` run. A rescore (the protocol or the case reference got a
+    new version) adds a ``rescore`` run beside the earlier ones, which keep their results: the new run becomes
+    current and points at the run it supersedes, and ``changes`` holds what moved (criteria with old and new
+    values, levels and thresholds; the outcome level before and after). Results (structure, plan and dose) belong
+    to exactly one run; the current run's results are the submission's results.
+
+    ``outcome_id`` is the automatic outcome decided from this run. When a staff override was current at a
+    rescore, the override stays current and ``kept_override_id`` names it: the submission awaits review while
+    that override is still the current outcome (see :mod:`models.scoring_runs`).
+    """
+
+    __tablename__ = "scoring_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    submission_id: int = Field(foreign_key="submission.id", index=True)
+    case_id: int = Field(foreign_key="benchmark_case.id", index=True, description="The reference scored against.")
+    protocol_id: str = Field(max_length=64)
+    protocol_version: str = Field(max_length=32)
+    trigger: ScoringTrigger = Field(sa_column=enum_column(ScoringTrigger))
+    reason: str = Field(default="", max_length=300, description="e.g. 'protocol uk-lung-sabr 1.0 -> 1.1'.")
+    supersedes_id: int | None = Field(default=None, foreign_key="scoring_run.id")
+    is_current: bool = Field(default=True)
+    outcome_id: int | None = Field(default=None, foreign_key="outcome.id")
+    kept_override_id: int | None = Field(default=None, foreign_key="outcome.id")
+    changes: dict[str, Any] = Field(default_factory=dict, sa_column=json_dict_column())
     created_by: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

@@ -20,6 +20,7 @@ from models.credentials import credentialed_for_trial, credentials_for_provider,
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
 from models.outcomes import NotLatestAttemptError, OverrideError, UnknownSubmissionError, override_outcome
+from models.scoring_runs import current_run, results_of_run, runs_as_dicts
 from models.settings import Settings, get_settings
 from models.tables import (
     BenchmarkCase,
@@ -202,13 +203,15 @@ def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
     case = session.get(BenchmarkCase, sub.case_id)
     assert provider is not None and case is not None
     outcomes = session.exec(select(Outcome).where(Outcome.submission_id == sub.id).order_by(col(Outcome.id))).all()
+    run = current_run(session, sub.id or 0)  # the current scoring run's results; earlier runs' under scoring_runs
+    run_id = run.id if run is not None and run.id is not None else -1
     results = session.exec(
         select(StructureResult)
-        .where(StructureResult.submission_id == sub.id)
+        .where(StructureResult.scoring_run_id == run_id)
         .order_by(StructureResult.structure, StructureResult.metric)
     ).all()
-    plan = session.exec(select(PlanResult).where(PlanResult.submission_id == sub.id).order_by(col(PlanResult.id))).all()
-    dose = session.exec(select(DoseResult).where(DoseResult.submission_id == sub.id).order_by(col(DoseResult.id))).all()
+    plan = results_of_run(session, PlanResult, run_id)
+    dose = results_of_run(session, DoseResult, run_id)
     return {
         "id": sub.id,
         "provider": provider.code,
@@ -256,6 +259,7 @@ def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:
         "dose_results": [
             {"metric": r.metric, "value": r.value, "unit": r.unit, "parameters": dict(r.parameters)} for r in dose
         ],
+        "scoring_runs": runs_as_dicts(session, sub.id or 0),
     }
 
 

@@ -81,8 +81,10 @@ def _checking_provider(command: Callable[..., None]) -> Callable[..., None]:
 def _attach_benchmark_commands() -> None:
     from benchmarks.cli import cases_app, simulate
     from portal.cli_catalogue import cases_import, cases_publish, protocols_app
+    from portal.cli_rescore import rescore
     from portal.cli_stages import questionnaire_app
 
+    app.command("rescore")(rescore)
     app.add_typer(questionnaire_app, name="questionnaire")
     app.add_typer(protocols_app, name="protocols")
     cases_app.command("publish")(cases_publish)
