@@ -232,17 +232,19 @@ def submit(
 ) -> None:
     """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons.
 
+    Runs inline (no Prefect API) unless a Prefect server is configured (PREFECT_API_URL) or RTQA_FLOW_RUNS=prefect.
     Exits with 3 when the submission is rejected or decided unacceptable_variation, 0 for any other decision.
     """
     from benchmarks.protocols import ProtocolError
-    from flows.credentialing import IngestError, credential_submission
+    from flows.credentialing import IngestError, run_credential_submission
 
     if not source.is_dir():
         raise fail(f"{source}: not a folder; give the folder holding the centre's DICOM files")
-    require_initialised(get_settings().resolved_database_url)
+    settings = get_settings()
+    require_initialised(settings.resolved_database_url)
     require_submission_target(provider, case, version)
     try:
-        result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
+        result = run_credential_submission(settings, str(source), provider, case, version, actor="rtqa-cli")
     except (IngestError, ProtocolError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     outcome = result["outcome"] or result["status"]
