@@ -95,9 +95,13 @@ def reminder_text(view: CredentialView, *, now: datetime) -> tuple[str, str]:
         f"The {view.scope} credential {view.code} of {view.provider_name} ({view.provider_code}) is valid until "
         f"{until:%d %B %Y %H:%M} UTC, {days} days from now.",
         "",
-        "It rests on these QA stages; each needs a passing outcome decided again before then to keep it:",
     ]
-    for stage in view.evidence.get("stages", []):
+    if view.scope == "trial":
+        lines.append("It lasts while the techniques this trial requires stay credentialed (each is reminded too).")
+    stages = list(view.evidence.get("stages", []))
+    if stages:
+        lines.append("It rests on these QA stages; each needs a passing outcome decided again before then to keep it:")
+    for stage in stages:
         case = f", {stage['case']} attempt {stage['attempt']}" if stage.get("case") else ""
         ends = f", valid until {stage['valid_until'][:10]}" if stage.get("valid_until") else ""
         lines.append(f"- {stage['description']}: {stage['status']}{case}{ends}")

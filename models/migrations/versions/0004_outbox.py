@@ -50,7 +50,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_outbox_sent_at"), ["sent_at"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_sent_at"))
