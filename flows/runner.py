@@ -25,7 +25,7 @@ from models.enums import SubmissionStatus
 from models.settings import Settings
 from models.tables import BenchmarkCase, Provider, Submission
 
-__all__ = ["DEPLOYMENT", "UNFINISHED", "SubmissionRunner", "unfinished_submissions"]
+__all__ = ["DEPLOYMENT", "UNFINISHED", "SubmissionRunner", "deployment_parameters", "unfinished_submissions"]
 
 DEPLOYMENT = "credential-submission/credential-submission"
 """The Prefect deployment (``flow name/deployment name``, see ``prefect.yaml``) used when a server is configured."""
@@ -38,6 +38,25 @@ UNFINISHED: tuple[SubmissionStatus, ...] = (
 """Statuses whose submissions still have steps to run."""
 
 _log = logging.getLogger(__name__)
+
+
+def deployment_parameters(database_url: str, submission_id: int, *, actor: str) -> dict[str, Any]:
+    """The :data:`DEPLOYMENT`'s parameters for a stored submission: its folder, provider and case (no settings:
+    the worker's environment has them)."""
+    with Session(engine_for(database_url)) as session:
+        sub = session.get(Submission, submission_id)
+        if sub is None:
+            raise LookupError(f"submission {submission_id} does not exist")
+        provider = session.get(Provider, sub.provider_id)
+        case = session.get(BenchmarkCase, sub.case_id)
+        assert provider is not None and case is not None
+        return {
+            "source_dir": sub.storage_path,
+            "provider_code": provider.code,
+            "case_code": case.case_code,
+            "case_version": case.version,
+            "actor": actor,
+        }
 
 
 def unfinished_submissions(database_url: str) -> list[int]:
@@ -149,26 +168,18 @@ class SubmissionRunner:
         flow run. The idempotency key is the submission id, so dispatching twice starts one run."""
         from prefect.deployments import run_deployment
 
-        with Session(engine_for(self.database_url)) as session:
-            sub = session.get(Submission, submission_id)
-            assert sub is not None
-            provider = session.get(Provider, sub.provider_id)
-            case = session.get(BenchmarkCase, sub.case_id)
-            assert provider is not None and case is not None
-            parameters = {
-                "source_dir": sub.storage_path,
-                "provider_code": provider.code,
-                "case_code": case.case_code,
-                "case_version": case.version,
-                "actor": self.actor,
-            }
         return run_deployment(
             DEPLOYMENT,
-            parameters=parameters,
+            parameters=deployment_parameters(self.database_url, submission_id, actor=self.actor),
             timeout=0,
             as_subflow=False,
             idempotency_key=f"rtqa-submission-{submission_id}",
         )
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while this runner works on submissions: hold it to run a submission's steps without racing it."""
+        return self._lock
 
     def start(self) -> None:
         """Pick up unfinished submissions and keep running new ones: a daemon thread, or (with Prefect) one

@@ -33,6 +33,7 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+from portal.api_flows import router as flows_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(submissions_router)
+    app.include_router(flows_router)
     app.middleware("http")(refuse_oversized_uploads)
 
     @app.get("/health", tags=["meta"])
