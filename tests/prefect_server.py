@@ -16,6 +16,7 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,25 +51,34 @@ def free_port() -> int:
 
 
 def stop_process(process: subprocess.Popen[Any], *, timeout: float = 30.0) -> None:
-    """Stop ``process`` and its process group: SIGTERM, then SIGKILL after ``timeout`` seconds.
+    """Stop ``process``, its process group and every process it started: SIGTERM, then SIGKILL after ``timeout``.
 
-    The process must have been started with ``start_new_session=True`` (its id is then its group's id), so only what
-    it started is signalled.
+    The process must have been started with ``start_new_session=True`` (its id is then its group's id). Its
+    descendants are listed first, by id, so children that moved to a session of their own (a worker's flow runs)
+    are stopped too; nothing else is signalled.
     """
-    if process.poll() is not None:
-        return
+    import psutil
+
     try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        process.wait(timeout=timeout)
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(descendants, timeout=timeout)
+    for child in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 @dataclass
@@ -85,8 +95,9 @@ class PrefectServer:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for a client of this server: the caller's, minus its Prefect profile, plus ``extra``."""
+    def env(self, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        """The environment for a client of this server: the caller's, minus its Prefect profile, plus ``extra``
+        (a value of None removes the variable)."""
         env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
         env.update(
             PREFECT_HOME=str(self.home),
@@ -96,7 +107,11 @@ class PrefectServer:
             PREFECT_CLI_COLORS="false",
             PREFECT_CLI_WRAP_LINES="false",
         )
-        env.update(extra or {})
+        for key, value in (extra or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         return env
 
     @classmethod
@@ -143,7 +158,7 @@ class PrefectServer:
         return _tail(self.log_path, tail)
 
     def cli(
-        self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None, timeout: float = 300.0
+        self, *args: str, cwd: Path | None = None, env: Mapping[str, str | None] | None = None, timeout: float = 300.0
     ) -> subprocess.CompletedProcess[str]:
         """Run ``prefect ARGS`` against this server; raises with its output when it fails."""
         done = subprocess.run(
@@ -161,11 +176,15 @@ class PrefectServer:
 
     @contextmanager
     def worker(
-        self, pool: str, *, cwd: Path, env: Mapping[str, str] | None = None, poll_seconds: float = 1.0
+        self, pool: str, *, cwd: Path, env: Mapping[str, str | None] | None = None, poll_seconds: float = 1.0
     ) -> Iterator[subprocess.Popen[bytes]]:
-        """A ``prefect worker start --pool POOL`` polling every ``poll_seconds``; stopped on exit."""
-        log_path = self.home / f"worker-{pool}-{len(self.workers)}.log"
-        extra = {"PREFECT_WORKER_QUERY_SECONDS": str(poll_seconds), "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
+        """A ``prefect worker start --pool POOL`` in ``cwd`` with ``env`` added to :meth:`env` (None removes a
+        variable), polling every ``poll_seconds``; stopped with its flow-run processes on exit."""
+        log_path = self.home / f"worker-{pool}-{time.monotonic_ns()}.log"
+        extra: dict[str, str | None] = {
+            "PREFECT_WORKER_QUERY_SECONDS": str(poll_seconds),
+            "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+        }
         extra.update(env or {})
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -184,11 +203,24 @@ class PrefectServer:
             stop_process(process)
             self.workers.remove(process)
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        """One call to the server's REST API; returns the decoded JSON."""
-        response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
+    def api(self, method: str, path: str, body: Any = None, *, attempts: int = 6) -> Any:
+        """One call to the server's REST API; returns the decoded JSON.
+
+        A busy server's SQLite database answers 503 now and then (more so on a loaded machine): such answers and
+        dropped connections are retried, waiting 1, 2, 4... seconds.
+        """
+        for attempt in range(attempts):
+            try:
+                response = httpx.request(method, f"{self.api_url}{path}", json=body, timeout=30)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            else:
+                if response.status_code != 503 or attempt == attempts - 1:
+                    response.raise_for_status()
+                    return response.json() if response.content else None
+            time.sleep(2**attempt)
+        raise AssertionError("unreachable")
 
     def deployment_id(self, name: str) -> str:
         """The id of the deployment ``flow-name/deployment-name``."""
@@ -217,6 +249,18 @@ class PrefectServer:
         """Every log line of a flow run (and its task runs), oldest first."""
         logs = self.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"})
         return "\n".join(f"{entry['level']:>2} {entry['message']}" for entry in logs)
+
+    def wait_for_log(self, run_id: str, text: str, *, timeout: float = 60.0) -> str:
+        """A flow run's logs once a line holds ``text`` (a run's last logs arrive after its final state); raises
+        TimeoutError with the logs so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.flow_run_logs(run_id)
+            if text in logs:
+                return logs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no log line with {text!r} for flow run {run_id} after {timeout:.0f} s:\n{logs}")
+            time.sleep(1.0)
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         """The artifacts a flow run published."""

@@ -126,11 +126,10 @@ class TestFlowUnderPrefect:
 
         # Observability: task runs named by what they do, and the outcome as a markdown artifact of each run.
         far_id = results["the-christie"]["submission_id"]
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[runs["the-christie"]]))
         with get_client(sync_client=True) as client:
-            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs["the-christie"]])))
-            artifacts = client.read_artifacts(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runs["the-christie"]]))
-            )
+            tasks = client.read_task_runs(flow_run_filter=this_run)
+            artifacts = client.read_artifacts(flow_run_filter=this_run)
         assert sorted(t.name for t in tasks) == sorted(
             [
                 "ingest[the-christie lung-sabr-outlining-mini]",
