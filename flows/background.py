@@ -1,6 +1,6 @@
 """Starting triggerable flows (:mod:`flows.triggers`) and following their state.
 
-With a Prefect server configured (:func:`flows.runtime.orchestrated`) a run is a flow run of the flow's deployment
+With a Prefect server configured (:func:`flows.runtime.use_deployments`) a run is a flow run of the flow's deployment
 (``run_deployment``, not waited for): its id and state are Prefect's, and a worker runs it with its own settings.
 Without one, the flow's body runs in this process on a background thread, one run at a time and while holding the
 submission runner's lock if given (so a triggered submission never races the upload runner); its state is kept in
@@ -24,7 +24,7 @@ from typing import Any
 from sqlmodel import Session
 
 from flows._store import engine_for
-from flows.runtime import orchestrated
+from flows.runtime import use_deployments
 from flows.triggers import TRIGGERABLE, TriggerableFlow
 from models.audit import record_audit
 from models.db import masked_url
@@ -83,7 +83,7 @@ class FlowRunTracker:
     Args:
         settings: the service's settings (in-process runs use them).
         lock: held around each in-process run (the submission runner's, :attr:`flows.runner.SubmissionRunner.lock`).
-        use_prefect: start deployments instead of running in-process; default :func:`flows.runtime.orchestrated`.
+        use_prefect: start deployments instead of running in-process; default :func:`flows.runtime.use_deployments`.
         keep: how many in-process runs to remember (oldest forgotten first).
     """
 
@@ -96,7 +96,7 @@ class FlowRunTracker:
         keep: int = 1000,
     ) -> None:
         self.settings = settings
-        self.use_prefect = orchestrated(settings) if use_prefect is None else use_prefect
+        self.use_prefect = use_deployments(settings) if use_prefect is None else use_prefect
         self.keep = keep
         self._run_lock = lock or threading.Lock()
         self._runs: dict[str, FlowRunRecord] = {}

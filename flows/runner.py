@@ -4,8 +4,9 @@ Without a Prefect server the web service runs them itself: :class:`SubmissionRun
 whose status is ``received``, ``validated`` or ``scored``, oldest first, through the same task functions (``.fn``)
 as :func:`flows.credentialing.credential_submission`, so the results are the same as ``rtqa submit``'s. The queue
 is the database: whatever a stopped service left unfinished is picked up when the next one starts. With
-``PREFECT_API_URL`` set the runner instead starts the ``credential-submission`` deployment for each submission (one
-flow run per submission, keyed by its id, so a restart does not run it twice).
+``PREFECT_API_URL`` set (and ``RTQA_FLOW_RUNS`` not ``inline``) the runner instead starts the
+``credential-submission`` deployment for each submission (one flow run per submission, keyed by its id, so a
+restart does not run it twice).
 
 One runner per database: two services over one database would both pick up the same submissions.
 """
@@ -13,7 +14,6 @@ One runner per database: two services over one database would both pick up the s
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from flows._store import engine_for
 from flows.credentialing import decide_outcome, score_submission, update_credentials, validate_submission
+from flows.runtime import use_deployments
 from models.enums import SubmissionStatus
 from models.settings import Settings
 from models.tables import BenchmarkCase, Provider, Submission
@@ -77,8 +78,8 @@ class SubmissionRunner:
         settings: database, data directory and credential validity.
         actor: recorded in the audit trail for every step.
         poll_seconds: how often the thread looks for work it was not told about.
-        use_prefect: start the deployment instead of running in-process; default: whether ``PREFECT_API_URL`` is
-            set.
+        use_prefect: start the deployment instead of running in-process; default
+            :func:`flows.runtime.use_deployments` (``PREFECT_API_URL`` set, ``RTQA_FLOW_RUNS`` not ``inline``).
     """
 
     def __init__(
@@ -92,7 +93,7 @@ class SubmissionRunner:
         self.settings = settings
         self.actor = actor
         self.poll_seconds = poll_seconds
-        self.use_prefect = bool(os.environ.get("PREFECT_API_URL")) if use_prefect is None else use_prefect
+        self.use_prefect = use_deployments(settings) if use_prefect is None else use_prefect
         self.failures: dict[int, str] = {}
         """Submissions whose steps raised an unexpected error, with the error; skipped until the next start."""
         self._lock = threading.Lock()

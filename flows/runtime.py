@@ -38,6 +38,7 @@ __all__ = [
     "prefect_server_configured",
     "require_database",
     "run_flow",
+    "use_deployments",
     "using_settings",
 ]
 
@@ -67,6 +68,12 @@ def orchestrated(settings: Settings) -> bool:
     if settings.flow_runs == "auto":
         return prefect_server_configured()
     return settings.flow_runs == "prefect"
+
+
+def use_deployments(settings: Settings) -> bool:
+    """Whether work handed off by the web service (uploads, flows started by staff) goes to Prefect deployments:
+    flows are :func:`orchestrated` and a server is configured (a temporary server has no deployments or workers)."""
+    return orchestrated(settings) and prefect_server_configured()
 
 
 @contextmanager

@@ -14,9 +14,18 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.cases import build_case
 from benchmarks.simulator import Deviation, simulate_submission
+from flows.background import FlowRunTracker
 from flows.catalogue import run_publish_case
 from flows.credentialing import run_credential_submission
-from flows.runtime import SettingsError, flow_settings, orchestrated, require_database, using_settings
+from flows.runner import SubmissionRunner
+from flows.runtime import (
+    SettingsError,
+    flow_settings,
+    orchestrated,
+    require_database,
+    use_deployments,
+    using_settings,
+)
 from models.settings import Settings, normalise_database_url
 
 CASE = "lung-sabr-outlining-mini"
@@ -39,6 +48,27 @@ def test_orchestrated(monkeypatch: pytest.MonkeyPatch, mode: str, api_url: str |
     else:
         monkeypatch.setenv("PREFECT_API_URL", api_url)
     assert orchestrated(Settings(flow_runs=mode)) is expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "api_url", "expected"),
+    [
+        ("prefect", None, False),
+        ("prefect", "http://x/api", True),
+        ("auto", "http://x/api", True),
+        ("inline", "http://x/api", False),
+    ],
+)
+def test_deployments_need_a_server(
+    monkeypatch: pytest.MonkeyPatch, mode: str, api_url: str | None, expected: bool
+) -> None:
+    if api_url is None:
+        monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    else:
+        monkeypatch.setenv("PREFECT_API_URL", api_url)
+    settings = Settings(flow_runs=mode)  # type: ignore[arg-type]
+    assert use_deployments(settings) is expected
+    assert FlowRunTracker(settings).use_prefect is expected and SubmissionRunner(settings).use_prefect is expected
 
 
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
