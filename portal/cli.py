@@ -21,7 +21,7 @@ from portal.cli_admin import (
     tokens_app,
     users_app,
 )
-from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
+from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, masked_url, require_initialised
 
 app = typer.Typer(
     help="rtqa: radiotherapy trials QA credentialing.",
@@ -101,7 +101,7 @@ def db_upgrade() -> None:
 
     settings = get_settings()
     upgrade(settings.resolved_database_url)
-    console.print(f"schema at head: {settings.resolved_database_url}")
+    console.print(f"schema at head: {masked_url(settings.resolved_database_url)}")
 
 
 @db_app.command("init")
