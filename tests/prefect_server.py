@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,17 +116,24 @@ class PrefectServer:
 
     @classmethod
     @contextmanager
-    def started(cls, home: Path, *, timeout: float = 180.0) -> Iterator[PrefectServer]:
-        """Start a server on a free port, wait until its API answers, and stop it (and any worker) on exit."""
+    def started(
+        cls, home: Path, *, timeout: float = 180.0, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    ) -> Iterator[PrefectServer]:
+        """Start a server on a free port, wait until its API answers, and stop it (and any worker) on exit.
+
+        ``args`` go to ``prefect server start`` (e.g. ``["--no-services"]``); ``env`` adds server settings (e.g.
+        ``PREFECT_API_DATABASE_CONNECTION_URL`` for a PostgreSQL backend).
+        """
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         log_path = home / "server.log"
-        env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
-        env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+        server_env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
+        server_env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+        server_env.update(env or {})
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
+                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), *args],
+                env=server_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
