@@ -411,7 +411,12 @@ def credential_submission(
     except SettingsError as err:
         return failed_run(err)  # type: ignore[no-any-return]
     result = credential_steps(settings, source_dir, provider_code, case_code, case_version, actor)
-    publish_submission_artifact(result["submission_id"], settings)
+    try:
+        publish_submission_artifact(result["submission_id"], settings)
+    except Exception as err:  # the decision is stored: a missing artifact must not fail the run
+        logger().warning(
+            "submission %s: no artifact published (%s: %s)", result["submission_id"], type(err).__name__, err
+        )
     return result
 
 
