@@ -129,24 +129,28 @@ class FlowRunTracker:
         shown = params.model_dump(mode="json", exclude_none=True)
         if self.use_prefect:
             record = self._start_deployment(entry, params, actor, shown)
-        else:
-            record = FlowRunRecord(
-                id=str(uuid.uuid4()), flow=entry.name, mode="in-process", parameters=shown, requested_by=actor
-            )
-            self._remember(record)
-            self._queue.put((entry, params, record))
-            self._ensure_thread()
+            self._audit(record)
+            return record
+        record = FlowRunRecord(
+            id=str(uuid.uuid4()), flow=entry.name, mode="in-process", parameters=shown, requested_by=actor
+        )
+        self._audit(record)
+        self._remember(record)
+        self._queue.put((entry, params, record))
+        self._ensure_thread()
+        return record
+
+    def _audit(self, record: FlowRunRecord) -> None:
         with Session(engine_for(self.settings.resolved_database_url)) as session:
             record_audit(
                 session,
-                actor=actor,
+                actor=record.requested_by or "rtqa-api",
                 action="flow.triggered",
                 subject_type="flow_run",
                 subject_id=record.id,
-                after={"flow": entry.name, "parameters": shown, "mode": record.mode},
+                after={"flow": record.flow, "parameters": record.parameters, "mode": record.mode},
             )
             session.commit()
-        return record
 
     def _start_deployment(
         self, entry: TriggerableFlow, params: Any, actor: str, shown: dict[str, Any]
