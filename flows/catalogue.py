@@ -11,9 +11,11 @@ from sqlmodel import Session, select
 from benchmarks.cases import CaseSpec, build_case, get_case
 from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
-from flows.steps import add_case, settings_for
+from flows.runtime import SettingsError, call, failed_run, flow_settings, run_flow
+from flows.steps import add_case
 from models.audit import record_audit
 from models.enums import QAStage
+from models.settings import Settings
 from models.stages import register_stage_requirements
 from models.tables import BenchmarkCase, Technique, Trial, TrialRequirement
 
@@ -22,7 +24,7 @@ class CatalogueError(ValueError):
     """A case or protocol names something the database does not know (e.g. a technique code)."""
 
 
-@task(retries=1, retry_delay_seconds=2)
+@task(retries=1, retry_delay_seconds=2, task_run_name="build-reference[{case_code}]")
 def build_reference(case_code: str, cases_dir: str) -> dict[str, Any]:
     """Build (or find, if already built) the reference files of a case; returns where they are and their hash."""
     built = build_case(case_code, Path(cases_dir))
@@ -34,7 +36,7 @@ def build_reference(case_code: str, cases_dir: str) -> dict[str, Any]:
     }
 
 
-@task
+@task(task_run_name="register-case[{reference[case_code]}]")
 def register_case(reference: dict[str, Any], *, actor: str, database_url: str) -> int:
     """Insert the benchmark case (idempotent by code and version) and the trial its protocol defines."""
     spec = get_case(reference["case_code"])
@@ -134,11 +136,25 @@ def _register_trial(session: Session, *, protocol_id: str, title: str, technique
             session.add(TrialRequirement(trial_id=trial.id, technique_id=technique.id))
 
 
+def publish_steps(settings: Settings, case_code: str, actor: str = "rtqa-flow") -> int:
+    """The flow's body: build the case's reference files and register it; returns the case's database id."""
+    reference = call(build_reference, case_code, str(settings.cases_dir))
+    return int(call(register_case, reference, actor=actor, database_url=settings.resolved_database_url))
+
+
 @flow(name="publish-case")
-def publish_case(
-    case_code: str, actor: str = "rtqa-flow", database_url: str | None = None, data_dir: str | None = None
-) -> int:
-    """Build a benchmark case's reference files and register it; returns the case's database id."""
-    settings = settings_for(database_url, data_dir)
-    reference = build_reference(case_code, str(settings.cases_dir))
-    return register_case(reference, actor=actor, database_url=settings.resolved_database_url)
+def publish_case(case_code: str, actor: str = "rtqa-flow") -> int:
+    """Build a benchmark case's reference files and register it; returns the case's database id.
+
+    The database and data directory come from the environment (see :mod:`flows.runtime`).
+    """
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
+    return publish_steps(settings, case_code, actor)
+
+
+def run_publish_case(settings: Settings, case_code: str, actor: str = "rtqa-flow") -> int:
+    """Run :func:`publish_case` for ``settings``: a Prefect flow run or inline (``Settings.flow_runs``)."""
+    return run_flow(publish_case, publish_steps, settings, case_code, actor)

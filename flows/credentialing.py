@@ -1,8 +1,14 @@
 """Credentialing flow: ingest a centre's submission, validate it, score it, decide, update credentials.
 
 Scoring follows the case's QA stage (see :mod:`flows.scoring`). Each task takes and returns ids and paths only;
-every task opens its own session. ``python -m flows.credentialing DIR --provider CODE --case CODE`` runs it on
-the embedded default database.
+every task opens its own session. The flow body (:func:`credential_steps`) runs as a Prefect flow run or inline
+(:mod:`flows.runtime`); :func:`run_credential_submission` picks by the settings. ``python -m flows.credentialing DIR
+--provider CODE --case CODE`` runs it on the configured database.
+
+Task runs are named by what they do and on what (``ingest[the-christie lung-sabr-outlining-mini]``,
+``validate[submission 3]``, ``score-contours[submission 3]``, ``decide[submission 3]``); every log line names the
+submission and its provider; each flow run publishes a markdown artifact with the outcome and the criteria table
+(:mod:`flows.run_report`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.evaluation import evaluate_run
 from flows.protocol_store import resolve_protocol
+from flows.runtime import SettingsError, call, failed_run, flow_settings, require_database, run_flow
 from flows.scoring import score_stage
 from flows.steps import (
     data_dir_or_default,
+    describe_submission,
     load_submission_and_case,
+    logger,
     new_submission,
     record_decision,
     retry_on_io,
@@ -36,18 +45,22 @@ from models.credentials import apply_outcome
 from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run
-from models.tables import BenchmarkCase, Provider, Submission
+from models.settings import Settings, get_settings
+from models.tables import BenchmarkCase, Provider, Submission, Technique
 from qa_checks.dicom_io import LoadedSubmission, load_submission
 from qa_checks.errors import QAChecksError
 from qa_checks.protocol import Evaluation
 
 __all__ = [
+    "SCORE_TASK_NAMES",
     "IngestError",
     "Ingested",
     "SubmissionMismatchError",
+    "credential_steps",
     "credential_submission",
     "decide_outcome",
     "ingest_submission",
+    "run_credential_submission",
     "score_contours",
     "score_submission",
     "settings_for",
@@ -165,7 +178,12 @@ def _is_recorded(database_url: str, destination: Path) -> bool:
         return session.exec(select(Submission.id).where(Submission.storage_path == stored)).first() is not None
 
 
-@task(retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io)
+@task(
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_on_io,
+    task_run_name="ingest[{provider_code} {case_code}]",
+)
 def ingest_submission(
     source_dir: str,
     *,
@@ -181,7 +199,7 @@ def ingest_submission(
     The same files from the same provider for the same case give back the existing submission. A failure leaves
     neither a row nor a stored folder (see :func:`store_submission`).
     """
-    return store_submission(
+    ingested = store_submission(
         source_dir,
         provider_code=provider_code,
         case_code=case_code,
@@ -189,7 +207,11 @@ def ingest_submission(
         actor=actor,
         database_url=database_url,
         data_dir=data_dir,
-    ).submission_id
+    )
+    with Session(engine_for(database_url)) as session:
+        what = describe_submission(session, ingested.submission_id)
+    logger().info("%s: %s", what, "received" if ingested.created else "already received (the same files)")
+    return ingested.submission_id
 
 
 REQUIRED_MODALITIES: dict[QAStage, tuple[str, ...]] = {
@@ -230,13 +252,15 @@ def check_fits_case(submitted: LoadedSubmission, reference: LoadedSubmission, st
         )
 
 
-@task
+@task(task_run_name="validate[submission {submission_id}]")
 def validate_submission(submission_id: int, *, actor: str, database_url: str) -> bool:
     """Read the submission, check its cross references and that it fits the case's stage; reject it with the
     reason if not."""
     with Session(engine_for(database_url)) as session:
         sub, case = load_submission_and_case(session, submission_id)
+        what = describe_submission(session, submission_id)
         if sub.status is not SubmissionStatus.RECEIVED:
+            logger().info("%s: already %s", what, sub.status.value)
             return sub.status is not SubmissionStatus.REJECTED
         # The reference is trusted: a problem reading it is an error of the case, not of the submission.
         reference = load_submission(reference_files(Path(case.reference_path)))
@@ -246,19 +270,34 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         except (QAChecksError, SubmissionMismatchError) as err:
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()
+            logger().info("%s: rejected: %s", what, sub.rejection_reason)
             return False
         notes = list(submitted.dose.notes) if submitted.dose is not None else []
         set_status(
             session, sub, SubmissionStatus.VALIDATED, actor=actor, details={"dose_notes": notes} if notes else None
         )
         session.commit()
+        logger().info("%s: validated", what)
         return True
 
 
-@task
+SCORE_TASK_NAMES: dict[QAStage, str] = {
+    QAStage.OUTLINING_BENCHMARK: "score-contours",
+    QAStage.PLANNING_BENCHMARK: "score-plan",
+    QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK: "gamma-check",
+}
+"""Name of the scoring task run of each stage (``score-contours[submission 3]``)."""
+
+
+@task(task_run_name="score[submission {submission_id}]")
 def score_submission(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> int:
     """Score a validated submission by its case's QA stage (see :mod:`flows.scoring`); returns the results stored."""
-    return score_stage(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+    stored = score_stage(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+    with Session(engine_for(database_url)) as session:
+        what = describe_submission(session, submission_id)
+        sub, _ = load_submission_and_case(session, submission_id)
+        logger().info("%s: %d results stored, status %s", what, stored, sub.status.value)
+    return stored
 
 
 score_contours = score_submission
@@ -273,13 +312,15 @@ def stored_evaluation(session: Session, submission_id: int, stage: QAStage, prot
     return evaluate_run(session, run.id or 0, stage, protocol)
 
 
-@task
+@task(task_run_name="decide[submission {submission_id}]")
 def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> str:
     """Apply the protocol's criteria for the case's stage to the stored results; record the automatic outcome."""
     with Session(engine_for(database_url)) as session:
         sub, case = load_submission_and_case(session, submission_id)
+        what = describe_submission(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
             current = current_outcome(session, submission_id)
+            logger().info("%s: already %s", what, sub.status.value)
             return current.level.value if current else sub.status.value
         run = current_run(session, submission_id)
         if run is None:
@@ -298,15 +339,25 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
         run.outcome_id = outcome.id
         session.add(run)
         session.commit()
+        logger().info("%s: decided %s (protocol %s@%s)", what, outcome.level.value, protocol.id, protocol.version)
         return outcome.level.value
 
 
-@task
+@task(task_run_name="update-credentials[submission {submission_id}]")
 def update_credentials(submission_id: int, *, actor: str, database_url: str, validity_days: int) -> list[int]:
     """Grant or withhold the technique credential and refresh the trial credentials that depend on it."""
     with Session(engine_for(database_url)) as session:
         touched = apply_outcome(session, submission_id=submission_id, actor=actor, validity_days=validity_days)
         session.commit()
+        what = describe_submission(session, submission_id)
+        _, case = load_submission_and_case(session, submission_id)
+        technique = session.get(Technique, case.technique_id)
+        logger().info(
+            "%s: credentials re-evaluated (%s and its trials: %d rows)",
+            what,
+            technique.code if technique else case.technique_id,
+            len(touched),
+        )
         return touched
 
 
@@ -326,6 +377,46 @@ def submission_summary(submission_id: int, *, database_url: str) -> dict[str, An
         }
 
 
+def credential_steps(
+    settings: Settings,
+    source_dir: str,
+    provider_code: str,
+    case_code: str,
+    case_version: str | None = None,
+    actor: str = "rtqa-flow",
+) -> dict[str, Any]:
+    """The flow's body: ingest → validate → score → decide → credential, for one centre submission folder.
+
+    Each task does nothing when its step is already done, so re-submitting the same files (or re-running a
+    submission that stopped half-way) is harmless.
+    """
+    url, data = settings.resolved_database_url, str(settings.data_dir)
+    submission_id = call(
+        ingest_submission,
+        source_dir,
+        provider_code=provider_code,
+        case_code=case_code,
+        case_version=case_version,
+        actor=actor,
+        database_url=url,
+        data_dir=data,
+    )
+    if call(validate_submission, submission_id, actor=actor, database_url=url):
+        with Session(engine_for(url)) as session:
+            _, case = load_submission_and_case(session, submission_id)
+        scoring = f"{SCORE_TASK_NAMES.get(case.stage, 'score')}[submission {submission_id}]"
+        call(score_submission, submission_id, actor=actor, database_url=url, data_dir=data, name=scoring)
+        call(decide_outcome, submission_id, actor=actor, database_url=url, data_dir=data)
+        call(
+            update_credentials,
+            submission_id,
+            actor=actor,
+            database_url=url,
+            validity_days=settings.credential_validity_days,
+        )
+    return submission_summary(submission_id, database_url=url)
+
+
 @flow(name="credential-submission", log_prints=False)
 def credential_submission(
     source_dir: str,
@@ -333,29 +424,40 @@ def credential_submission(
     case_code: str,
     case_version: str | None = None,
     actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest → validate → score → decide → credential, for one centre submission folder."""
-    settings = settings_for(database_url, data_dir)
-    url = settings.resolved_database_url
-    submission_id = ingest_submission(
-        source_dir,
-        provider_code=provider_code,
-        case_code=case_code,
-        case_version=case_version,
-        actor=actor,
-        database_url=url,
-        data_dir=str(settings.data_dir),
-    )
-    # Each task does nothing when its step is already done, so re-submitting the same files is harmless.
-    if validate_submission(submission_id, actor=actor, database_url=url):
-        score_submission(submission_id, actor=actor, database_url=url, data_dir=str(settings.data_dir))
-        decide_outcome(submission_id, actor=actor, database_url=url, data_dir=str(settings.data_dir))
-        update_credentials(
-            submission_id, actor=actor, database_url=url, validity_days=settings.credential_validity_days
+    """Ingest → validate → score → decide → credential, for one centre submission folder.
+
+    The database and data directory come from the environment (``RTQA_DATABASE_URL``, ``RTQA_DATA_DIR``; see
+    :mod:`flows.runtime`), never from parameters. Publishes the outcome as a markdown artifact.
+    """
+    from flows.run_report import publish_submission_artifact
+
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
+    result = credential_steps(settings, source_dir, provider_code, case_code, case_version, actor)
+    try:
+        publish_submission_artifact(result["submission_id"], settings)
+    except Exception as err:  # the decision is stored: a missing artifact must not fail the run
+        logger().warning(
+            "submission %s: no artifact published (%s: %s)", result["submission_id"], type(err).__name__, err
         )
-    return submission_summary(submission_id, database_url=url)
+    return result
+
+
+def run_credential_submission(
+    settings: Settings,
+    source_dir: str,
+    provider_code: str,
+    case_code: str,
+    case_version: str | None = None,
+    actor: str = "rtqa-flow",
+) -> dict[str, Any]:
+    """Run :func:`credential_submission` for ``settings``: a Prefect flow run or inline (``Settings.flow_runs``)."""
+    return run_flow(
+        credential_submission, credential_steps, settings, source_dir, provider_code, case_code, case_version, actor
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -365,8 +467,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--case", required=True)
     parser.add_argument("--case-version", default=None, help="Default: the newest registered version.")
     args = parser.parse_args(argv)
-    result = credential_submission(args.source_dir, args.provider, args.case, args.case_version)
-    print(result)
+    settings = get_settings()
+    try:
+        require_database(settings.resolved_database_url)
+    except SettingsError as err:
+        parser.exit(2, f"error: {err}\n")
+    print(run_credential_submission(settings, args.source_dir, args.provider, args.case, args.case_version))
 
 
 if __name__ == "__main__":

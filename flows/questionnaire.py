@@ -25,7 +25,8 @@ from sqlmodel import Session, col, select
 from benchmarks.questionnaire_forms import QUESTIONNAIRE_DIR
 from benchmarks.questionnaires import Questionnaire, QuestionnaireEvaluation, evaluate_answers, load_questionnaire
 from flows._store import content_sha256, copy_atomically, engine_for
-from flows.steps import add_case, new_submission, record_decision, set_status, settings_for
+from flows.runtime import SettingsError, failed_run, flow_settings
+from flows.steps import add_case, new_submission, record_decision, set_status
 from models.credentials import apply_outcome
 from models.enums import QAStage, SubmissionStatus
 from models.tables import BenchmarkCase, Outcome, Provider, Submission, Technique
@@ -187,11 +188,13 @@ def facility_questionnaire(
     technique: str,
     answers: dict[str, Any],
     actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Submit a centre's facility questionnaire answers (see :func:`submit_answers`)."""
-    settings = settings_for(database_url, data_dir)
+    """Submit a centre's facility questionnaire answers (see :func:`submit_answers`); the database and data
+    directory come from the environment (see :mod:`flows.runtime`)."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
     return submit_answers(
         provider_code,
         technique,

@@ -4,8 +4,9 @@ Without a Prefect server the web service runs them itself: :class:`SubmissionRun
 whose status is ``received``, ``validated`` or ``scored``, oldest first, through the same task functions (``.fn``)
 as :func:`flows.credentialing.credential_submission`, so the results are the same as ``rtqa submit``'s. The queue
 is the database: whatever a stopped service left unfinished is picked up when the next one starts. With
-``PREFECT_API_URL`` set the runner instead starts the ``credential-submission`` deployment for each submission (one
-flow run per submission, keyed by its id, so a restart does not run it twice).
+``PREFECT_API_URL`` set (and ``RTQA_FLOW_RUNS`` not ``inline``) the runner instead starts the
+``credential-submission`` deployment for each submission (one flow run per submission, keyed by its id, so a
+restart does not run it twice).
 
 One runner per database: two services over one database would both pick up the same submissions.
 """
@@ -13,7 +14,6 @@ One runner per database: two services over one database would both pick up the s
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -21,11 +21,12 @@ from sqlmodel import Session, col, select
 
 from flows._store import engine_for
 from flows.credentialing import decide_outcome, score_submission, update_credentials, validate_submission
+from flows.runtime import use_deployments
 from models.enums import SubmissionStatus
 from models.settings import Settings
 from models.tables import BenchmarkCase, Provider, Submission
 
-__all__ = ["DEPLOYMENT", "UNFINISHED", "SubmissionRunner", "unfinished_submissions"]
+__all__ = ["DEPLOYMENT", "UNFINISHED", "SubmissionRunner", "deployment_parameters", "unfinished_submissions"]
 
 DEPLOYMENT = "credential-submission/credential-submission"
 """The Prefect deployment (``flow name/deployment name``, see ``prefect.yaml``) used when a server is configured."""
@@ -38,6 +39,25 @@ UNFINISHED: tuple[SubmissionStatus, ...] = (
 """Statuses whose submissions still have steps to run."""
 
 _log = logging.getLogger(__name__)
+
+
+def deployment_parameters(database_url: str, submission_id: int, *, actor: str) -> dict[str, Any]:
+    """The :data:`DEPLOYMENT`'s parameters for a stored submission: its folder, provider and case (no settings:
+    the worker's environment has them)."""
+    with Session(engine_for(database_url)) as session:
+        sub = session.get(Submission, submission_id)
+        if sub is None:
+            raise LookupError(f"submission {submission_id} does not exist")
+        provider = session.get(Provider, sub.provider_id)
+        case = session.get(BenchmarkCase, sub.case_id)
+        assert provider is not None and case is not None
+        return {
+            "source_dir": sub.storage_path,
+            "provider_code": provider.code,
+            "case_code": case.case_code,
+            "case_version": case.version,
+            "actor": actor,
+        }
 
 
 def unfinished_submissions(database_url: str) -> list[int]:
@@ -58,8 +78,8 @@ class SubmissionRunner:
         settings: database, data directory and credential validity.
         actor: recorded in the audit trail for every step.
         poll_seconds: how often the thread looks for work it was not told about.
-        use_prefect: start the deployment instead of running in-process; default: whether ``PREFECT_API_URL`` is
-            set.
+        use_prefect: start the deployment instead of running in-process; default
+            :func:`flows.runtime.use_deployments` (``PREFECT_API_URL`` set, ``RTQA_FLOW_RUNS`` not ``inline``).
     """
 
     def __init__(
@@ -73,7 +93,7 @@ class SubmissionRunner:
         self.settings = settings
         self.actor = actor
         self.poll_seconds = poll_seconds
-        self.use_prefect = bool(os.environ.get("PREFECT_API_URL")) if use_prefect is None else use_prefect
+        self.use_prefect = use_deployments(settings) if use_prefect is None else use_prefect
         self.failures: dict[int, str] = {}
         """Submissions whose steps raised an unexpected error, with the error; skipped until the next start."""
         self._lock = threading.Lock()
@@ -149,26 +169,18 @@ class SubmissionRunner:
         flow run. The idempotency key is the submission id, so dispatching twice starts one run."""
         from prefect.deployments import run_deployment
 
-        with Session(engine_for(self.database_url)) as session:
-            sub = session.get(Submission, submission_id)
-            assert sub is not None
-            provider = session.get(Provider, sub.provider_id)
-            case = session.get(BenchmarkCase, sub.case_id)
-            assert provider is not None and case is not None
-            parameters = {
-                "source_dir": sub.storage_path,
-                "provider_code": provider.code,
-                "case_code": case.case_code,
-                "case_version": case.version,
-                "actor": self.actor,
-            }
         return run_deployment(
             DEPLOYMENT,
-            parameters=parameters,
+            parameters=deployment_parameters(self.database_url, submission_id, actor=self.actor),
             timeout=0,
             as_subflow=False,
             idempotency_key=f"rtqa-submission-{submission_id}",
         )
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while this runner works on submissions: hold it to run a submission's steps without racing it."""
+        return self._lock
 
     def start(self) -> None:
         """Pick up unfinished submissions and keep running new ones: a daemon thread, or (with Prefect) one

@@ -112,6 +112,14 @@ def load_submission_and_case(session: Session, submission_id: int) -> tuple[Subm
     return sub, case
 
 
+def describe_submission(session: Session, submission_id: int) -> str:
+    """How log lines name a submission: ``"submission 3 (the-christie, lung-sabr-outlining-mini@1.0, attempt 1)"``."""
+    sub, case = load_submission_and_case(session, submission_id)
+    provider = session.get(Provider, sub.provider_id)
+    code = provider.code if provider is not None else f"provider {sub.provider_id}"
+    return f"submission {submission_id} ({code}, {case.case_code}@{case.version}, attempt {sub.attempt})"
+
+
 def new_submission(
     session: Session, *, provider: Provider, case: BenchmarkCase, sha: str, storage_path: Path, actor: str
 ) -> Submission:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -34,6 +34,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def masked_url(url: str) -> str:
+    """The database URL with any password replaced by ``***`` (for messages, logs and printed output)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown as it is: it has no password field to hide
+        return url
+
+
+def database_initialised(url: str) -> bool:
+    """Whether the database at ``url`` has been migrated (Alembic's ``alembic_version`` table holds a revision).
+
+    A missing SQLite file is reported as not initialised without creating it.
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
+    """
+    parsed = make_url(normalise_database_url(url))
+    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    if sqlite_file and not Path(str(parsed.database)).is_file():
+        return False
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return False
+            return connection.execute(text("SELECT version_num FROM alembic_version")).first() is not None
+    finally:
+        engine.dispose()
 
 
 @contextmanager

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".rtqa")
@@ -24,7 +25,7 @@ class Settings(BaseSettings):
     (``postgresql+psycopg://user@host:5432/db``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="RTQA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RTQA_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Directory for the database file and uploads.")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; None means SQLite in data_dir.")
@@ -64,6 +65,27 @@ class Settings(BaseSettings):
             "with PREFECT_API_URL set they go to the credential-submission deployment instead)."
         ),
     )
+    flow_runs: Literal["auto", "prefect", "inline"] = Field(
+        default="auto",
+        description=(
+            "How flows started by this process run: 'prefect' as Prefect flow runs (on the server PREFECT_API_URL "
+            "names; without one Prefect starts a temporary local server, several seconds per command); 'inline' by "
+            "calling the same task functions directly, with no Prefect run records; 'auto' (default) is 'prefect' "
+            "when PREFECT_API_URL is set in the environment, else 'inline'."
+        ),
+    )
+    qa_team_email: str | None = Field(
+        default=None,
+        description="Address of the QA team, sent a copy of every expiry reminder.",
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for notifications; unset: the outbox table is the record, unsent."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_from: str = Field(default="rtqa@localhost", description="Sender address of notifications.")
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password (never printed or logged).")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection with STARTTLS.")
 
     @property
     def resolved_database_url(self) -> str:

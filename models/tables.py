@@ -410,3 +410,29 @@ class ScoringRun(SQLModel, table=True):
     changes: dict[str, Any] = Field(default_factory=dict, sa_column=json_dict_column())
     created_by: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+
+
+# --- notifications --------------------------------------------------------------------------------------------
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notification to send (an e-mail): the outbox is the record of what was said to whom, sent or not.
+
+    ``sent_at`` stays NULL until a sender delivers it (none is configured by default). A reminder about a credential
+    names the credential and the end of validity it warns about; one reminder per credential, end and recipient.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.UniqueConstraint("kind", "credential_id", "valid_until", "recipient"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=64, index=True, description="What the message is, e.g. 'credential_expiring'.")
+    recipient: str = Field(max_length=320, description="E-mail address.")
+    subject: str = Field(max_length=300)
+    body: str = Field(max_length=20000)
+    credential_id: int | None = Field(default=None, foreign_key="credential.id", index=True)
+    valid_until: datetime | None = Field(
+        default=None, sa_column=utc_column(nullable=True), description="The end of validity a reminder is about."
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True, index=True))

@@ -39,6 +39,7 @@ from portal.api_audit import router as audit_router
 from portal.api_cases import router as cases_router
 from portal.api_centre import router as centre_router
 from portal.api_commissioning import router as commissioning_router
+from portal.api_flows import router as flows_router
 from portal.api_national import router as national_router
 from portal.api_received import router as received_router
 from portal.api_review import router as review_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(national_router)
     app.include_router(received_router)
     app.include_router(dicomweb_router)
+    app.include_router(flows_router)
     app.middleware("http")(refuse_oversized_uploads)
     install_pages(app)
 

@@ -23,7 +23,7 @@ from portal.cli_admin import (
 )
 from portal.cli_audit import audit_app
 from portal.cli_dicom import dicom_app
-from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
+from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, masked_url, require_initialised
 
 app = typer.Typer(
     help="rtqa: radiotherapy trials QA credentialing.",
@@ -107,7 +107,7 @@ def db_upgrade() -> None:
 
     settings = get_settings()
     upgrade(settings.resolved_database_url)
-    console.print(f"schema at head: {settings.resolved_database_url}")
+    console.print(f"schema at head: {masked_url(settings.resolved_database_url)}")
 
 
 @db_app.command("init")
@@ -244,17 +244,19 @@ def submit(
 ) -> None:
     """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons.
 
+    Runs inline (no Prefect API) unless a Prefect server is configured (PREFECT_API_URL) or RTQA_FLOW_RUNS=prefect.
     Exits with 3 when the submission is rejected or decided unacceptable_variation, 0 for any other decision.
     """
     from benchmarks.protocols import ProtocolError
-    from flows.credentialing import IngestError, credential_submission
+    from flows.credentialing import IngestError, run_credential_submission
 
     if not source.is_dir():
         raise fail(f"{source}: not a folder; give the folder holding the centre's DICOM files")
-    require_initialised(get_settings().resolved_database_url)
+    settings = get_settings()
+    require_initialised(settings.resolved_database_url)
     require_submission_target(provider, case, version)
     try:
-        result = credential_submission(str(source), provider, case, version, actor="rtqa-cli")
+        result = run_credential_submission(settings, str(source), provider, case, version, actor="rtqa-cli")
     except (IngestError, ProtocolError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     outcome = result["outcome"] or result["status"]

@@ -23,7 +23,7 @@ protocols_app = typer.Typer(help="Trial protocols: list, validate and add versio
 def cases_publish(case: Annotated[str, typer.Argument(help="Library case id (see `rtqa cases list`).")]) -> None:
     """Build a library case's reference DICOM and register it, with its protocol's trial and stages."""
     from benchmarks.cases import CaseError, get_case
-    from flows.catalogue import CatalogueError, publish_case
+    from flows.catalogue import CatalogueError, run_publish_case
 
     try:
         spec = get_case(case)
@@ -32,9 +32,7 @@ def cases_publish(case: Annotated[str, typer.Argument(help="Library case id (see
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
     try:
-        case_id = publish_case(
-            spec.case_id, actor="rtqa-cli", database_url=settings.resolved_database_url, data_dir=str(settings.data_dir)
-        )
+        case_id = run_publish_case(settings, spec.case_id, actor="rtqa-cli")
     except CatalogueError as err:
         raise fail(str(err)) from None
     console.print(

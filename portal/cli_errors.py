@@ -13,18 +13,16 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from typer._click.core import Context  # typer vendors click: its own Context and exception classes
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from models.db import create_db_engine
+from models.db import database_initialised as database_initialised  # re-exported for the CLI modules
+from models.db import masked_url as masked_url
 
 EXIT_OK = 0
 """Success; for ``rtqa submit``, the submission was decided and is not an unacceptable variation."""
@@ -65,40 +63,12 @@ def one_line(text: str) -> str:
     return "; ".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())
 
 
-def masked_url(url: str) -> str:
-    """The database URL with any password replaced by ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown as it is: it has no password field to hide
-        return url
-
-
 def not_initialised_message(url: str) -> str:
     """What to say when the database at ``url`` has no rtqa schema."""
     return (
         f"the database {masked_url(url)} is not initialised; run `rtqa db init` "
         "(or set RTQA_DATABASE_URL to use another)"
     )
-
-
-def database_initialised(url: str) -> bool:
-    """Whether the database at ``url`` has been migrated (Alembic's ``alembic_version`` table holds a revision).
-
-    Raises:
-        sqlalchemy.exc.OperationalError: the database cannot be reached.
-    """
-    parsed = make_url(url)
-    sqlite_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
-    if sqlite_file and not Path(str(parsed.database)).is_file():
-        return False  # a missing SQLite file is not created by asking
-    engine = create_db_engine(url)
-    try:
-        with engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return False
-            return connection.execute(text("SELECT version_num FROM alembic_version")).first() is not None
-    finally:
-        engine.dispose()
 
 
 def require_initialised(url: str) -> None:

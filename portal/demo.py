@@ -35,7 +35,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     """Run the demo against ``settings`` (its data directory and database)."""
     from benchmarks.cases import build_case
     from benchmarks.questionnaires import example_answers
-    from flows.catalogue import publish_case, register_shipped_protocols
+    from flows.catalogue import register_shipped_protocols, run_publish_case
     from flows.questionnaire import submit_answers
     from models.db import create_db_engine, session_scope
     from models.migrate import upgrade
@@ -45,7 +45,6 @@ def run_demo(settings: Settings, console: Console) -> None:
     from portal.report import credential_matrix
 
     url = settings.resolved_database_url
-    data = str(settings.data_dir)
     console.rule("1. database, registry and the QA stages each protocol requires")
     upgrade(url)
     engine = create_db_engine(url)
@@ -61,7 +60,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     console.rule("2. benchmark cases (lung SABR: outlining, planning, TPS check)")
     built = {}
     for code in DEMO_CASES:
-        case_id = publish_case(code, actor="rtqa-demo", database_url=url, data_dir=data)
+        case_id = run_publish_case(settings, code, actor="rtqa-demo")
         built[code] = build_case(code, settings.cases_dir)
         console.print(f"{code}: id {case_id}, {built[code].spec.stage.replace('_', ' ')}")
 
@@ -142,16 +141,10 @@ def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], 
 
 def _submit(settings: Settings, directory: Path, provider: str, built: Any) -> dict[str, Any]:
     """Run the credentialing flow on a simulated submission folder."""
-    from flows.credentialing import credential_submission
+    from flows.credentialing import run_credential_submission
 
-    return credential_submission(
-        str(directory),
-        provider,
-        built.spec.case_id,
-        built.spec.version,
-        actor="rtqa-demo",
-        database_url=settings.resolved_database_url,
-        data_dir=str(settings.data_dir),
+    return run_credential_submission(
+        settings, str(directory), provider, built.spec.case_id, built.spec.version, actor="rtqa-demo"
     )
 
 

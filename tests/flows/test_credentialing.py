@@ -7,6 +7,8 @@ from typing import Any
 
 import pydicom
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -23,6 +25,7 @@ from flows.credentialing import (
     update_credentials,
     validate_submission,
 )
+from flows.runtime import using_settings
 from models.enums import CredentialStatus, SubmissionStatus
 from models.settings import Settings
 from models.tables import AuditEvent, Credential, Outcome, StructureResult, Submission, Technique
@@ -78,18 +81,20 @@ class TestFlowUnderPrefect:
     def test_close_and_far_centres(
         self, prefect_harness: None, settings: Settings, engine: Engine, built: BuiltCase, tmp_path: Path
     ) -> None:
-        url, data = settings.resolved_database_url, str(settings.data_dir)
-        publish_case(CASE, actor="tests", database_url=url, data_dir=data)
+        with using_settings(settings):
+            publish_case(CASE, actor="tests")
         close = _simulate(built, tmp_path, "the-royal-marsden", "margin_mm:PTV:1", "rename:SpinalCord:Cord")
         far = _simulate(built, tmp_path, "the-christie", "margin_mm:PTV:8", "shift_mm:GTV:0,0,10")
         assert close.expected_outcome.value != "unacceptable_variation"
         assert far.expected_outcome.value == "unacceptable_variation"
 
         results: dict[str, dict[str, Any]] = {}
+        runs: dict[str, Any] = {}
         for sim in (close, far):
-            results[sim.provider] = credential_submission(
-                str(sim.directory), sim.provider, CASE, actor="tests", database_url=url, data_dir=data
-            )
+            with using_settings(settings):
+                state = credential_submission(str(sim.directory), sim.provider, CASE, actor="tests", return_state=True)
+            results[sim.provider] = state.result()
+            runs[sim.provider] = state.state_details.flow_run_id
         # The pipeline (DICOM -> names -> rasterise -> Dice -> protocol) agrees with the simulator's oracle.
         assert results["the-royal-marsden"]["outcome"] == close.expected_outcome.value
         assert results["the-christie"]["outcome"] == far.expected_outcome.value
@@ -118,6 +123,28 @@ class TestFlowUnderPrefect:
             "outcome.decided",
             "credential.created",
         } <= actions
+
+        # Observability: task runs named by what they do, and the outcome as a markdown artifact of each run.
+        far_id = results["the-christie"]["submission_id"]
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[runs["the-christie"]]))
+        with get_client(sync_client=True) as client:
+            tasks = client.read_task_runs(flow_run_filter=this_run)
+            artifacts = client.read_artifacts(flow_run_filter=this_run)
+        assert sorted(t.name for t in tasks) == sorted(
+            [
+                "ingest[the-christie lung-sabr-outlining-mini]",
+                f"validate[submission {far_id}]",
+                f"score-contours[submission {far_id}]",
+                f"decide[submission {far_id}]",
+                f"update-credentials[submission {far_id}]",
+            ]
+        )
+        [artifact] = artifacts
+        assert artifact.key == f"submission-{far_id}" and artifact.type == "markdown"
+        markdown = str(artifact.data)
+        assert markdown.startswith(f"# Submission {far_id}: unacceptable variation")
+        assert f"[/submissions/{far_id}/report](/submissions/{far_id}/report)" in markdown
+        assert "| PTV | dice |" in markdown
 
 
 class TestTasks:

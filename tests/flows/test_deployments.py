@@ -1,19 +1,30 @@
-"""prefect.yaml names flows that exist, with parameters their signatures accept."""
+"""prefect.yaml names flows that exist, with parameters their signatures accept, stores no setting, works from the
+repository, and schedules the expiry flows."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from prefect import Flow
+
+from flows.triggers import TRIGGERABLE
+from models.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_entrypoint_is_a_flow() -> None:
-    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return loaded
+
+
+def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
     names = set()
     for deployment in config["deployments"]:
         path, attribute = deployment["entrypoint"].split(":")
@@ -23,5 +34,47 @@ def test_every_entrypoint_is_a_flow() -> None:
         assert isinstance(flow, Flow), deployment["entrypoint"]
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment.get("parameters") or {}) <= accepted
+        assert deployment["name"] == flow.name  # deployments are found as "<flow>/<flow>"
+        assert deployment["work_pool"]["name"] == "rtqa"
         names.add(flow.name)
-    assert names == {"credential-submission", "publish-case", "facility-questionnaire"}
+    assert names == {
+        "credential-submission",
+        "publish-case",
+        "facility-questionnaire",
+        "expire-credentials",
+        "remind-expiring",
+    }
+    assert {entry.deployment for entry in TRIGGERABLE.values()} <= {f"{n}/{n}" for n in names}
+
+
+def test_no_setting_is_stored_or_passed_as_a_parameter(config: dict[str, Any]) -> None:
+    text = (ROOT / "prefect.yaml").read_text()
+    assert "{{ $" not in text  # an environment placeholder is stored empty when unset at deploy time
+    for deployment in config["deployments"]:
+        assert not deployment["work_pool"].get("job_variables"), deployment["name"]
+        module = importlib.import_module(deployment["entrypoint"].split(":")[0].removesuffix(".py").replace("/", "."))
+        parameters = set(inspect.signature(getattr(module, deployment["entrypoint"].split(":")[1]).fn).parameters)
+        settings = {name for name in Settings.model_fields if name in parameters}
+        assert not settings and "database_url" not in parameters and "data_dir" not in parameters
+
+
+def test_the_pull_step_goes_to_the_directory_deployed_from(config: dict[str, Any]) -> None:
+    [build] = config["build"]
+    step = build["prefect.deployments.steps.run_shell_script"]
+    assert step["script"] == "pwd" and step["id"] == "repository"
+    [pull] = config["pull"]
+    assert pull == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ repository.stdout }}"}}
+
+
+def test_expiry_flows_are_scheduled(config: dict[str, Any]) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    schedules = {d["name"]: d.get("schedules") for d in config["deployments"]}
+    assert [list(s) for s in schedules["expire-credentials"]] == [["cron", "timezone"]]
+    daily, weekly = schedules["expire-credentials"][0], schedules["remind-expiring"][0]
+    for schedule in (daily, weekly):
+        CronSchedule(**schedule)  # Prefect's own validation of the cron string and time zone
+        assert schedule["timezone"] == "Europe/London"
+    assert daily["cron"].split()[2:] == ["*", "*", "*"]  # every day
+    assert weekly["cron"].split()[2:4] == ["*", "*"] and weekly["cron"].split()[4] != "*"  # one day a week
+    assert all(v is None for k, v in schedules.items() if k not in ("expire-credentials", "remind-expiring"))

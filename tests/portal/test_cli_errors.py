@@ -270,7 +270,7 @@ class TestSubmitExitCode:
                 "rejection_reason": "no RTSTRUCT" if outcome is None else None, "reasons": [],
             }  # fmt: skip
 
-        monkeypatch.setattr("flows.credentialing.credential_submission", flow)
+        monkeypatch.setattr("flows.credentialing.run_credential_submission", flow)
         result = runner.invoke(
             app, ["submit", str(ready), "--provider", "the-christie", "--case", "c-outlining_benchmark"]
         )
