@@ -82,6 +82,10 @@ ROUTE_POLICY: dict[tuple[str, str], Access] = {
     ("GET", "/submissions/{submission_id}/report/figures/{key}/{name}"): Access.OWN_PROVIDER,
     ("GET", "/national"): Access.STAFF_OR_COMMISSIONER,
     ("GET", "/api/v1/national"): Access.SIGNED_IN,
+    # flows started by staff
+    ("GET", "/api/v1/flows"): Access.STAFF,
+    ("POST", "/api/v1/flows/{name}/runs"): Access.STAFF,
+    ("GET", "/api/v1/flows/runs/{run_id}"): Access.STAFF,
     # QA staff: review, queue, audit, users and tokens
     ("GET", "/staff/queue"): Access.STAFF,
     ("GET", "/submissions/{submission_id}/review"): Access.STAFF,

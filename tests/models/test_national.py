@@ -29,6 +29,7 @@ from models.tables import (
     Submission,
     Technique,
 )
+from tests.runs import run_id
 
 
 class TestPercentileRank:
@@ -128,7 +129,17 @@ class TestDistribution:
         s, stage = cases.session, QAStage.OUTLINING_BENCHMARK
 
         def dice(sub: Submission, value: float | None, structure: str = "PTV") -> None:
-            s.add(StructureResult(submission_id=sub.id or 0, structure=structure, metric="dice", value=value, unit="1"))
+            sid = sub.id or 0
+            s.add(
+                StructureResult(
+                    submission_id=sid,
+                    scoring_run_id=run_id(s, sid),
+                    structure=structure,
+                    metric="dice",
+                    value=value,
+                    unit="1",
+                )
+            )
 
         dice(cases.submission("the-christie", stage, 1, SubmissionStatus.DECIDED), 0.80)
         dice(cases.submission("the-christie", stage, 2, SubmissionStatus.DECIDED), 0.90)  # the latest decided
@@ -153,14 +164,18 @@ class TestDistribution:
     def test_metrics_judged_first_and_histogram_left_out(self, cases: _Cases) -> None:
         s = cases.session
         plan = cases.submission("the-christie", QAStage.PLANNING_BENCHMARK, 1, SubmissionStatus.DECIDED)
+
+        def of(sub: Submission) -> dict[str, int]:
+            return {"submission_id": sub.id or 0, "scoring_run_id": run_id(s, sub.id or 0)}
+
         criteria = {"criteria": [{"id": "r50"}]}
-        s.add(PlanResult(submission_id=plan.id or 0, structure="PTV", metric="GI", value=5.0, unit="1"))
-        s.add(PlanResult(submission_id=plan.id or 0, structure="PTV", metric="R50%", value=4.2, unit="1",
+        s.add(PlanResult(**of(plan), structure="PTV", metric="GI", value=5.0, unit="1"))
+        s.add(PlanResult(**of(plan), structure="PTV", metric="R50%", value=4.2, unit="1",
                          parameters=criteria))  # fmt: skip
-        s.add(PlanResult(submission_id=plan.id or 0, structure="Lungs", metric="Dmean", value=None, unit="Gy"))
+        s.add(PlanResult(**of(plan), structure="Lungs", metric="Dmean", value=None, unit="Gy"))
         dose = cases.submission("the-christie", QAStage.COMPLEX_TREATMENT_DOSIMETRY_CHECK, 1, SubmissionStatus.DECIDED)
-        s.add(DoseResult(submission_id=dose.id or 0, metric="gamma_histogram", value=100.0, unit="1"))
-        s.add(DoseResult(submission_id=dose.id or 0, metric="gamma_pass_rate_percent", value=97.0, unit="%"))
+        s.add(DoseResult(**of(dose), metric="gamma_histogram", value=100.0, unit="1"))
+        s.add(DoseResult(**of(dose), metric="gamma_pass_rate_percent", value=97.0, unit="%"))
         s.flush()
         planning = cases.cases[QAStage.PLANNING_BENCHMARK]
         assert [k.id for k, _ in available_metrics(s, planning)] == ["PTV:R50%", "PTV:GI"]

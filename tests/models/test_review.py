@@ -20,12 +20,14 @@ from models.review import (
 )
 from models.tables import AuditEvent, PlanResult, StructureResult
 from tests.models.world import World
+from tests.runs import run_id
 
 
 def _structure(world: World, sid: int, structure: str, submitted: str, why: str, metric: str = "dice") -> None:
     world.session.add(
         StructureResult(
             submission_id=sid,
+            scoring_run_id=run_id(world.session, sid),
             structure=structure,
             submitted_name=submitted,
             metric=metric,
@@ -81,7 +83,13 @@ class TestMapping:
         for structure, params in rows:
             world.session.add(
                 PlanResult(
-                    submission_id=sid, structure=structure, metric="Dmax", value=1.0, unit="Gy", parameters=params
+                    submission_id=sid,
+                    scoring_run_id=run_id(world.session, sid),
+                    structure=structure,
+                    metric="Dmax",
+                    value=1.0,
+                    unit="Gy",
+                    parameters=params,
                 )
             )
         record_audit(

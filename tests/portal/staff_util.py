@@ -23,6 +23,7 @@ from models.tables import (
     Technique,
 )
 from tests.portal.conftest import OTHER, OWN
+from tests.runs import run_id
 
 DECIDED_AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -121,6 +122,7 @@ def add_mapping(session: Session, submission_id: int) -> None:
             session.add(
                 StructureResult(
                     submission_id=submission_id,
+                    scoring_run_id=run_id(session, submission_id),
                     structure=structure,
                     submitted_name=submitted,
                     metric=metric,
@@ -160,6 +162,7 @@ def add_plan_results(session: Session, submission_id: int) -> None:
     session.add(
         PlanResult(
             submission_id=submission_id,
+            scoring_run_id=run_id(session, submission_id),
             structure="PTV",
             metric="V100%",
             value=87.5,
@@ -174,6 +177,7 @@ def add_plan_results(session: Session, submission_id: int) -> None:
     session.add(
         PlanResult(
             submission_id=submission_id,
+            scoring_run_id=run_id(session, submission_id),
             structure="Esophagus",
             metric="Dmax",
             value=20.0,

@@ -124,8 +124,9 @@ def world(settings: Settings, engine: Engine, tmp_path_factory: pytest.TempPathF
         "case_code": CASE,
         "user_id": str(spare_id),  # a user of centre A whose deactivation touches no caller
         "token_id": str(spare_token_id),
+        "name": "expire-credentials",  # a flow staff may start; harmless here
+        "run_id": "00000000-0000-0000-0000-000000000000",
         "key": "0",
-        "name": "figure.png",
     }
     yield World(clients, bearer, csrf, values, a_words)
     for c in clients.values():
