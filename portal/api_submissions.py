@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
-from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, func, select
 
 from flows.credentialing import IngestError, store_submission
 from flows.intake import (
     UnsafeUploadError,
     UploadLimits,
+    UploadNames,
     UploadTooLargeError,
     extract_archive,
     remove_stray_files,
-    safe_relative_path,
     stream_to_file,
     upload_folder,
 )
@@ -31,26 +30,6 @@ from models.tables import BenchmarkCase, Outcome, Provider, Submission, User
 from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
-
-FORM_OVERHEAD_BYTES = 1 << 20
-"""Allowance for multipart headers and form fields on top of ``max_upload_bytes`` when judging Content-Length."""
-
-
-async def refuse_oversized_uploads(request: Request, call_next: Any) -> Any:
-    """HTTP middleware: 413 before the body is read when an upload's Content-Length already exceeds
-    ``max_upload_bytes`` (plus :data:`FORM_OVERHEAD_BYTES`). Uploads without one are limited while streaming."""
-    if request.method == "POST" and request.url.path == router.prefix:
-        settings: Settings = request.app.state.settings
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
-            return JSONResponse(
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-                content={
-                    "detail": f"the upload is {length} bytes, larger than the limit of {settings.max_upload_bytes} "
-                    "bytes (RTQA_MAX_UPLOAD_BYTES); send the submission in parts or ask the QA team"
-                },
-            )
-    return await call_next(request)
 
 
 def status_url(submission_id: int) -> str:
@@ -98,12 +77,9 @@ def _unpack(folder: Path, archive: UploadFile | None, files: list[UploadFile], l
         zip_path.unlink()
         return
     left = limits.max_upload_bytes
-    seen: set[Path] = set()
+    names = UploadNames("two uploaded files have this name")
     for upload in files:
-        relative = Path(safe_relative_path(upload.filename or ""))
-        if relative in seen:
-            raise UnsafeUploadError(f"{upload.filename!r}: two uploaded files have this name")
-        seen.add(relative)
+        relative = names.add(upload.filename or "")
         left -= stream_to_file(
             upload.file,
             folder / "files" / relative,

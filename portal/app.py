@@ -36,10 +36,10 @@ from models.tables import (
 )
 from portal.api_commissioning import router as commissioning_router
 from portal.api_stages import router as stages_router
-from portal.api_submissions import refuse_oversized_uploads
 from portal.api_submissions import router as submissions_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 from portal.pages import install_pages
+from portal.upload_limit import UploadSizeLimit
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(stages_router)
     app.include_router(submissions_router)
     app.include_router(commissioning_router)
-    app.middleware("http")(refuse_oversized_uploads)
+    app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
     install_pages(app)
 
     @app.get("/health", tags=["meta"])
