@@ -29,8 +29,10 @@ burned-in pixel text.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as PydicomSequence
 from pydicom.tag import BaseTag
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from benchmarks.cases import reference_files
 from flows.intake import is_dicom_file
@@ -95,7 +97,10 @@ IDENTITY_ATTRIBUTES: Final = (
 )
 """The attributes checked, with their PS3.15 Table E.1-1 Basic Profile action."""
 
-_PATIENT_GROUP = 0x0010
+_PIXEL_DATA_TAGS: Final = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""(7FE0,0008) *FloatPixelData*, (7FE0,0009) *DoubleFloatPixelData*, (7FE0,0010) *PixelData*: reading stops here."""
+
+_IDENTITY_TAGS: Final = frozenset(tag_for_keyword(a.keyword) for a in IDENTITY_ATTRIBUTES)
 
 
 class UnreadableHeaderError(ValueError):
@@ -114,14 +119,26 @@ class PatientIdentityError(ValueError):
         self.findings = tuple(findings)
 
 
-def _after_patient_group(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag.group > _PATIENT_GROUP
+def _header(path: Path) -> Dataset:
+    """The file's top-level elements up to its pixel data, read whole (an element out of order is still seen).
 
+    Raises:
+        UnreadableHeaderError: an identity attribute occurs twice (one occurrence would hide the other from every
+            reader, while both stay in the file).
+    """
+    tags: list[int] = []
 
-def _patient_module(path: Path) -> Dataset:
-    """The file's elements up to the end of group 0010 (nothing after it is read)."""
+    def record(tag: BaseTag, vr: str | None, length: int) -> bool:
+        tags.append(int(tag))
+        return int(tag) in _PIXEL_DATA_TAGS
+
     with path.open("rb") as fh:
-        return pydicom.filereader.read_partial(fh, stop_when=_after_patient_group, force=True)
+        ds = pydicom.filereader.read_partial(fh, stop_when=record, force=True)
+    twice = sorted({t for t in tags if t in _IDENTITY_TAGS and tags.count(t) > 1})
+    if twice:
+        shown = ", ".join(a.tag for a in IDENTITY_ATTRIBUTES if tag_for_keyword(a.keyword) in twice)
+        raise UnreadableHeaderError(f"{path.name}: the file holds {shown} more than once; export it again")
+    return ds
 
 
 def _text(value: Any) -> str:
@@ -139,25 +156,31 @@ def _text(value: Any) -> str:
 def case_identity(reference_file: Path) -> dict[str, str]:
     """The case's dummy identity: every Z attribute of :data:`IDENTITY_ATTRIBUTES` in one reference file, as text
     (empty when absent)."""
-    ds = _patient_module(reference_file)
+    ds = _header(reference_file)
     return {
         a.keyword: _text(ds[a.keyword].value) if a.keyword in ds else "" for a in IDENTITY_ATTRIBUTES if a.action == "Z"
     }
 
 
-def _offending(ds: Dataset, expected: Mapping[str, str]) -> list[IdentityAttribute]:
-    """The attributes of ``ds`` that break the rule (a Z attribute other than the case's, any X attribute)."""
-    found = []
-    for attribute in IDENTITY_ATTRIBUTES:
-        text = _text(ds[attribute.keyword].value) if attribute.keyword in ds else ""
-        if text and (attribute.action == "X" or text != expected.get(attribute.keyword, "")):
-            found.append(attribute)
-    return found
+def _offending(ds: Dataset, expected: Mapping[str, str], known: Sequence[Mapping[str, str]]) -> list[IdentityAttribute]:
+    """The attributes of ``ds`` that break the rule: any X attribute; the Z attributes, unless each is empty or
+    that of ``expected`` or, all together, of one identity in ``known``."""
+    texts = {a.keyword: _text(ds[a.keyword].value) if a.keyword in ds else "" for a in IDENTITY_ATTRIBUTES}
+    removed = [a for a in IDENTITY_ATTRIBUTES if a.action == "X" and texts[a.keyword]]
+    dummies = [a for a in IDENTITY_ATTRIBUTES if a.action == "Z"]
+    if any(
+        all(texts[a.keyword] in ("", identity.get(a.keyword, "")) for a in dummies) for identity in (expected, *known)
+    ):
+        return removed
+    return [a for a in dummies if texts[a.keyword] not in ("", expected.get(a.keyword, ""))] + removed
 
 
-def check_patient_identity(folder: Path, expected: Mapping[str, str]) -> None:
+def check_patient_identity(folder: Path, expected: Mapping[str, str], known: Sequence[Mapping[str, str]] = ()) -> None:
     """Check every DICOM file under ``folder`` (by :func:`flows.intake.is_dicom_file`; hidden files skipped)
     against the case's identity ``expected`` (:func:`case_identity`).
+
+    The dummy identity of another registered case (``known``) is no personal data: such a file passes here, and
+    validation then rejects it for its frame of reference, naming the real mistake.
 
     Raises:
         UnreadableHeaderError: a DICOM file's header cannot be read up to the Patient module (naming the file).
@@ -170,12 +193,15 @@ def check_patient_identity(folder: Path, expected: Mapping[str, str]) -> None:
         if not path.is_file() or any(part.startswith(".") for part in relative.parts) or not is_dicom_file(path):
             continue
         try:
-            ds = _patient_module(path)
-            offending = _offending(ds, expected)
-        except Exception as err:  # corrupt headers raise many pydicom error types
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom warns about non-conforming values; errors are what count
+                offending = _offending(_header(path), expected, known)
+        except UnreadableHeaderError as err:
+            raise UnreadableHeaderError(f"{relative.as_posix()}: {str(err).split(': ', 1)[1]}") from None
+        except Exception as err:  # damaged headers raise many pydicom error types
             raise UnreadableHeaderError(
-                f"{relative.as_posix()}: the DICOM header cannot be read up to the Patient module "
-                f"({type(err).__name__}); re-export the file"
+                f"{relative.as_posix()}: the DICOM file cannot be read ({type(err).__name__}), so its patient "
+                "identity cannot be checked; export it again"
             ) from None
         if offending:
             findings.append((relative.as_posix(), tuple(a.tag for a in offending)))
@@ -200,6 +226,17 @@ def check_patient_identity(folder: Path, expected: Mapping[str, str]) -> None:
     )
 
 
+@lru_cache(maxsize=256)
+def _registered_identity(reference_dir: str) -> dict[str, str] | None:
+    """The dummy identity of a registered case's reference files (they do not change once registered); None when
+    they cannot be read."""
+    files = reference_files(Path(reference_dir))
+    try:
+        return case_identity(files[0]) if files else None
+    except Exception:  # a case whose files are gone cannot be compared with
+        return None
+
+
 def refuse_other_identity(
     session: Session, folder: Path, *, provider: Provider, case: BenchmarkCase, actor: str
 ) -> None:
@@ -210,9 +247,10 @@ def refuse_other_identity(
     Raises:
         PatientIdentityError, UnreadableHeaderError: as :func:`check_patient_identity`.
     """
-    reference = reference_files(Path(case.reference_path))
+    paths = session.exec(select(BenchmarkCase.reference_path).where(BenchmarkCase.id != case.id)).all()
+    known = [identity for path in sorted(set(paths)) if (identity := _registered_identity(path))]
     try:
-        check_patient_identity(folder, case_identity(reference[0]) if reference else {})
+        check_patient_identity(folder, _registered_identity(case.reference_path) or {}, known)
     except PatientIdentityError as err:
         record_audit(
             session,

@@ -39,6 +39,7 @@ from qa_checks.errors import (
     AmbiguousInputError,
     FrameOfReferenceMismatchError,
     InvalidGridError,
+    InvalidValueError,
     MissingAttributeError,
     NotDicomError,
     QAChecksError,
@@ -97,12 +98,28 @@ def _tag(keyword: str) -> str:
 
 @contextmanager
 def _pydicom_warnings_logged(path: object) -> Iterator[None]:
-    """Turn warnings raised while decoding ``path`` into log records naming the file."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        logger.warning("%s: %s", path, w.message)
+    """Turn warnings raised while decoding ``path`` into log records naming the file, and any error other than a
+    :class:`~qa_checks.errors.QAChecksError` into :class:`~qa_checks.errors.InvalidValueError` naming it.
+
+    pydicom decodes values lazily, so damaged bytes surface as whatever error the conversion meets (``ValueError``
+    from a DS that is not a number, ``struct.error`` from a short binary value, ``UnicodeError``, ...); the error's
+    type and text are kept in the message and the traceback is logged.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except QAChecksError:
+        raise
+    except Exception as exc:
+        logger.warning("%s: a value cannot be decoded", path, exc_info=True)
+        raise InvalidValueError(
+            f"{path}: a value cannot be decoded ({type(exc).__name__}: {exc}); the file is damaged or does not "
+            "conform to DICOM: export it again"
+        ) from exc
+    finally:
+        for w in caught:
+            logger.warning("%s: %s", path, w.message)
 
 
 def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
@@ -451,7 +468,10 @@ def _contour_data(item: Dataset) -> npt.NDArray[np.float64] | None:
         return None
     if not isinstance(data, MultiValue | list | tuple):  # pydicom gives a single value as a scalar
         data = [data]
-    return np.asarray([float(v) for v in data], dtype=np.float64)
+    try:
+        return np.asarray([float(v) for v in data], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValueError(f"{_tag('ContourData')} holds a value that is not a number ({exc})") from None
 
 
 def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
@@ -491,9 +511,14 @@ def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
         )
         contours = []
         for item in _get(roi_contour, "ContourSequence") or []:
-            coords = _contour_data(item)
+            try:
+                coords = _contour_data(item)
+            except InvalidValueError as exc:
+                raise InvalidValueError(f"{path}: ROI {number}: {exc}") from None
             if coords is None:
                 continue
+            if not np.all(np.isfinite(coords)):
+                raise InvalidValueError(f"{path}: {_tag('ContourData')} of ROI {number} holds a non-finite value")
             if coords.size % 3:
                 raise QAChecksError(
                     f"{path}: {_tag('ContourData')} of ROI {number} has {coords.size} values, not a multiple of 3"

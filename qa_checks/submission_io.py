@@ -111,14 +111,15 @@ def load_submission(
     by_modality: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for p in files:
         ds = _read_dataset(p)
-        media_class = _get(ds.file_meta, "MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
-        if media_class is not None and str(media_class) == _MEDIA_STORAGE_DIRECTORY:
-            logger.info("%s: DICOMDIR ignored", p)
-            continue
-        modality = _get(ds, "Modality")
-        if modality is None:
-            raise MissingAttributeError(f"{p}: {_tag('Modality')} is missing; cannot sort the file")
-        by_modality[str(modality).upper()].append((p, ds))
+        with _pydicom_warnings_logged(p):
+            media_class = _get(ds.file_meta, "MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
+            if media_class is not None and str(media_class) == _MEDIA_STORAGE_DIRECTORY:
+                logger.info("%s: DICOMDIR ignored", p)
+                continue
+            modality = _get(ds, "Modality")
+            if modality is None:
+                raise MissingAttributeError(f"{p}: {_tag('Modality')} is missing; cannot sort the file")
+            by_modality[str(modality).upper()].append((p, ds))
 
     root = Path(dir_or_files) if isinstance(dir_or_files, str | os.PathLike) and Path(dir_or_files).is_dir() else None
     for modality in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
