@@ -7,10 +7,12 @@ comes at once (202) and the remaining steps run afterwards (:mod:`flows.runner`)
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi import Path as PathParam
 from sqlmodel import Session, col, func, select
 
 from flows.credentialing import IngestError, store_submission
@@ -31,6 +33,13 @@ from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 
+MAX_ROW_ID = 2**31 - 1
+"""Largest row id or offset a query may name (PostgreSQL ``integer``); larger numbers are refused by validation
+instead of overflowing the database driver."""
+
+SubmissionId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID, description="Submission id.")]
+"""A submission id in a path."""
+
 
 def status_url(submission_id: int) -> str:
     """Where a submission's status and results are read."""
@@ -44,6 +53,16 @@ def _limits(settings: Settings) -> UploadLimits:
         max_uncompressed_bytes=settings.max_uncompressed_bytes,
         max_compression_ratio=settings.max_compression_ratio,
     )
+
+
+def _plain_text(field: str, value: str | None) -> None:
+    """422 when a form field holds a control character (NUL cannot even be stored by PostgreSQL)."""
+    for character in value or "":
+        if unicodedata.category(character) == "Cc":
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"form field {field!r} holds the control character U+{ord(character):04X}; send plain text",
+            )
 
 
 def _provider_for_upload(session: Session, user: User, provider: str | None) -> str:
@@ -108,6 +127,8 @@ def upload_submission(
     parts: send larger submissions as a zip.
     """
     settings: Settings = request.app.state.settings
+    for field, value in (("case", case), ("version", version), ("provider", provider)):
+        _plain_text(field, value)
     provider_code = _provider_for_upload(session, user, provider)
     actor = user.email
     if (archive is None) == (not files):
@@ -162,7 +183,7 @@ def list_submissions(
     stage: QAStage | None = None,
     case: Annotated[str | None, Query(description="Benchmark case code (any version).")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> dict[str, Any]:
     """Submissions, newest first, filtered and paged; centres see only their own provider's."""
     query = select(Submission, Provider, BenchmarkCase).where(

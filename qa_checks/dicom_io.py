@@ -97,13 +97,14 @@ def _tag(keyword: str) -> str:
 
 
 @contextmanager
-def _pydicom_warnings_logged(path: object) -> Iterator[None]:
+def _pydicom_warnings_logged(path: object, *, convert_errors: bool = True) -> Iterator[None]:
     """Turn warnings raised while decoding ``path`` into log records naming the file, and any error other than a
     :class:`~qa_checks.errors.QAChecksError` into :class:`~qa_checks.errors.InvalidValueError` naming it.
 
     pydicom decodes values lazily, so damaged bytes surface as whatever error the conversion meets (``ValueError``
     from a DS that is not a number, ``struct.error`` from a short binary value, ``UnicodeError``, ...); the error's
-    type and text are kept in the message and the traceback is logged.
+    type and text are kept in the message and the traceback is logged. ``convert_errors=False`` leaves errors as
+    they are (for the file reader, which sorts them itself).
     """
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -112,6 +113,8 @@ def _pydicom_warnings_logged(path: object) -> Iterator[None]:
     except QAChecksError:
         raise
     except Exception as exc:
+        if not convert_errors:
+            raise
         logger.warning("%s: a value cannot be decoded", path, exc_info=True)
         raise InvalidValueError(
             f"{path}: a value cannot be decoded ({type(exc).__name__}: {exc}); the file is damaged or does not "
@@ -125,7 +128,7 @@ def _pydicom_warnings_logged(path: object) -> Iterator[None]:
 def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read one file; :class:`NotDicomError` naming the file if it is not DICOM."""
     try:
-        with _pydicom_warnings_logged(path):
+        with _pydicom_warnings_logged(path, convert_errors=False):
             try:
                 return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
             except InvalidDicomError:
