@@ -187,7 +187,9 @@ def _file_type(info: zipfile.ZipInfo) -> int:
 
 
 def _is_folder(info: zipfile.ZipInfo) -> bool:
-    return info.is_dir() or info.filename.endswith("\\")
+    """A folder entry: its name ends with a separator (``/``, or ``\\`` from Windows archivers), or its type says
+    so."""
+    return info.orig_filename.endswith(("/", "\\")) or _file_type(info) == stat.S_IFDIR
 
 
 def check_archive(archive: zipfile.ZipFile, limits: UploadLimits) -> list[zipfile.ZipInfo]:
@@ -210,14 +212,13 @@ def check_archive(archive: zipfile.ZipFile, limits: UploadLimits) -> list[zipfil
     total = compressed = 0
     for info in entries:
         name = info.orig_filename  # zipfile cuts ``filename`` at a NUL; the original shows it
+        safe_relative_path(name)
         kind = _file_type(info)
         if kind == stat.S_IFLNK:
-            safe_relative_path(name)
             raise UnsafeUploadError(f"{shown_name(name)}: symbolic links are not allowed in an upload; zip the file")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            safe_relative_path(name)
             raise UnsafeUploadError(f"{shown_name(name)}: not a regular file (a device, pipe or socket entry)")
-        if _is_folder(info) or kind == stat.S_IFDIR:
+        if _is_folder(info):
             names.add(name, folder=True)
             continue
         names.add(name)

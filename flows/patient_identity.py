@@ -20,7 +20,13 @@ attribute holds a value other than the case's (empty is allowed) or an X attribu
 
 The refusal (:class:`PatientIdentityError`) names the file relative to the upload, the tags and the case's
 expected values, but never the value received: that value is the personal data, and repeating it would copy it
-into logs and the audit trail. The caller records the refusal in the audit trail (file and tags only).
+into logs and the audit trail. :func:`refuse_other_identity` records the refusal in the audit trail (files and tags
+only). The dummy identity of another registered case is no personal data and passes, so that a submission made on
+the wrong case's CT is rejected by validation for its frame of reference, the real mistake.
+
+Every element up to the pixel data is read, so an identity attribute placed out of order is still seen; a file
+holding one twice (where any reader would show one and hide the other) or that cannot be read at all is refused
+(:class:`UnreadableHeaderError`).
 
 Not checked: attributes the profile keeps under its Retain Patient Characteristics Option (sex, age, size,
 weight), identity outside the top-level Patient module (nested sequences, private tags, free text elsewhere) and
@@ -104,7 +110,8 @@ _IDENTITY_TAGS: Final = frozenset(tag_for_keyword(a.keyword) for a in IDENTITY_A
 
 
 class UnreadableHeaderError(ValueError):
-    """A DICOM file's header cannot be read as far as the Patient module, so its identity cannot be checked."""
+    """A DICOM file's elements cannot be read (or hold an identity attribute twice), so its identity cannot be
+    checked."""
 
 
 class PatientIdentityError(ValueError):
@@ -183,7 +190,8 @@ def check_patient_identity(folder: Path, expected: Mapping[str, str], known: Seq
     validation then rejects it for its frame of reference, naming the real mistake.
 
     Raises:
-        UnreadableHeaderError: a DICOM file's header cannot be read up to the Patient module (naming the file).
+        UnreadableHeaderError: a DICOM file's elements (up to the pixel data) cannot be read, or hold an identity
+            attribute twice (naming the file).
         PatientIdentityError: files carry another identity (naming the first file, its tags and the case's values,
             never the values found).
     """

@@ -1,8 +1,10 @@
 """API routes to upload benchmark submissions and list them.
 
 An upload is streamed to a temporary folder under the data directory, unpacked (a zip is checked first, see
-:mod:`flows.intake`), cleared of stray files and stored by :func:`flows.credentialing.store_submission`; the answer
-comes at once (202) and the remaining steps run afterwards (:mod:`flows.runner`).
+:mod:`flows.intake`), cleared of stray files and stored by :func:`flows.credentialing.store_submission` (which
+refuses a patient identity other than the case's, see :mod:`flows.patient_identity`); the answer comes at once
+(202) and the remaining steps run afterwards (:mod:`flows.runner`). The body's size is limited while it streams by
+:mod:`portal.upload_limit`, before this route runs.
 """
 
 from __future__ import annotations

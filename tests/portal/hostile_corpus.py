@@ -231,7 +231,7 @@ def flipped_dicom(rng: random.Random, src: Sources) -> Iterator[HostileCase]:
     headers = top_level_offsets(data)
     end = meta_end(data)
     while True:
-        region = rng.choices(["preamble", "meta", "element headers", "elements"], weights=[1, 4, 8, 7])[0]
+        region = rng.choices(["preamble", "meta", "element headers", "elements"], weights=[1, 2, 8, 9])[0]
         mutated = bytearray(data)
         flips = rng.randint(1, 4)
         for _ in range(flips):
@@ -476,7 +476,9 @@ def oversize(rng: random.Random, src: Sources, *, limit: int) -> Iterator[Hostil
 
 def other_frame(rng: random.Random, src: Sources) -> Iterator[HostileCase]:
     while True:
-        kind = rng.choice(["other case's RTSTRUCT", "other case's RTSTRUCT and CT", "frame UID rewritten"])
+        kind = rng.choices(
+            ["other case's RTSTRUCT", "other case's RTSTRUCT and CT", "frame UID rewritten"], weights=[4, 1, 5]
+        )[0]
         if kind == "other case's RTSTRUCT":
             parts: tuple[Part, ...] = (("files", "RS.dcm", src.other_rtstruct),)
             frame = src.other_frame_uid

@@ -9,7 +9,9 @@ decided submission of the centre's provider, so reads find real rows. Examples p
 from __future__ import annotations
 
 import io
+import os
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,43 @@ EXAMPLES = 25
 """Hypothesis examples per operation and role."""
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+CALLS: Counter[tuple[str, str, int]] = Counter()
+"""Requests made, by role, operation and status (written out with ``RTQA_FUZZ_REPORT=path``)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_report() -> Iterator[None]:
+    yield
+    if CALLS and (target := os.environ.get("RTQA_FUZZ_REPORT")):
+        Path(target).write_text(report(CALLS))
+
+
+def report(calls: Counter[tuple[str, str, int]]) -> str:
+    """Requests per operation and role, and the statuses answered, as Markdown."""
+    operations = sorted({op for _, op, _ in calls})
+    statuses = sorted({code for _, _, code in calls})
+    roles = sorted({role for role, _, _ in calls})
+    lines = [
+        f"Requests: **{sum(calls.values())}** over {len(operations)} operations as {', '.join(roles)}; statuses: "
+        + ", ".join(f"{code}: {sum(n for (_, _, c), n in calls.items() if c == code)}" for code in statuses)
+        + ".",
+        "",
+        "| operation | " + " | ".join(roles) + " | statuses |",
+        "|---|" + "---|" * len(roles) + "---|",
+    ]
+    for op in operations:
+        per_role = [str(sum(n for (r, o, _), n in calls.items() if r == role and o == op)) for role in roles]
+        codes = sorted({c for (_, o, c) in calls if o == op})
+        lines.append(f"| `{op}` | " + " | ".join(per_role) + " | " + ", ".join(map(str, codes)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _call(case: schemathesis.Case, world: FuzzWorld, role: str) -> None:
+    response = case.call_and_validate(
+        headers={"Authorization": f"Bearer {world.tokens[role]}"}, checks=CHECKS, app=world.app
+    )
+    CALLS[(role, f"{case.operation.method.upper()} {case.operation.path}", response.status_code)] += 1
 
 
 @dataclass(frozen=True)
@@ -106,15 +145,11 @@ FUZZ_SETTINGS = settings(
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_as_staff(case: schemathesis.Case, fuzz_world: FuzzWorld) -> None:
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {fuzz_world.tokens['staff']}"}, checks=CHECKS, app=fuzz_world.app
-    )
+    _call(case, fuzz_world, "staff")
 
 
 @pytest.mark.slow
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_as_a_centre(case: schemathesis.Case, fuzz_world: FuzzWorld) -> None:
-    case.call_and_validate(
-        headers={"Authorization": f"Bearer {fuzz_world.tokens['centre']}"}, checks=CHECKS, app=fuzz_world.app
-    )
+    _call(case, fuzz_world, "centre")

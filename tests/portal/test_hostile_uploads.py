@@ -7,7 +7,8 @@ directory, the upload area empty after every request. After the run the submissi
 agree: every stored folder belongs to exactly one submission row and every row's folder exists.
 
 The full run (1,140 cases) is marked slow; with ``RTQA_HOSTILE_REPORT=path`` it writes its tally there as Markdown
-(the table in docs/reliability.md comes from it). The fast run takes a few cases of every class.
+(the table in docs/reliability.md comes from it), and ``RTQA_HOSTILE_DUMP=dir`` keeps the parts of every failing
+case. The fast run takes a few cases of every class.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -169,12 +172,12 @@ class Run:
 
     def fail(self, case: HostileCase, what: str) -> None:
         self.problems.append(f"[{case.kind}: {case.label}] {what}")
-        if dump := os.environ.get("RTQA_HOSTILE_DUMP"):  # DEBUG
-            d = Path(dump) / str(len(self.problems))
-            d.mkdir(parents=True, exist_ok=True)
+        if dump := os.environ.get("RTQA_HOSTILE_DUMP"):  # keep the parts of every failing case for a closer look
+            folder = Path(dump) / str(len(self.problems))
+            folder.mkdir(parents=True, exist_ok=True)
             for i, (_, _name, data) in enumerate(case.parts):
-                (d / f"{i}.bin").write_bytes(data)
-            (d / "what.txt").write_text(what)
+                (folder / f"{i}.bin").write_bytes(data)
+            (folder / "what.txt").write_text(what)
 
 
 def _submission_count(engine: Engine) -> int:
@@ -275,11 +278,11 @@ def scan_store(world: World) -> list[str]:
     return problems
 
 
-def report(run: Run, cases: list[HostileCase], scan: list[str]) -> str:
+def report(run: Run, cases: list[HostileCase], scan: list[str], source: str = f"corpus seed {SEED}") -> str:
     """The tally as Markdown: per class, how many cases and how each ended."""
     endings = sorted({e for counts in run.tally.values() for e in counts})
     lines = [
-        f"Hostile uploads tried: **{len(cases)}** (seed {SEED}); HTTP answers: "
+        f"Hostile uploads tried: **{len(cases)}** ({source}); HTTP answers: "
         + ", ".join(f"{code}: {n}" for code, n in sorted(run.statuses.items()))
         + f"; broken expectations: {len(run.problems)}; store/database disagreements after the run: {len(scan)}.",
         "",
@@ -317,10 +320,53 @@ def test_a_few_of_every_class(world: World, sources: Sources) -> None:
 
 @pytest.mark.slow
 def test_the_full_corpus(world: World, sources: Sources) -> None:
+    """The corpus; with ``RTQA_HOSTILE_REPORT`` set, its tally is written there (then
+    :func:`test_any_names_through_the_endpoint` appends its own)."""
     run, cases, scan = _run(world, sources, scale=1.0)
     text = report(run, cases, scan)
     print("\n" + text)
     if target := os.environ.get("RTQA_HOSTILE_REPORT"):
-        Path(target).write_text(text)
+        Path(target).write_text("### Corpus\n\n" + text)
     assert len(cases) >= 1000
     assert run.problems == [] and scan == [], "\n".join(run.problems[:30] + scan)
+
+
+NAME_PIECES = st.sampled_from(
+    ["/", "\\", ".", "..", "C:", "a", "b.dcm", "CT", "\x00", "\x1f", "\u202e", "é", "L" * 300]
+)
+ANY_NAME = st.one_of(st.text(max_size=40), st.lists(NAME_PIECES, max_size=6).map("".join))
+
+
+@pytest.mark.parametrize("examples", [30, pytest.param(300, marks=pytest.mark.slow)])
+def test_any_names_through_the_endpoint(world: World, sources: Sources, examples: int) -> None:
+    """Hypothesis: any file names (as files or in a zip) with a small valid DICOM file or random bytes end in a
+    refusal or, stored, in a rejection (the file holds no RTSTRUCT): never a 5xx, nothing left behind."""
+    from tests.portal.hostile_corpus import make_zip, tiny_dicom
+
+    run = Run()
+    tried: list[HostileCase] = []
+
+    @settings(max_examples=examples, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(names=st.lists(ANY_NAME, min_size=1, max_size=3), zipped=st.booleans(), content=st.binary(max_size=64))
+    def one(names: list[str], zipped: bool, content: bytes) -> None:
+        data = [tiny_dicom(sources.identity, seed=f"{name!r}") if i == 0 else content for i, name in enumerate(names)]
+        parts: tuple[Part, ...]
+        if zipped:
+            parts = (("archive", "names.zip", make_zip(list(zip(names, data, strict=True)))),)
+        else:
+            parts = tuple(("files", name, blob) for name, blob in zip(names, data, strict=True))
+        case = HostileCase(
+            "Hypothesis: any names",
+            f"{'zip' if zipped else 'files'}: {names!r}",
+            parts,
+            frozenset({"refused", "rejected"}),
+        )
+        tried.append(case)
+        run_case(world, case, run)
+
+    one()
+    scan = scan_store(world)
+    if examples > 100 and (target := os.environ.get("RTQA_HOSTILE_REPORT")):
+        with Path(target).open("a") as out:
+            out.write("\n### Any names (Hypothesis)\n\n" + report(run, tried, scan, "Hypothesis, derandomised"))
+    assert run.problems == [] and scan == [], "\n".join(run.problems[:20] + scan)
