@@ -49,7 +49,7 @@ from qa_checks.errors import (
 )
 from qa_checks.geometry import IMAGE_ORIENTATION_BY_POSITION, DoseGrid, ImageVolume, check_axis
 from qa_checks.plan import Beam, DoseReference, Plan
-from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, dose_meaning
+from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, _positive_int, dose_meaning
 from qa_checks.structures import Contour, Structure, StructureSet
 
 __all__ = [
@@ -471,10 +471,7 @@ def _contour_data(item: Dataset) -> npt.NDArray[np.float64] | None:
         return None
     if not isinstance(data, MultiValue | list | tuple):  # pydicom gives a single value as a scalar
         data = [data]
-    try:
-        return np.asarray([float(v) for v in data], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{_tag('ContourData')} holds a value that is not a number ({exc})") from None
+    return np.asarray([float(v) for v in data], dtype=np.float64)
 
 
 def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
@@ -516,8 +513,10 @@ def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
         for item in _get(roi_contour, "ContourSequence") or []:
             try:
                 coords = _contour_data(item)
-            except InvalidValueError as exc:
-                raise InvalidValueError(f"{path}: ROI {number}: {exc}") from None
+            except (TypeError, ValueError) as exc:
+                raise InvalidValueError(
+                    f"{path}: {_tag('ContourData')} of ROI {number} holds a value that is not a number ({exc})"
+                ) from None
             if coords is None:
                 continue
             if not np.all(np.isfinite(coords)):
@@ -614,6 +613,8 @@ def read_rtdose(
         UnsupportedGeometryError: oblique orientation.
         NotDicomError, WrongModalityError, MissingAttributeError.
     """
+    if number_of_fractions is not None:
+        _positive_int(number_of_fractions)  # a wrong argument is the caller's error, not the file's
     p = Path(path)
     ds = _read_dataset(p)
     _check_modality(ds, "RTDOSE", p)

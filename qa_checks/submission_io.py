@@ -41,7 +41,7 @@ from qa_checks.errors import (
 )
 from qa_checks.geometry import DoseGrid, ImageVolume
 from qa_checks.plan import Plan
-from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, sum_beam_doses
+from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, _positive_int, sum_beam_doses
 from qa_checks.structures import StructureSet
 
 __all__ = ["LoadedSubmission", "load_submission"]
@@ -108,6 +108,8 @@ def load_submission(
         FrameOfReferenceMismatchError: frames of reference differ (the message lists each object's UID).
         and the errors of the individual readers.
     """
+    if number_of_fractions is not None:
+        _positive_int(number_of_fractions)  # a wrong argument is the caller's error, not a file's
     files = _collect_files(dir_or_files)
     if not files:
         raise NotDicomError(f"{dir_or_files}: no files found in the submission")

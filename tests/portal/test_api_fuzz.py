@@ -59,8 +59,10 @@ def report(calls: Counter[tuple[str, str, int]]) -> str:
     operations = sorted({op for _, op, _ in calls})
     statuses = sorted({code for _, _, code in calls})
     roles = sorted({role for role, _, _ in calls})
+    database = "PostgreSQL" if dbutil.base_url() and dbutil.is_postgres(dbutil.base_url() or "") else "SQLite"
     lines = [
-        f"Requests: **{sum(calls.values())}** over {len(operations)} operations as {', '.join(roles)}; statuses: "
+        f"Requests ({database}): **{sum(calls.values())}** over {len(operations)} operations as {', '.join(roles)}; "
+        "statuses: "
         + ", ".join(f"{code}: {sum(n for (_, _, c), n in calls.items() if c == code)}" for code in statuses)
         + ".",
         "",
