@@ -56,7 +56,10 @@ DISTRIBUTED_FILES: Final[dict[str, tuple[str, ...]]] = {
     STAGE_PLANNING: ("CT", "RTSTRUCT"),
     STAGE_DOSIMETRY: ("CT", "RTSTRUCT", "RTPLAN"),
 }
-"""Stage -> the reference objects (by modality) sent to the centre; the others stay with the QA group."""
+"""Stage -> the reference objects (by (0008,0060) Modality) sent to the centre, in the case download
+(:mod:`benchmarks.case_package`). The others stay with the QA group: they are the answers (the reference RTSTRUCT of
+an outlining case, the reference RTDOSE of a TPS check) or show that the protocol can be met (the reference RTPLAN
+and RTDOSE of a planning case)."""
 
 
 class CaseSpecError(ValueError):

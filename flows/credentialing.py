@@ -52,6 +52,7 @@ __all__ = [
     "score_submission",
     "settings_for",
     "store_submission",
+    "stored_evaluation",
     "submission_summary",
     "update_credentials",
     "validate_submission",
@@ -297,7 +298,7 @@ score_contours = score_submission
 """The outlining benchmark's scoring task (the same task: scoring follows the case's stage)."""
 
 
-def _evaluation(session: Session, submission_id: int, stage: QAStage, protocol: Protocol) -> Evaluation:
+def stored_evaluation(session: Session, submission_id: int, stage: QAStage, protocol: Protocol) -> Evaluation:
     """Judge the stored results: outlining against the protocol's outlining criteria, planning and dosimetry
     against the criteria stored with their results."""
     if stage is QAStage.OUTLINING_BENCHMARK:
@@ -328,7 +329,7 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
             current = current_outcome(session, submission_id)
             return current.level.value if current else sub.status.value
         protocol = resolve_protocol(case.protocol_id, case.protocol_version, data_dir=data_dir_or_default(data_dir))
-        evaluation = _evaluation(session, submission_id, case.stage, protocol)
+        evaluation = stored_evaluation(session, submission_id, case.stage, protocol)
         outcome = record_decision(
             session,
             sub,

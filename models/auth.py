@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -52,8 +52,16 @@ def issue_token(
     return token
 
 
-def user_for_token(session: Session, token: str, *, now: datetime | None = None) -> User | None:
-    """The active user owning ``token``, or None if it is unknown, revoked or expired."""
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""A token's ``last_used_at`` is written at most this often (a request does not always write to the database)."""
+
+
+def user_for_token(session: Session, token: str, *, now: datetime | None = None, touch: bool = False) -> User | None:
+    """The active user owning ``token``, or None if it is unknown, revoked or expired.
+
+    With ``touch``, the token's ``last_used_at`` is brought up to date (to :data:`LAST_USED_RESOLUTION`) and the
+    session committed: call it first in a request's session.
+    """
     now = now or utcnow()
     row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))).first()
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
@@ -61,6 +69,10 @@ def user_for_token(session: Session, token: str, *, now: datetime | None = None)
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         return None
+    if touch and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
+        row.last_used_at = now
+        session.add(row)
+        session.commit()
     return user
 
 

@@ -343,3 +343,22 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_used_at: datetime | None = Field(
+        default=None, sa_column=utc_column(nullable=True), description="Last request with it (to the minute)."
+    )
+
+
+# --- DICOM push -----------------------------------------------------------------------------------------------
+
+
+class DicomAETitle(SQLModel, table=True):
+    """A centre's DICOM application entity title, registered to its provider: the receiver (``rtqa dicom serve``)
+    accepts associations only from registered calling AE titles and files what they send under that provider."""
+
+    __tablename__ = "dicom_ae_title"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ae_title: str = Field(max_length=16, unique=True, description="Calling AE title, without padding spaces.")
+    provider_id: int = Field(foreign_key="provider.id", index=True)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())

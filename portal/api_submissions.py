@@ -30,7 +30,7 @@ from flows.intake import (
 )
 from models.enums import QAStage, Role, SubmissionStatus
 from models.settings import Settings
-from models.tables import BenchmarkCase, Outcome, Provider, Submission, User
+from models.tables import BenchmarkCase, Network, Outcome, Provider, Submission, Technique, User
 from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
@@ -184,32 +184,75 @@ def list_submissions(
     status_: Annotated[SubmissionStatus | None, Query(alias="status")] = None,
     stage: QAStage | None = None,
     case: Annotated[str | None, Query(description="Benchmark case code (any version).")] = None,
+    technique: Annotated[str | None, Query(description="Technique code, e.g. sabr_lung.")] = None,
+    network: Annotated[str | None, Query(description="Radiotherapy network code, e.g. north-west.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> dict[str, Any]:
     """Submissions, newest first, filtered and paged; centres see only their own provider's."""
+    return submission_list(
+        session,
+        user,
+        provider=provider,
+        status_=status_,
+        stage=stage,
+        case=case,
+        technique=technique,
+        network=network,
+        limit=limit,
+        offset=offset,
+    )
+
+
+def submission_list(
+    session: Session,
+    user: User,
+    *,
+    provider: str | None = None,
+    status_: SubmissionStatus | None = None,
+    stage: QAStage | None = None,
+    case: str | None = None,
+    technique: str | None = None,
+    network: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The body of ``GET /api/v1/submissions`` (pages use it too, so page and API agree): ``{"items", "total",
+    "limit", "offset"}``, newest first. A filter left None (or empty) does not filter.
+
+    Raises:
+        HTTPException: 403 when a centre user asks for another provider.
+    """
     query = select(Submission, Provider, BenchmarkCase).where(
         Submission.provider_id == Provider.id, Submission.case_id == BenchmarkCase.id
     )
     if user.role is Role.CENTRE:
         own = session.get(Provider, user.provider_id)
         assert own is not None
-        if provider not in (None, own.code):
+        if provider not in (None, "", own.code):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only list its own submissions")
         query = query.where(Submission.provider_id == own.id)
-    elif provider is not None:
+    elif provider:
         query = query.where(Provider.code == provider)
     if status_ is not None:
         query = query.where(Submission.status == status_)
     if stage is not None:
         query = query.where(BenchmarkCase.stage == stage)
-    if case is not None:
+    if case:
         query = query.where(BenchmarkCase.case_code == case)
+    if technique:
+        techniques_named = select(Technique.id).where(Technique.code == technique)
+        query = query.where(col(BenchmarkCase.technique_id).in_(techniques_named))
+    if network:
+        networks_named = select(Network.id).where(Network.code == network)
+        query = query.where(col(Provider.network_id).in_(networks_named))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(col(Submission.received_at).desc(), col(Submission.id).desc()).limit(limit).offset(offset)
     ).all()
     ids = [sub.id for sub, _, _ in rows]
+    techniques = {t.id: t.code for t in session.exec(select(Technique)).all()}
+    networks = {n.id: n.code for n in session.exec(select(Network)).all()}
     outcomes = {
         o.submission_id: o.level.value
         for o in session.exec(
@@ -220,7 +263,9 @@ def list_submissions(
         {
             "id": sub.id,
             "provider": prov.code,
+            "network": networks.get(prov.network_id),
             "case": f"{bc.case_code}@{bc.version}",
+            "technique": techniques.get(bc.technique_id),
             "stage": bc.stage.value,
             "attempt": sub.attempt,
             "status": sub.status.value,

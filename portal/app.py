@@ -19,7 +19,7 @@ from flows.runner import SubmissionRunner
 from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
-from models.outcomes import OverrideError, UnknownSubmissionError, override_outcome
+from models.outcomes import NotLatestAttemptError, OverrideError, UnknownSubmissionError, override_outcome
 from models.settings import Settings, get_settings
 from models.tables import (
     BenchmarkCase,
@@ -34,11 +34,19 @@ from models.tables import (
     Trial,
     TrialRequirement,
 )
+from portal.api_audit import router as audit_router
+from portal.api_cases import router as cases_router
+from portal.api_centre import router as centre_router
 from portal.api_commissioning import router as commissioning_router
+from portal.api_national import router as national_router
+from portal.api_received import router as received_router
+from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
 from portal.api_submissions import SubmissionId
 from portal.api_submissions import router as submissions_router
+from portal.api_users import router as users_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
+from portal.dicomweb import router as dicomweb_router
 from portal.pages import install_pages
 from portal.refusals import install_refusals
 from portal.upload_limit import UploadSizeLimit
@@ -75,8 +83,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
     app.state.runner = runner
     app.include_router(stages_router)
+    app.include_router(cases_router)
+    app.include_router(centre_router)
     app.include_router(submissions_router)
     app.include_router(commissioning_router)
+    app.include_router(review_router)
+    app.include_router(audit_router)
+    app.include_router(users_router)
+    app.include_router(national_router)
+    app.include_router(received_router)
+    app.include_router(dicomweb_router)
     app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
     install_refusals(app)
     install_pages(app)
@@ -159,9 +175,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 justification=body.justification,
                 actor=user.email,
                 validity_days=settings.credential_validity_days,
+                confirm_not_latest=body.confirm_not_latest,
             )
         except UnknownSubmissionError as err:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+        except NotLatestAttemptError as err:
+            detail = f'{err}; send "confirm_not_latest": true to override it'
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=detail) from None
         except OverrideError as err:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from None
         session.commit()
@@ -177,6 +197,9 @@ class OverrideRequest(BaseModel):
 
     level: OutcomeLevel
     justification: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="Why, for the audit trail.")
+    confirm_not_latest: bool = Field(
+        default=False, description="Needed to override an attempt that is not the provider's latest at the case."
+    )
 
 
 def _submission_json(session: Session, sub: Submission) -> dict[str, Any]:

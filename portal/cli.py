@@ -22,6 +22,7 @@ from portal.cli_admin import (
     users_app,
 )
 from portal.cli_audit import audit_app
+from portal.cli_dicom import dicom_app
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, require_initialised
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(submissions_app, name="submissions")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dicom_app, name="dicom")
 
 console = Console(width=None if sys.stdout.isatty() else 180)
 """Wide enough for the credential table when output goes to a file or a pipe."""
@@ -161,13 +163,16 @@ def outcomes_override(
         str, typer.Option(help="Why the automatic outcome is replaced (kept in the audit trail).")
     ],
     actor: Annotated[str, typer.Option(help="E-mail of the QA staff member deciding.")],
+    confirm_not_latest: Annotated[
+        bool, typer.Option(help="Confirm overriding an attempt that is not the provider's latest at the case.")
+    ] = False,
 ) -> None:
     """Replace a decided submission's outcome (QA staff) and update the credentials it affects."""
     from sqlmodel import select
 
     from models.db import create_db_engine, session_scope
     from models.enums import OutcomeLevel, Role
-    from models.outcomes import OverrideError, override_outcome
+    from models.outcomes import NotLatestAttemptError, OverrideError, override_outcome
     from models.tables import User
 
     try:
@@ -188,7 +193,10 @@ def outcomes_override(
                 justification=justification,
                 actor=actor,
                 validity_days=settings.credential_validity_days,
+                confirm_not_latest=confirm_not_latest,
             )
+        except NotLatestAttemptError as err:
+            raise fail(f"{err}; add --confirm-not-latest to override it") from None
         except OverrideError as err:
             raise fail(str(err)) from None
         console.print(

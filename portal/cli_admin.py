@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -120,9 +120,9 @@ def check_provider_if_possible(provider: str) -> None:
 
 
 def _user(session: Session, email: str) -> Any:
-    from models.tables import User
+    from models.users import user_by_email
 
-    user = session.exec(select(User).where(User.email == email)).first()
+    user = user_by_email(session, email)
     if user is None:
         raise fail(f"no user with e-mail {email!r}; `rtqa users list` shows them, `rtqa users add` adds one")
     return user
@@ -148,47 +148,33 @@ def users_add(
     provider: Annotated[str | None, typer.Option(help="Provider code (centre users only).")] = None,
 ) -> None:
     """Add a user."""
-    from models.audit import record_audit
     from models.enums import Role
-    from models.tables import User
+    from models.users import DuplicateUserError, UnknownProviderError, UserError, create_user
 
     role_value = _choice(Role, role, "role")
     if (role_value is Role.CENTRE) != (provider is not None):
         raise fail("--provider is required for centre users and only for them")
     with _session() as session:
-        if session.exec(select(User).where(User.email == email)).first() is not None:
-            raise fail(f"a user with e-mail {email!r} already exists; `rtqa users list` shows them")
-        provider_id = _provider_id(session, provider) if provider is not None else None
-        user = User(email=email, name=name, role=role_value, provider_id=provider_id)
-        session.add(user)
-        session.flush()
-        record_audit(
-            session,
-            actor=ACTOR,
-            action="user.added",
-            subject_type="app_user",
-            subject_id=user.id or 0,
-            after={"email": email, "role": role_value.value, "provider": provider},
-        )
+        try:
+            create_user(session, email=email, name=name, role=role_value, provider_code=provider, actor=ACTOR)
+        except UnknownProviderError as err:
+            raise fail(f"{err}; `rtqa providers` lists them") from None
+        except DuplicateUserError as err:
+            raise fail(f"{err}; `rtqa users list` shows them") from None
+        except UserError as err:
+            raise fail(str(err)) from None
     console.print(f"added {role_value.value} user {email}")
 
 
 @users_app.command("list")
 def users_list(as_json: JsonOption = False) -> None:
     """List users: e-mail, name, role, provider (centre users) and whether active."""
-    from models.tables import Provider, User
+    from models.users import user_rows
 
     with _session() as session:
-        codes = {p.id: p.code for p in session.exec(select(Provider)).all()}
         rows = [
-            {
-                "email": u.email,
-                "name": u.name,
-                "role": u.role.value,
-                "provider": codes.get(u.provider_id) if u.provider_id is not None else None,
-                "active": u.is_active,
-            }
-            for u in session.exec(select(User).order_by(User.email)).all()
+            {"email": u.email, "name": u.name, "role": u.role.value, "provider": u.provider, "active": u.active}
+            for u in user_rows(session)
         ]
     _print(rows, ["email", "name", "role", "provider", "active"], as_json=as_json, title="Users")
 
@@ -200,43 +186,45 @@ def tokens_issue(
     days: Annotated[int | None, typer.Option(help="Expire after this many days, 1 to 365 (default 90).")] = None,
 ) -> None:
     """Issue an API token for a user and print it (it is shown only once; only its SHA-256 is stored)."""
-    from models.auth import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, issue_token
-    from models.types import utcnow
+    from models.auth import TokenError
+    from models.users import check_token_days, issue_token_for_days
 
-    lifetime = DEFAULT_TOKEN_DAYS if days is None else days
-    if not 1 <= lifetime <= MAX_TOKEN_DAYS:
-        raise fail(f"--days {lifetime} is out of range; tokens expire after 1 to {MAX_TOKEN_DAYS} days")
+    try:
+        lifetime = check_token_days(days)
+    except TokenError as err:
+        raise fail(f"--days {err}") from None
     with _session() as session:
         user = _user(session, email)
-        token = issue_token(
-            session, user=user, actor=ACTOR, label=label, expires_at=utcnow() + timedelta(days=lifetime)
-        )
-    typer.echo(token)
+        try:
+            issued = issue_token_for_days(session, user=user, actor=ACTOR, label=label, days=lifetime)
+        except TokenError as err:
+            raise fail(str(err)) from None
+    typer.echo(issued.token)
 
 
 @tokens_app.command("list")
 def tokens_list(
     email: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None, as_json: JsonOption = False
 ) -> None:
-    """List API tokens: id, user, label, created, expires, revoked (the tokens themselves are never stored)."""
-    from models.tables import ApiToken, User
+    """List API tokens: id, user, label, created, expires, revoked, last used (the tokens are never stored)."""
+    from models.users import token_rows
 
     with _session() as session:
-        query = select(ApiToken, User).where(ApiToken.user_id == User.id)
-        if email is not None:
-            query = query.where(User.id == _user(session, email).id)
+        user_id = _user(session, email).id if email is not None else None
         rows = [
             {
                 "id": t.id,
-                "user": u.email,
+                "user": t.user,
                 "label": t.label,
                 "created": _iso(t.created_at),
                 "expires": _iso(t.expires_at),
                 "revoked": _iso(t.revoked_at),
+                "last_used": _iso(t.last_used_at),
             }
-            for t, u in session.exec(query.order_by(col(ApiToken.id))).all()
+            for t in token_rows(session, user_id=user_id)
         ]
-    _print(rows, ["id", "user", "label", "created", "expires", "revoked"], as_json=as_json, title="API tokens")
+    columns = ["id", "user", "label", "created", "expires", "revoked", "last_used"]
+    _print(rows, columns, as_json=as_json, title="API tokens")
 
 
 @tokens_app.command("revoke")

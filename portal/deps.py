@@ -66,7 +66,7 @@ async def current_user(
 ) -> User:
     """The user behind the bearer token, else behind the session cookie; 401 when neither names an active user."""
     if credentials is not None:
-        user = user_for_token(session, credentials.credentials)
+        user = user_for_token(session, credentials.credentials, touch=True)
         if user is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -76,7 +76,7 @@ async def current_user(
         return user
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        user = user_for_token(session, cookie)
+        user = user_for_token(session, cookie, touch=True)
         if user is not None:
             if request.method not in _SAFE_METHODS:
                 await _check_csrf(request, cookie)

@@ -112,7 +112,19 @@ async def _page_errors(request: Request, exc: StarletteHTTPException) -> Respons
 
 def install_pages(app: FastAPI) -> None:
     """Mount the static files, the vendored API docs, the page error handler and the page routers on ``app``."""
-    from portal.pages import auth, commissioning
+    from portal.pages import (
+        auth,
+        centre,
+        commissioning,
+        questionnaire,
+        staff_audit,
+        staff_queue,
+        staff_review,
+        staff_users,
+        submissions,
+    )
+    from portal.pages import national as national_pages
+    from portal.pages import report as report_pages
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(StarletteHTTPException, _page_errors)  # type: ignore[arg-type]
@@ -129,3 +141,12 @@ def install_pages(app: FastAPI) -> None:
 
     app.include_router(auth.router)
     app.include_router(commissioning.router)
+    app.include_router(centre.router)
+    app.include_router(submissions.router)
+    app.include_router(questionnaire.router)
+    app.include_router(staff_queue.router)
+    app.include_router(staff_review.router)
+    app.include_router(staff_audit.router)
+    app.include_router(staff_users.router)
+    app.include_router(report_pages.router)
+    app.include_router(national_pages.router)

@@ -82,7 +82,7 @@ class TestTokens:
             (1, "qa@x.test", "ci", None),
             (2, "qa@x.test", "laptop", None),
         ]
-        assert set(rows[0]) == {"id", "user", "label", "created", "expires", "revoked"}
+        assert set(rows[0]) == {"id", "user", "label", "created", "expires", "revoked", "last_used"}
         created, expires = (datetime.fromisoformat(rows[0][k]) for k in ("created", "expires"))
         assert timedelta(days=90) - timedelta(minutes=1) < expires - created <= timedelta(days=90)
         assert token not in runner.invoke(app, ["tokens", "list"]).output

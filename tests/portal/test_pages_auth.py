@@ -125,3 +125,19 @@ def test_no_template_or_asset_loads_anything_from_outside() -> None:
     for path in [*PORTAL.glob("templates/**/*.html"), *PORTAL.glob("static/**/*.*")]:
         if path.suffix in {".html", ".css", ".js"} and "vendor" not in path.parts:
             assert not external.search(path.read_text()), f"{path.relative_to(PORTAL)} loads an external asset"
+
+
+def test_a_token_records_its_last_use(client: TestClient, tokens: dict[str, str], engine: Engine) -> None:
+    from models.auth import hash_token
+
+    def last_used() -> object:
+        with Session(engine) as session:
+            row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(tokens["staff"]))).one()
+            return row.last_used_at
+
+    assert last_used() is None
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['staff']}"}).status_code == 200
+    first = last_used()
+    assert first is not None
+    client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['staff']}"})
+    assert last_used() == first  # written at most once a minute

@@ -1,4 +1,4 @@
-"""audit events chained by hash (tamper evidence), with the chain's head in audit_chain_head
+"""audit events chained by hash (tamper evidence), with the chain's head in audit_chain_head; tokens' last use
 
 Existing events are chained in id order; the append-only triggers are lifted only while the two new columns are
 filled in and put back at once.
@@ -77,9 +77,13 @@ def upgrade() -> None:
         batch_op.alter_column("row_hash", existing_type=sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False)
         batch_op.create_unique_constraint("uq_audit_event_row_hash", ["row_hash"])
     create_audit_triggers(op)
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("last_used_at", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.drop_column("last_used_at")
     drop_audit_triggers(op)
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.drop_constraint("uq_audit_event_row_hash", type_="unique")
