@@ -133,7 +133,9 @@ class TestThroughTheClient:
         assert response.status_code == 401  # judged by the route (no token), not refused for its size
 
 
-def _asgi_request(app: Any, body: Body, headers: list[tuple[bytes, bytes]]) -> tuple[list[dict[str, Any]], int]:
+def _asgi_request(
+    app: Any, body: Body, headers: list[tuple[bytes, bytes]], path: str = URL
+) -> tuple[list[dict[str, Any]], int]:
     """Drive ``app`` with ``body`` one chunk per ``receive``; returns the messages sent and the receives made."""
     chunks = iter(body)
     sent: list[dict[str, Any]] = []
@@ -156,8 +158,8 @@ def _asgi_request(app: Any, body: Body, headers: list[tuple[bytes, bytes]]) -> t
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": headers,
@@ -185,6 +187,18 @@ class TestTheBodyIsNotReadPastTheLimit:
         assert THRESHOLD < body.taken <= THRESHOLD + CHUNK  # stopped at the first chunk past the limit
         assert receives == body.chunks  # one receive per chunk, none after the refusal
         assert route_calls == []
+        _nothing_written(limited, engine)
+
+    def test_stow_rs_is_cut_off_the_same_way(self, limited: Settings, engine: Engine, tokens: dict[str, str]) -> None:
+        body = Body(1 << 30)
+        headers = [
+            (b"authorization", f"Bearer {tokens['centre']}".encode()),
+            (b"content-type", f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'.encode()),
+            (b"transfer-encoding", b"chunked"),
+        ]
+        sent, receives = _asgi_request(create_app(limited, engine=engine), body, headers, path="/dicomweb/studies")
+        assert sent[0]["status"] == 413 and b"RTQA_MAX_UPLOAD_BYTES" in sent[1]["body"] and len(sent) == 2
+        assert THRESHOLD < body.taken <= THRESHOLD + CHUNK and receives == body.chunks
         _nothing_written(limited, engine)
 
     def test_a_declared_length_over_the_limit_is_refused_before_any_receive(
