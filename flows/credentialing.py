@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydicom
 from prefect import flow, task
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -27,6 +28,7 @@ from benchmarks.cases import reference_files
 from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.evaluation import evaluate_run
+from flows.patient_identity import PatientIdentityError, UnreadableHeaderError, refuse_other_identity
 from flows.protocol_store import resolve_protocol
 from flows.runtime import SettingsError, call, failed_run, flow_settings, require_database, run_flow
 from flows.scoring import score_stage
@@ -103,12 +105,17 @@ def store_submission(
     The same files from the same provider for the same case give back the existing submission (``created``
     False). A failure leaves neither a row nor a stored folder.
 
+    Files carrying a patient identity other than the case's are refused before anything is stored, and the
+    refusal is audited (see :mod:`flows.patient_identity`).
+
     Raises:
-        IngestError: unknown provider or case.
+        IngestError: unknown provider or case; a patient identity other than the case's; a DICOM header that
+            cannot be read as far as the Patient module.
         FileNotFoundError: the folder is missing or holds no files.
     """
     source = Path(source_dir)
     sha = content_sha256(source)
+    _refuse_patient_identity(source, provider_code, case_code, case_version, actor=actor, database_url=database_url)
     created = False
     destination: Path | None = None
     try:
@@ -171,6 +178,19 @@ def _provider_and_case(
     return provider, case
 
 
+def _refuse_patient_identity(
+    source: Path, provider_code: str, case_code: str, case_version: str | None, *, actor: str, database_url: str
+) -> None:
+    """:class:`IngestError` when files under ``source`` carry a patient identity other than the case's (audited,
+    see :func:`flows.patient_identity.refuse_other_identity`) or cannot be checked."""
+    with Session(engine_for(database_url)) as session:
+        provider, case = _provider_and_case(session, provider_code, case_code, case_version)
+        try:
+            refuse_other_identity(session, source, provider=provider, case=case, actor=actor)
+        except (PatientIdentityError, UnreadableHeaderError) as err:
+            raise IngestError(str(err)) from None
+
+
 def _is_recorded(database_url: str, destination: Path) -> bool:
     """Whether a submission row points at ``destination`` (then its folder must stay)."""
     with Session(engine_for(database_url)) as session:
@@ -231,7 +251,9 @@ _WHAT: dict[str, str] = {
 }
 
 
-def check_fits_case(submitted: LoadedSubmission, reference: LoadedSubmission, stage: QAStage, where: str) -> None:
+def check_fits_case(
+    submitted: LoadedSubmission, reference_frame_of_reference_uid: str | None, stage: QAStage, where: str
+) -> None:
     """Check that a readable submission fits its case: the objects its stage needs, and the case's frame of
     reference (centres contour and plan on the supplied CT).
 
@@ -245,11 +267,23 @@ def check_fits_case(submitted: LoadedSubmission, reference: LoadedSubmission, st
             f"{where}: no {', '.join(missing)} file (Modality {', '.join(repr(m) for m in missing)}) in the "
             f"submission; {stage.label} submissions need " + " and ".join(_WHAT[m] for m in missing)
         )
-    if submitted.frame_of_reference_uid != reference.frame_of_reference_uid:
+    if submitted.frame_of_reference_uid != reference_frame_of_reference_uid:
         raise SubmissionMismatchError(
             f"{where}: (0020,0052) FrameOfReferenceUID {submitted.frame_of_reference_uid!r} "
-            f"does not match the case's {reference.frame_of_reference_uid!r}; contour and plan on the supplied CT"
+            f"does not match the case's {reference_frame_of_reference_uid!r}; contour and plan on the supplied CT"
         )
+
+
+def reference_frame_of_reference(reference_dir: Path) -> str | None:
+    """The (0020,0052) *FrameOfReferenceUID* of a registered case: that of its first reference file carrying one
+    (registration checked that all of them share it)."""
+    for path in reference_files(reference_dir):
+        uid = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"]).get(
+            "FrameOfReferenceUID"
+        )
+        if uid:
+            return str(uid)
+    return None
 
 
 @task(task_run_name="validate[submission {submission_id}]")
@@ -262,11 +296,12 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         if sub.status is not SubmissionStatus.RECEIVED:
             logger().info("%s: already %s", what, sub.status.value)
             return sub.status is not SubmissionStatus.REJECTED
-        # The reference is trusted: a problem reading it is an error of the case, not of the submission.
-        reference = load_submission(reference_files(Path(case.reference_path)))
+        # The reference is trusted (built, or imported and checked, with one frame of reference): its frame of
+        # reference is read from one header; a problem reading it is an error of the case, not of the submission.
+        reference_frame = reference_frame_of_reference(Path(case.reference_path))
         try:
             submitted = load_submission(sub.storage_path, sum_beams=case.stage in SUMMABLE_STAGES)
-            check_fits_case(submitted, reference, case.stage, sub.storage_path)
+            check_fits_case(submitted, reference_frame, case.stage, sub.storage_path)
         except (QAChecksError, SubmissionMismatchError) as err:
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()

@@ -44,10 +44,14 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from benchmarks.cases import reference_files
 from benchmarks.protocols import ProtocolError
 from flows._store import engine_for
-from flows.credentialing import SUMMABLE_STAGES, SubmissionMismatchError, check_fits_case
+from flows.credentialing import (
+    SUMMABLE_STAGES,
+    SubmissionMismatchError,
+    check_fits_case,
+    reference_frame_of_reference,
+)
 from flows.evaluation import criterion_changes, evaluate_run
 from flows.protocol_store import resolve_protocol
 from flows.rescore_plan import RescoreItem
@@ -148,9 +152,9 @@ def rescore_submission(
         protocol = resolve_protocol(item.protocol_id, item.protocol_version, data_dir=data_dir)
         try:
             if old_case != item.case_id:  # another reference: the submission must fit it, as at validation
-                reference = load_submission(reference_files(Path(target.reference_path)))
                 submitted = load_submission(sub.storage_path, sum_beams=target.stage in SUMMABLE_STAGES)
-                check_fits_case(submitted, reference, target.stage, "the submission")
+                reference_frame = reference_frame_of_reference(Path(target.reference_path))
+                check_fits_case(submitted, reference_frame, target.stage, "the submission")
             run = start_run(
                 session,
                 submission_id=item.submission_id,

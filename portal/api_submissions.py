@@ -1,27 +1,30 @@
 """API routes to upload benchmark submissions and list them.
 
 An upload is streamed to a temporary folder under the data directory, unpacked (a zip is checked first, see
-:mod:`flows.intake`), cleared of stray files and stored by :func:`flows.credentialing.store_submission`; the answer
-comes at once (202) and the remaining steps run afterwards (:mod:`flows.runner`).
+:mod:`flows.intake`), cleared of stray files and stored by :func:`flows.credentialing.store_submission` (which
+refuses a patient identity other than the case's, see :mod:`flows.patient_identity`); the answer comes at once
+(202) and the remaining steps run afterwards (:mod:`flows.runner`). The body's size is limited while it streams by
+:mod:`portal.upload_limit`, before this route runs.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
-from fastapi.responses import JSONResponse
+from fastapi import Path as PathParam
 from sqlmodel import Session, col, func, select
 
 from flows.credentialing import IngestError, store_submission
 from flows.intake import (
     UnsafeUploadError,
     UploadLimits,
+    UploadNames,
     UploadTooLargeError,
     extract_archive,
     remove_stray_files,
-    safe_relative_path,
     stream_to_file,
     upload_folder,
 )
@@ -32,25 +35,12 @@ from portal.deps import CurrentUser, SessionDep
 
 router = APIRouter(prefix="/api/v1/submissions", tags=["submissions"])
 
-FORM_OVERHEAD_BYTES = 1 << 20
-"""Allowance for multipart headers and form fields on top of ``max_upload_bytes`` when judging Content-Length."""
+MAX_ROW_ID = 2**31 - 1
+"""Largest row id or offset a query may name (PostgreSQL ``integer``); larger numbers are refused by validation
+instead of overflowing the database driver."""
 
-
-async def refuse_oversized_uploads(request: Request, call_next: Any) -> Any:
-    """HTTP middleware: 413 before the body is read when an upload's Content-Length already exceeds
-    ``max_upload_bytes`` (plus :data:`FORM_OVERHEAD_BYTES`). Uploads without one are limited while streaming."""
-    if request.method == "POST" and request.url.path == router.prefix:
-        settings: Settings = request.app.state.settings
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
-            return JSONResponse(
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-                content={
-                    "detail": f"the upload is {length} bytes, larger than the limit of {settings.max_upload_bytes} "
-                    "bytes (RTQA_MAX_UPLOAD_BYTES); send the submission in parts or ask the QA team"
-                },
-            )
-    return await call_next(request)
+SubmissionId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID, description="Submission id.")]
+"""A submission id in a path."""
 
 
 def status_url(submission_id: int) -> str:
@@ -65,6 +55,16 @@ def _limits(settings: Settings) -> UploadLimits:
         max_uncompressed_bytes=settings.max_uncompressed_bytes,
         max_compression_ratio=settings.max_compression_ratio,
     )
+
+
+def _plain_text(field: str, value: str | None) -> None:
+    """422 when a form field holds a control character (NUL cannot even be stored by PostgreSQL)."""
+    for character in value or "":
+        if unicodedata.category(character) == "Cc":
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=f"form field {field!r} holds the control character U+{ord(character):04X}; send plain text",
+            )
 
 
 def _provider_for_upload(session: Session, user: User, provider: str | None) -> str:
@@ -98,12 +98,9 @@ def _unpack(folder: Path, archive: UploadFile | None, files: list[UploadFile], l
         zip_path.unlink()
         return
     left = limits.max_upload_bytes
-    seen: set[Path] = set()
+    names = UploadNames("two uploaded files have this name")
     for upload in files:
-        relative = Path(safe_relative_path(upload.filename or ""))
-        if relative in seen:
-            raise UnsafeUploadError(f"{upload.filename!r}: two uploaded files have this name")
-        seen.add(relative)
+        relative = names.add(upload.filename or "")
         left -= stream_to_file(
             upload.file,
             folder / "files" / relative,
@@ -132,6 +129,8 @@ def upload_submission(
     parts: send larger submissions as a zip.
     """
     settings: Settings = request.app.state.settings
+    for field, value in (("case", case), ("version", version), ("provider", provider)):
+        _plain_text(field, value)
     provider_code = _provider_for_upload(session, user, provider)
     actor = user.email
     if (archive is None) == (not files):
@@ -188,7 +187,7 @@ def list_submissions(
     technique: Annotated[str | None, Query(description="Technique code, e.g. sabr_lung.")] = None,
     network: Annotated[str | None, Query(description="Radiotherapy network code, e.g. north-west.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> dict[str, Any]:
     """Submissions, newest first, filtered and paged; centres see only their own provider's."""
     return submission_list(

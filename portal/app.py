@@ -44,12 +44,14 @@ from portal.api_national import router as national_router
 from portal.api_received import router as received_router
 from portal.api_review import router as review_router
 from portal.api_stages import router as stages_router
-from portal.api_submissions import refuse_oversized_uploads
+from portal.api_submissions import SubmissionId
 from portal.api_submissions import router as submissions_router
 from portal.api_users import router as users_router
 from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 from portal.dicomweb import router as dicomweb_router
 from portal.pages import install_pages
+from portal.refusals import install_refusals
+from portal.upload_limit import UploadSizeLimit
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -94,7 +96,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(received_router)
     app.include_router(dicomweb_router)
     app.include_router(flows_router)
-    app.middleware("http")(refuse_oversized_uploads)
+    app.add_middleware(UploadSizeLimit, max_upload_bytes=settings.max_upload_bytes)
+    install_refusals(app)
     install_pages(app)
 
     @app.get("/health", tags=["meta"])
@@ -155,7 +158,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return [c.as_dict() for c in expiring_credentials(session, within_days=days)]
 
     @app.get("/api/v1/submissions/{submission_id}", tags=["submissions"])
-    def submission_detail(submission_id: int, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+    def submission_detail(submission_id: SubmissionId, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
         sub = session.get(Submission, submission_id)
         if user.role is Role.CENTRE and (sub is None or sub.provider_id != user.provider_id):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a centre token may only read its own submissions")
@@ -164,7 +167,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return _submission_json(session, sub)
 
     @app.post("/api/v1/submissions/{submission_id}/override", tags=["submissions"], status_code=201)
-    def override(submission_id: int, body: OverrideRequest, user: StaffOnly, session: SessionDep) -> dict[str, Any]:
+    def override(
+        submission_id: SubmissionId, body: OverrideRequest, user: StaffOnly, session: SessionDep
+    ) -> dict[str, Any]:
         try:
             override_outcome(
                 session,

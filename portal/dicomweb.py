@@ -34,8 +34,9 @@ from flows.dicom_instances import COMMENT_MAX_CHARS, InstanceRefusedError, PushS
 from flows.dicom_staging import PushReceipt, Staging
 from flows.intake import upload_folder
 from models.settings import Settings
-from portal.api_submissions import FORM_OVERHEAD_BYTES, _provider_for_upload, status_url
+from portal.api_submissions import _provider_for_upload, status_url
 from portal.deps import CurrentUser, SessionDep
+from portal.upload_limit import FORM_OVERHEAD_BYTES
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 

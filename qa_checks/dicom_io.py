@@ -39,6 +39,7 @@ from qa_checks.errors import (
     AmbiguousInputError,
     FrameOfReferenceMismatchError,
     InvalidGridError,
+    InvalidValueError,
     MissingAttributeError,
     NotDicomError,
     QAChecksError,
@@ -48,7 +49,7 @@ from qa_checks.errors import (
 )
 from qa_checks.geometry import IMAGE_ORIENTATION_BY_POSITION, DoseGrid, ImageVolume, check_axis
 from qa_checks.plan import Beam, DoseReference, Plan
-from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, dose_meaning
+from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, _positive_int, dose_meaning
 from qa_checks.structures import Contour, Structure, StructureSet
 
 __all__ = [
@@ -96,19 +97,38 @@ def _tag(keyword: str) -> str:
 
 
 @contextmanager
-def _pydicom_warnings_logged(path: object) -> Iterator[None]:
-    """Turn warnings raised while decoding ``path`` into log records naming the file."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        logger.warning("%s: %s", path, w.message)
+def _pydicom_warnings_logged(path: object, *, convert_errors: bool = True) -> Iterator[None]:
+    """Turn warnings raised while decoding ``path`` into log records naming the file, and any error other than a
+    :class:`~qa_checks.errors.QAChecksError` into :class:`~qa_checks.errors.InvalidValueError` naming it.
+
+    pydicom decodes values lazily, so damaged bytes surface as whatever error the conversion meets (``ValueError``
+    from a DS that is not a number, ``struct.error`` from a short binary value, ``UnicodeError``, ...); the error's
+    type and text are kept in the message and the traceback is logged. ``convert_errors=False`` leaves errors as
+    they are (for the file reader, which sorts them itself).
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    except QAChecksError:
+        raise
+    except Exception as exc:
+        if not convert_errors:
+            raise
+        logger.warning("%s: a value cannot be decoded", path, exc_info=True)
+        raise InvalidValueError(
+            f"{path}: a value cannot be decoded ({type(exc).__name__}: {exc}); the file is damaged or does not "
+            "conform to DICOM: export it again"
+        ) from exc
+    finally:
+        for w in caught:
+            logger.warning("%s: %s", path, w.message)
 
 
 def _read_dataset(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read one file; :class:`NotDicomError` naming the file if it is not DICOM."""
     try:
-        with _pydicom_warnings_logged(path):
+        with _pydicom_warnings_logged(path, convert_errors=False):
             try:
                 return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
             except InvalidDicomError:
@@ -491,9 +511,16 @@ def _rtstruct_from_dataset(ds: Dataset, path: Path) -> StructureSet:
         )
         contours = []
         for item in _get(roi_contour, "ContourSequence") or []:
-            coords = _contour_data(item)
+            try:
+                coords = _contour_data(item)
+            except (TypeError, ValueError) as exc:
+                raise InvalidValueError(
+                    f"{path}: {_tag('ContourData')} of ROI {number} holds a value that is not a number ({exc})"
+                ) from None
             if coords is None:
                 continue
+            if not np.all(np.isfinite(coords)):
+                raise InvalidValueError(f"{path}: {_tag('ContourData')} of ROI {number} holds a non-finite value")
             if coords.size % 3:
                 raise QAChecksError(
                     f"{path}: {_tag('ContourData')} of ROI {number} has {coords.size} values, not a multiple of 3"
@@ -586,6 +613,8 @@ def read_rtdose(
         UnsupportedGeometryError: oblique orientation.
         NotDicomError, WrongModalityError, MissingAttributeError.
     """
+    if number_of_fractions is not None:
+        _positive_int(number_of_fractions)  # a wrong argument is the caller's error, not the file's
     p = Path(path)
     ds = _read_dataset(p)
     _check_modality(ds, "RTDOSE", p)

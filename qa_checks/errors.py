@@ -12,6 +12,7 @@ __all__ = [
     "AmbiguousInputError",
     "FrameOfReferenceMismatchError",
     "InvalidGridError",
+    "InvalidValueError",
     "MissingAttributeError",
     "MissingReferenceError",
     "NotDicomError",
@@ -31,6 +32,11 @@ class QAChecksError(Exception):
 
 class NotDicomError(QAChecksError):
     """A file cannot be read as DICOM (no ``DICM`` prefix, truncated, a directory, ...)."""
+
+
+class InvalidValueError(QAChecksError):
+    """A DICOM file reads as DICOM but a value the reader needs cannot be decoded or converted (damaged bytes, a
+    non-number in a numeric element, a non-finite coordinate)."""
 
 
 class WrongModalityError(QAChecksError):

@@ -13,7 +13,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as PydicomSequence
 
 from qa_checks.dicom_io import (
     _MEDIA_STORAGE_DIRECTORY,
@@ -31,6 +33,7 @@ from qa_checks.dicom_io import (
 from qa_checks.errors import (
     AmbiguousInputError,
     FrameOfReferenceMismatchError,
+    InvalidValueError,
     MissingAttributeError,
     MissingReferenceError,
     NotDicomError,
@@ -38,7 +41,7 @@ from qa_checks.errors import (
 )
 from qa_checks.geometry import DoseGrid, ImageVolume
 from qa_checks.plan import Plan
-from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, sum_beam_doses
+from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, _positive_int, sum_beam_doses
 from qa_checks.structures import StructureSet
 
 __all__ = ["LoadedSubmission", "load_submission"]
@@ -105,20 +108,24 @@ def load_submission(
         FrameOfReferenceMismatchError: frames of reference differ (the message lists each object's UID).
         and the errors of the individual readers.
     """
+    if number_of_fractions is not None:
+        _positive_int(number_of_fractions)  # a wrong argument is the caller's error, not a file's
     files = _collect_files(dir_or_files)
     if not files:
         raise NotDicomError(f"{dir_or_files}: no files found in the submission")
     by_modality: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for p in files:
         ds = _read_dataset(p)
-        media_class = _get(ds.file_meta, "MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
-        if media_class is not None and str(media_class) == _MEDIA_STORAGE_DIRECTORY:
-            logger.info("%s: DICOMDIR ignored", p)
-            continue
-        modality = _get(ds, "Modality")
-        if modality is None:
-            raise MissingAttributeError(f"{p}: {_tag('Modality')} is missing; cannot sort the file")
-        by_modality[str(modality).upper()].append((p, ds))
+        with _pydicom_warnings_logged(p):
+            _check_values_decode(ds, p)
+            media_class = _get(ds.file_meta, "MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
+            if media_class is not None and str(media_class) == _MEDIA_STORAGE_DIRECTORY:
+                logger.info("%s: DICOMDIR ignored", p)
+                continue
+            modality = _get(ds, "Modality")
+            if modality is None:
+                raise MissingAttributeError(f"{p}: {_tag('Modality')} is missing; cannot sort the file")
+            by_modality[str(modality).upper()].append((p, ds))
 
     root = Path(dir_or_files) if isinstance(dir_or_files, str | os.PathLike) and Path(dir_or_files).is_dir() else None
     for modality in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
@@ -207,6 +214,36 @@ def load_submission(
         files_by_modality={m: tuple(p for p, _ in items) for m, items in sorted(by_modality.items())},
         frame_of_reference_uid=next(iter(frames.values()), None),
     )
+
+
+_NOT_DECODED_HERE = frozenset({0x30060050, 0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""(3006,0050) *ContourData* and the pixel data elements: large, and checked by the readers that use them."""
+
+
+def _check_values_decode(ds: Dataset, path: Path) -> None:
+    """Decode every element of ``ds`` (nested items included) but :data:`_NOT_DECODED_HERE`.
+
+    A value that cannot be decoded (an unknown VR, a binary value of the wrong length, ...) means damaged bytes,
+    even in an element no reader uses: such a file is refused rather than judged on what happens to be intact.
+
+    Raises:
+        InvalidValueError: naming the file and the element.
+    """
+    for key in list(ds.keys()):
+        tag = int(key)
+        if tag in _NOT_DECODED_HERE:
+            continue
+        try:
+            value = ds[tag].value
+        except Exception as exc:
+            name = keyword_for_tag(tag) or "(private or unknown)"
+            raise InvalidValueError(
+                f"{path}: ({tag >> 16:04X},{tag & 0xFFFF:04X}) {name} cannot be decoded ({type(exc).__name__}: "
+                f"{exc}); the file is damaged: export it again"
+            ) from None
+        if isinstance(value, PydicomSequence):
+            for item in value:
+                _check_values_decode(item, path)
 
 
 def _display_name(path: Path, root: Path | None) -> str:
