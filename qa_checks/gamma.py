@@ -278,6 +278,8 @@ def gamma_3d(
                 f"({lower_cutoff_percent}% of {norm_gy:.6g} Gy); nothing to evaluate"
             )
         box, box_mask = found
+        # the map, filled with NaN by a worker while the search starts (the first touch of 4 bytes per voxel)
+        new_map = runner.start(lambda: np.full(ref_dose.shape, np.nan, dtype=np.float32))
         gamma2 = search_gamma2(
             tuple(axis[part] for axis, part in zip(ref_axes, box, strict=True)),  # type: ignore[arg-type]
             ref_dose[box],
@@ -303,7 +305,7 @@ def gamma_3d(
             n_unreachable,
             search_limit_mm,
         )
-    gamma_map = np.full(ref_dose.shape, np.nan, dtype=np.float32)
+    gamma_map = new_map()
     gamma_map[box][box_mask] = gamma_points  # gamma_map[box] is a view
     # back to the reference grid's own axis directions
     for axis, flipped in enumerate(ref_flips):

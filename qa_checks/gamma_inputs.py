@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,9 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 Axes = tuple[FloatArray, FloatArray, FloatArray]
 Box = tuple[slice, slice, slice]
+
+CHUNK_BYTES: Final = 1 << 19
+"""Planes read at once when taking their minimum and then their maximum (the second pass reads from cache)."""
 
 
 def require_positive(name: str, value: float) -> None:
@@ -67,14 +71,18 @@ def increasing(grid: DoseGrid, name: str) -> tuple[Axes, FloatArray, tuple[bool,
 
 
 def plane_extremes(dose: FloatArray, runner: TaskRunner) -> tuple[FloatArray, FloatArray]:
-    """Minimum and maximum dose of each z plane (NaN where a plane holds NaN), in slabs of planes."""
+    """Minimum and maximum dose of each z plane (NaN where a plane holds NaN), in slabs of planes (one slab per
+    thread); each slab in chunks of planes small enough to stay in cache between the two reductions."""
     n_planes = dose.shape[0]
     low = np.empty(n_planes, dtype=np.float64)
     high = np.empty(n_planes, dtype=np.float64)
+    chunk = max(1, CHUNK_BYTES // max(1, dose[0].nbytes))
 
     def slab(first: int, stop: int) -> None:
-        np.min(dose[first:stop], axis=(1, 2), out=low[first:stop])
-        np.max(dose[first:stop], axis=(1, 2), out=high[first:stop])
+        for start in range(first, stop, chunk):
+            part = slice(start, min(start + chunk, stop))
+            np.min(dose[part], axis=(1, 2), out=low[part])
+            np.max(dose[part], axis=(1, 2), out=high[part])
 
     bounds = np.linspace(0, n_planes, min(runner.threads, n_planes) + 1).round().astype(int).tolist()
     runner.run([partial(slab, a, b) for a, b in itertools.pairwise(bounds) if b > a])

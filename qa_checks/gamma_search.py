@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +46,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
 Axes = tuple[FloatArray, FloatArray, FloatArray]
+_T = TypeVar("_T")
 
 _RADIUS_TOLERANCE_MM: Final = 1e-9
 """Rounding allowance when comparing a shell radius with the maximum search distance."""
@@ -82,6 +83,14 @@ class TaskRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    def start(self, task: Callable[[], _T]) -> Callable[[], _T]:
+        """Start ``task`` on a worker thread (run it at once on one thread); returns a function that waits for it
+        and gives its result."""
+        if self._pool is None:
+            result = task()
+            return lambda: result
+        return self._pool.submit(task).result
 
     def run(self, tasks: list[Callable[[], None]]) -> None:
         """Run every task; returns when all are done (re-raising the first error)."""

@@ -60,6 +60,17 @@ BLAS_SINGLE_THREAD_WORK: Final = 1 << 18
 ENTRY_POINTS_RANGE: Final = (64, 4096)
 """Smallest and largest entry (points of one class in one product of a batch)."""
 
+SMALL_GATHER_POINTS: Final = 4096
+"""Tasks with fewer points gather their node doses in one call (with an index per node and point)."""
+
+MIN_FILL: Final = 0.85
+MIN_PADDING: Final = 4
+"""The entries of a task have at least ``MIN_FILL`` of the points of its largest, or ``MIN_PADDING`` fewer (shorter
+ones are padded)."""
+
+WEIGHT_ELEMENTS: Final = 1 << 17
+"""Bound on the weights of a task's classes built at once (for a slice of the shell's positions), in elements."""
+
 POINTS_MAJOR_RATIO: Final = 4
 """Products are laid out points by positions (minimum along the positions) when a shell has more than this many
 times as many positions as an entry has points."""
@@ -175,9 +186,11 @@ def split_points(
     shared = np.flatnonzero(is_shared)
     if shared.size == 0:
         return None, np.arange(n_points)
-    # in class order (a stable sort of 16-bit keys is a radix sort)
+    # in class order (a stable sort of 8- or 16-bit keys is a radix sort)
     shared_key = key[shared]
-    shared = shared[np.argsort(shared_key.astype(np.uint16) if n_keys <= 1 << 16 else shared_key, kind="stable")]
+    if n_keys <= 1 << 16:
+        shared_key = shared_key.astype(np.uint8 if n_keys <= 1 << 8 else np.uint16)
+    shared = shared[np.argsort(shared_key, kind="stable")]
     sorted_key = key[shared]
     first = np.flatnonzero(np.concatenate([[True], sorted_key[1:] != sorted_key[:-1]]))
     class_key = sorted_key[first]
@@ -321,54 +334,60 @@ class SharedSearch:
         largest_piece = -(-class_counts // pieces)
         order = np.argsort(-largest_piece, kind="stable")
         group, class_counts, pieces = group[order], class_counts[order], pieces[order]
-        # (classes, nodes + 1, positions): the last row subtracts the reference dose stacked below the node doses
-        weights = np.empty((group.size, n_nodes + 1, n_positions), dtype=np.float32)
-        wz, wy, wx = (axis.weights[p[group], :n, :] for axis, p, n in zip(axes, phase, shape, strict=True))
-        nodes = weights[:, :n_nodes].reshape(group.size, shape[0], shape[1], shape[2], n_positions)  # a view
-        np.multiply((wz[:, :, None, :] * wy[:, None, :, :])[:, :, :, None, :], wx[:, None, None, :, :], out=nodes)
-        weights[:, n_nodes] = -1.0
         entry_class = np.repeat(np.arange(group.size), pieces)
         rank = np.arange(entry_class.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
         smaller, longer = np.divmod(class_counts, pieces)  # the first ``longer`` pieces have one point more
         smaller, longer = smaller[entry_class], longer[entry_class]
         entry_start = starts[group][entry_class] + rank * smaller + np.minimum(rank, longer)
         entry_count = smaller + (rank < longer)
-        node_offsets = self._node_offsets(shape)
+        stencil = _Stencil(
+            shape,
+            self._node_offsets(shape),
+            (axes[0].weights[:, : shape[0]], axes[1].weights[:, : shape[1]], axes[2].weights[:, : shape[2]]),
+        )
+        group_phase = [p[group] for p in phase]
         group_shift = shift[group]
         tasks: list[Callable[[], None]] = []
         first = 0
         while first < entry_class.size:
             width = int(entry_count[first])  # about the largest of the task's entries
             rows = _rows(n_positions, n_nodes + 1, width)
-            batch = slice(first, first + max(1, TASK_ELEMENTS // (width * max(n_nodes + 1, rows))))
-            first = batch.stop
-            classes = entry_class[batch]
-            one_entry_each = int(classes[-1]) - int(classes[0]) == classes.size - 1
+            stop = min(first + max(1, TASK_ELEMENTS // (width * max(n_nodes + 1, rows))), entry_class.size)
+            # no entry much shorter than the first (the shorter are padded)
+            shortest = min(MIN_FILL * width, width - MIN_PADDING)
+            stop = first + 1 + int(np.searchsorted(-entry_count[first + 1 : stop], -shortest, side="right"))
+            classes = entry_class[first:stop]
+            task_classes = np.unique(classes)  # increasing, as ``classes``
             tasks.append(
                 partial(
                     self._entries,
-                    weights[classes[0] : classes[-1] + 1] if one_entry_each else weights[classes],
-                    node_offsets,
-                    entry_start[batch],
-                    entry_count[batch],
+                    stencil,
+                    (group_phase[0][task_classes], group_phase[1][task_classes], group_phase[2][task_classes]),
+                    None if task_classes.size == classes.size else np.searchsorted(task_classes, classes),
+                    entry_start[first:stop],
+                    entry_count[first:stop],
                     group_shift[classes],
                     term,
                 )
             )
+            first = stop
         return tasks
 
     def _entries(
         self,
-        weights: npt.NDArray[np.float32],
-        node_offsets: npt.NDArray[np.int64],
+        stencil: _Stencil,
+        phase: tuple[IndexArray, IndexArray, IndexArray],
+        entry_class: IndexArray | None,
         start: IndexArray,
         count: IndexArray,
         shift: npt.NDArray[np.int64],
         term: float,
     ) -> None:
-        """One shell for a batch of entries (runs ``start``, ``count`` of points, each of one class, whose weights
-        are ``weights``: entries x (nodes + 1) x positions); updates their gamma²."""
+        """One shell for a batch of entries (runs ``start``, ``count`` of points, each of one class: class
+        ``entry_class`` of the classes of (z, y, x) phases ``phase``, or one entry per class); updates their
+        gamma²."""
         n_entries, width = start.size, int(count.max())
+        node_offsets = stencil.node_offsets
         n_nodes = node_offsets.size
         column = np.arange(width)
         # positions in the points' arrays; a shorter entry is padded with its last point, whose result is then
@@ -379,18 +398,24 @@ class SharedSearch:
         first_node = self._base[where]
         first_node += shift[:, None]
         stacked = np.empty((n_nodes + 1, n_entries, width), dtype=np.float32)
-        for node, offset in enumerate(node_offsets.tolist()):
-            np.take(self._values[offset:], first_node, out=stacked[node], mode="clip")
+        if first_node.size >= SMALL_GATHER_POINTS:
+            # one gather per node, from a shifted view (no index array per node)
+            for node, offset in enumerate(node_offsets.tolist()):
+                np.take(self._values[offset:], first_node, out=stacked[node], mode="clip")
+        else:
+            np.take(self._values, node_offsets[:, None, None] + first_node, out=stacked[:n_nodes], mode="clip")
         np.take(self._dose, where, out=stacked[n_nodes], mode="clip")
-        n_positions = weights.shape[2]
-        rows = _rows(n_positions, n_nodes + 1, width)
+        n_positions = stencil.weights[0].shape[2]
+        rows = min(_rows(n_positions, n_nodes + 1, width), max(1, WEIGHT_ELEMENTS // (phase[0].size * (n_nodes + 1))))
         smallest = np.empty((n_entries, width), dtype=np.float32)
         # the minimum over positions is taken across rows of points, (entries, positions, points), unless entries
         # are much narrower than the shell, (entries, points, positions): NumPy reduces short contiguous rows slowly
         positions_first = n_positions <= POINTS_MAJOR_RATIO * width
         columns = stacked.transpose(1, 0, 2) if positions_first else stacked.transpose(1, 2, 0)
         for row in range(0, n_positions, rows):
-            part = weights[:, :, row : row + rows]  # (entries, nodes + 1, positions)
+            part = stencil.class_weights(phase, slice(row, row + rows))  # (classes, nodes + 1, positions)
+            if entry_class is not None:
+                part = part[entry_class]
             # De(r') - Dr(r)
             difference = np.matmul(part.transpose(0, 2, 1), columns) if positions_first else np.matmul(columns, part)
             np.square(difference, out=difference)
@@ -401,6 +426,31 @@ class SharedSearch:
                 np.minimum(smallest, difference.min(axis=axis), out=smallest)
         inv2 = self._inv2[where] if isinstance(self._inv2, np.ndarray) else self._inv2
         self._gamma2[where] = np.minimum(self._gamma2[where], term + smallest * inv2)
+
+
+@dataclass(frozen=True)
+class _Stencil:
+    """The stencil of the classes of one (z, y, x) number of nodes, for one shell: node offsets in the flattened
+    block from the stencil's first node, and each axis's trilinear weights per fraction (fractions x nodes along
+    the axis x positions)."""
+
+    shape: tuple[int, int, int]
+    node_offsets: npt.NDArray[np.int64]
+    weights: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+    def class_weights(
+        self, phase: tuple[IndexArray, IndexArray, IndexArray], positions: slice
+    ) -> npt.NDArray[np.float32]:
+        """(classes, nodes + 1, positions) weights of the classes of the given (z, y, x) phases, at the given
+        positions; the last row is -1 (it subtracts the reference dose stacked below the node doses)."""
+        wz, wy, wx = (w[p, :, positions] for w, p in zip(self.weights, phase, strict=True))
+        n_classes, n_positions = wz.shape[0], wz.shape[2]
+        n_nodes = self.node_offsets.size
+        weights = np.empty((n_classes, n_nodes + 1, n_positions), dtype=np.float32)
+        nodes = weights[:, :n_nodes].reshape(n_classes, *self.shape, n_positions)  # a view
+        np.multiply((wz[:, :, None, :] * wy[:, None, :, :])[:, :, :, None, :], wx[:, None, None, :, :], out=nodes)
+        weights[:, n_nodes] = -1.0
+        return weights
 
 
 def _rows(n_positions: int, n_columns: int, width: int) -> int:
