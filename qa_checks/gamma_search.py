@@ -30,8 +30,9 @@ from typing import Final, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from qa_checks.gamma_lattice import Lattice
 from qa_checks.gamma_per_point import PerPointSearch
-from qa_checks.gamma_shared import Lattice, SharedSearch, split_points
+from qa_checks.gamma_shared import SharedSearch, split_points
 
 __all__ = [
     "EvaluatedBlock",

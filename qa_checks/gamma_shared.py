@@ -1,50 +1,48 @@
 """Shared trilinear weights for the gamma search (:mod:`qa_checks.gamma_search`): phase classes.
 
-Along each axis, a reference coordinate sits at some fraction of the evaluated cell that holds it. Points with
-the same (z, y, x) fractions -- a *phase class* -- see the same trilinear weights for a given search position, so
-a shell is interpolated for all of them by matrix products: (positions x stencil nodes) weights times (stencil
-nodes x points) evaluated doses, gathered once per point and shell. On the same grid (any origin) there is one
-class; a 2 mm reference against a 2.5 mm evaluated grid has 5 fractions per axis (the lattices coincide every
-10 mm), so 125 classes; 3 mm against 2 mm has 8. The weights of a class are products of per-axis weight tables
-(trilinear weights are separable), computed once per shell and fraction. Needs an evenly spaced evaluated grid,
-and a point's whole search region inside the evaluated block (the others are searched point by point,
-:mod:`qa_checks.gamma_per_point`).
+The points of a phase class (:mod:`qa_checks.gamma_lattice`) see the same trilinear weights for a given search
+position, so a shell is interpolated for all of them by matrix products: (positions x stencil nodes) weights times
+(stencil nodes x points) evaluated doses, gathered once per point and shell. On the same grid (any origin) there
+is one class; a 2 mm reference against a 2.5 mm evaluated grid has 5 fractions per axis (the lattices coincide
+every 10 mm), so 125 classes; 3 mm against 2 mm has 8. Needs an evenly spaced evaluated grid, and a point's whole
+search region inside the evaluated block (the others are searched point by point, :mod:`qa_checks.gamma_per_point`).
 
 How a shell is shared out
     The points still searching are kept in class order with their gamma² so far, dose and flat node index, and
     compacted after every shell (so a class is a contiguous run). A class is cut into *entries* of at most a few
     hundred to a few thousand points (fewer as a shell has more positions), and the classes whose stencils have
     the same (z, y, x) number of nodes are processed together: their entries, sorted by size, go into tasks of a
-    bounded number of points. A task gathers the node doses of its points (one gather per stencil node, from a
-    shifted view of the evaluated block), then for each slice of the shell's positions does one batched product
-    (entries x positions x nodes) @ (entries x nodes x points), squares and takes the minimum over positions.
-    Each product of the batch is small enough for OpenBLAS to run it single-threaded, and the tasks of a shell
-    update disjoint points, so they can run on several threads.
+    bounded number of points, whose entries differ little in size (the shorter are padded with a repeated point).
+    A task gathers the node doses of its points (one gather per stencil node, from a shifted view of the
+    evaluated block), then for each slice of the shell's positions builds the weights of its classes (small
+    enough to stay in cache) and does one batched product, (entries x positions x nodes) @ (entries x nodes x
+    points), or laid out (points x positions) when the entries are much narrower than the shell (NumPy takes
+    minima along long rows faster), squares it and takes the minimum over positions. Each product of the batch
+    is small enough for OpenBLAS to run it single-threaded, and the tasks of a shell update disjoint points, so
+    they can run on several threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from qa_checks.gamma_lattice import Lattice, ShellAxis, Stencil
+
 if TYPE_CHECKING:
     from qa_checks.gamma_search import Axes, EvaluatedBlock, IndexArray, SearchPoints
 
-__all__ = ["Lattice", "SharedSearch", "split_points"]
+__all__ = ["SharedSearch", "split_points"]
 
 FloatArray = npt.NDArray[np.float64]
 
 REACH_TOLERANCE_MM: Final = 1e-6
 """Added to the search limit when deciding which evaluated nodes a point's search can reach (> the rounding of
 shell radii and offsets)."""
-
-FRACTION_TOLERANCE: Final = 1e-9
-"""Fractional positions (in evaluated voxels) closer than this belong to the same phase class."""
 
 MIN_SHARED_POINTS: Final = 2
 """A phase class uses shared weights only if it has at least this many points (grid pairs whose fractions never
@@ -78,77 +76,6 @@ times as many positions as an entry has points."""
 TASK_ELEMENTS: Final = 1 << 19
 """Bound on the gathered node doses and on the product results of one task (points x nodes, points x positions
 of one slice), in elements (2 MB of float32 each)."""
-
-
-@dataclass(frozen=True)
-class Lattice:
-    """Where the cropped reference coordinates sit in an evenly spaced evaluated block, axis by axis (z, y, x).
-
-    Attributes:
-        spacing_mm: evaluated spacing in mm.
-        node: for each cropped reference coordinate, the block index of the lower node of its cell.
-        phase: for each cropped reference coordinate, the index of its fraction in ``fractions``.
-        fractions: the distinct fractional positions in [0, 1) within a cell (to ``FRACTION_TOLERANCE``).
-    """
-
-    spacing_mm: tuple[float, float, float]
-    node: tuple[IndexArray, IndexArray, IndexArray]
-    phase: tuple[IndexArray, IndexArray, IndexArray]
-    fractions: tuple[FloatArray, FloatArray, FloatArray]
-
-    @classmethod
-    def of(cls, ref_crop: Axes, block: EvaluatedBlock) -> Lattice | None:
-        """None when the evaluated block is not evenly spaced along some axis."""
-        spacings, nodes, phases, fractions = [], [], [], []
-        for ref_axis, eval_axis, (start, stop) in zip(ref_crop, block.eval_axes, block.crops, strict=True):
-            block_axis = eval_axis[start:stop]
-            steps = np.diff(block_axis)
-            spacing = float(steps.mean())
-            if not np.allclose(steps, spacing, rtol=1e-9, atol=0.0):
-                return None
-            u = (ref_axis - block_axis[0]) / spacing
-            node = np.floor(u + FRACTION_TOLERANCE)
-            fraction = np.clip(u - node, 0.0, None)
-            order = np.argsort(fraction, kind="stable")
-            starts_new = np.concatenate([[True], np.diff(fraction[order]) > FRACTION_TOLERANCE])
-            phase = np.empty(fraction.size, dtype=np.intp)
-            phase[order] = np.cumsum(starts_new) - 1
-            counts = np.bincount(phase)
-            spacings.append(spacing)
-            nodes.append(node.astype(np.intp))
-            phases.append(phase)
-            fractions.append(np.bincount(phase, weights=fraction) / counts)
-        return cls(
-            spacing_mm=(spacings[0], spacings[1], spacings[2]),
-            node=(nodes[0], nodes[1], nodes[2]),
-            phase=(phases[0], phases[1], phases[2]),
-            fractions=(fractions[0], fractions[1], fractions[2]),
-        )
-
-
-@dataclass(frozen=True)
-class ShellAxis:
-    """Along one axis, for one shell: for each fraction (row of ``weights``), the first cell node the shell's
-    positions draw on (``low``, relative to the point's node), how many nodes (``width``), and each node's
-    trilinear weight per position (``weights``: fractions x nodes x positions, zero past ``width``)."""
-
-    low: IndexArray
-    width: IndexArray
-    weights: npt.NDArray[np.float32]
-
-    @classmethod
-    def build(cls, fractions: FloatArray, offsets_mm: FloatArray, spacing_mm: float) -> ShellAxis:
-        u = fractions[:, None] + offsets_mm[None, :] / spacing_mm
-        cell = np.floor(u)
-        upper = (u - cell).astype(np.float32)
-        low = cell.min(axis=1)
-        width = (cell.max(axis=1) - low + 2).astype(np.intp)
-        node = (cell - low[:, None]).astype(np.intp)
-        weights = np.zeros((u.shape[0], int(width.max()), u.shape[1]), dtype=np.float32)
-        rows, positions = np.arange(u.shape[0])[:, None], np.arange(u.shape[1])[None, :]
-        weights[rows, node, positions] = 1.0 - upper
-        weights[rows, node + 1, positions] += upper
-        return cls(low=low.astype(np.intp), width=width, weights=weights)
 
 
 def split_points(
@@ -340,7 +267,7 @@ class SharedSearch:
         smaller, longer = smaller[entry_class], longer[entry_class]
         entry_start = starts[group][entry_class] + rank * smaller + np.minimum(rank, longer)
         entry_count = smaller + (rank < longer)
-        stencil = _Stencil(
+        stencil = Stencil(
             shape,
             self._node_offsets(shape),
             (axes[0].weights[:, : shape[0]], axes[1].weights[:, : shape[1]], axes[2].weights[:, : shape[2]]),
@@ -375,7 +302,7 @@ class SharedSearch:
 
     def _entries(
         self,
-        stencil: _Stencil,
+        stencil: Stencil,
         phase: tuple[IndexArray, IndexArray, IndexArray],
         entry_class: IndexArray | None,
         start: IndexArray,
@@ -426,31 +353,6 @@ class SharedSearch:
                 np.minimum(smallest, difference.min(axis=axis), out=smallest)
         inv2 = self._inv2[where] if isinstance(self._inv2, np.ndarray) else self._inv2
         self._gamma2[where] = np.minimum(self._gamma2[where], term + smallest * inv2)
-
-
-@dataclass(frozen=True)
-class _Stencil:
-    """The stencil of the classes of one (z, y, x) number of nodes, for one shell: node offsets in the flattened
-    block from the stencil's first node, and each axis's trilinear weights per fraction (fractions x nodes along
-    the axis x positions)."""
-
-    shape: tuple[int, int, int]
-    node_offsets: npt.NDArray[np.int64]
-    weights: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]
-
-    def class_weights(
-        self, phase: tuple[IndexArray, IndexArray, IndexArray], positions: slice
-    ) -> npt.NDArray[np.float32]:
-        """(classes, nodes + 1, positions) weights of the classes of the given (z, y, x) phases, at the given
-        positions; the last row is -1 (it subtracts the reference dose stacked below the node doses)."""
-        wz, wy, wx = (w[p, :, positions] for w, p in zip(self.weights, phase, strict=True))
-        n_classes, n_positions = wz.shape[0], wz.shape[2]
-        n_nodes = self.node_offsets.size
-        weights = np.empty((n_classes, n_nodes + 1, n_positions), dtype=np.float32)
-        nodes = weights[:, :n_nodes].reshape(n_classes, *self.shape, n_positions)  # a view
-        np.multiply((wz[:, :, None, :] * wy[:, None, :, :])[:, :, :, None, :], wx[:, None, None, :, :], out=nodes)
-        weights[:, n_nodes] = -1.0
-        return weights
 
 
 def _rows(n_positions: int, n_columns: int, width: int) -> int:
