@@ -274,7 +274,7 @@ def _search(
         term = (distance / distance_mm) ** 2
         per_point = per_point[gamma2[per_point] > term]
         if shared is not None:
-            shared.keep_searching(gamma2, term)
+            shared.keep_searching(term)
         if per_point.size == 0 and (shared is None or shared.size == 0):
             break
         offsets = shell_offsets_mm(distance, step_mm)

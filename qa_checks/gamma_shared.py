@@ -165,42 +165,31 @@ class SharedSearch:
         self._strides = block.strides
         self._lattice = lattice
         self._phase = class_phase
+        self._bounds = np.concatenate([[0], np.cumsum(counts)])  # class c: points bounds[c] to bounds[c + 1]
         self._counts = counts
         self._ids = ids
         self._base = base
         self._dose = dose
         self._inv2 = inv2
         self._gamma2 = np.full(ids.size, np.inf, dtype=np.float64)
+        self._active = np.arange(ids.size)
+        """The points still searching (increasing, so in class order)."""
         self._offsets: dict[tuple[int, int, int], npt.NDArray[np.int64]] = {}
 
     @property
     def size(self) -> int:
         """Number of points still searching."""
-        return int(self._ids.size)
+        return int(self._active.size)
 
-    def keep_searching(self, gamma2: FloatArray, term: float) -> None:
-        """Keep only the points whose gamma² so far exceeds ``term`` (the next shell can still improve it); write
-        the others' into ``gamma2``."""
-        keep = self._gamma2 > term
-        kept = np.flatnonzero(keep)  # integer indices: faster than boolean indexing with a scattered mask
-        if kept.size == keep.size:
-            return
-        done = np.flatnonzero(~keep)
-        gamma2[self._ids[done]] = self._gamma2[done]
-        # points kept of each class (a run of points): how many kept positions fall before each run's end
-        ends = np.searchsorted(kept, np.cumsum(self._counts))
-        self._counts = np.diff(ends, prepend=0)
-        self._ids, self._base, self._dose, self._gamma2 = (
-            self._ids[kept],
-            self._base[kept],
-            self._dose[kept],
-            self._gamma2[kept],
-        )
-        if isinstance(self._inv2, np.ndarray):
-            self._inv2 = self._inv2[kept]
+    def keep_searching(self, term: float) -> None:
+        """Keep only the points whose gamma² so far exceeds ``term`` (the next shell can still improve it)."""
+        kept = np.flatnonzero(self._gamma2[self._active] > term)  # indices: faster than a scattered boolean mask
+        if kept.size < self._active.size:
+            self._active = self._active[kept]
+            self._counts = np.diff(np.searchsorted(self._active, self._bounds))
 
     def finish(self, gamma2: FloatArray) -> None:
-        """Write the gamma² of the points still searching into ``gamma2``."""
+        """Write the gamma² of every point into ``gamma2``."""
         gamma2[self._ids] = self._gamma2
 
     def _node_offsets(self, shape: tuple[int, int, int]) -> npt.NDArray[np.int64]:
@@ -321,7 +310,7 @@ class SharedSearch:
         # written twice, identically
         if count.min() < width:
             column = np.minimum(column[None, :], count[:, None] - 1)
-        where = start[:, None] + column
+        where = self._active[start[:, None] + column]
         first_node = self._base[where]
         first_node += shift[:, None]
         stacked = np.empty((n_nodes + 1, n_entries, width), dtype=np.float32)
