@@ -220,7 +220,7 @@ def search_gamma2(
     ref_crop = (ref_axes[0][box[0]], ref_axes[1][box[1]], ref_axes[2][box[2]])
     box_mask = mask[box]
     flat = np.flatnonzero(box_mask)
-    dose_gy = np.ravel(ref_dose[box])[flat]
+    dose_gy = ref_dose[box][box_mask]
     criterion_gy = dose_criterion_fraction * (dose_gy if norm_gy is None else np.full(dose_gy.size, norm_gy))
     points = SearchPoints(
         flat=flat,
