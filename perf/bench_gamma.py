@@ -14,15 +14,14 @@ default; the rest of it is single-threaded NumPy. It runs with 2 numba threads a
 Three ratios are printed: with the same number of threads on each side (2 against 2), single-threaded (1 against
 1), and of CPU time (all threads, 2-thread runs).
 
-Non-aligned case (the TPS check): ours and pymedphys run in one subprocess on the same arrays, interleaved: each
-repeat times ours (the median of 3 calls, with ``--threads`` threads and with 1), then pymedphys (2 numba threads,
-then 1). Ratios are taken within a repeat and their range over the repeats is printed; the load average is printed
-with each criterion (the machine may be shared). Peak memory of our call is measured with ``tracemalloc`` (in a
-separate, untimed call) and compared with the size of the two grids.
-
-Same grid: each implementation runs in its own subprocess, so that its peak resident memory (``ru_maxrss``, which
-includes the interpreter and the input arrays) can be measured separately. pymedphys's numba JIT is warmed up on a
-tiny grid before timing.
+Cases: *same grid* (the evaluated dose on the reference grid) and *non-aligned* (the TPS check: recalculated on a
+2.5 mm grid off the reference lattice). For each case and criterion, ours and pymedphys run in one subprocess on
+the same arrays, interleaved: each repeat times ours (the median of 3 calls, with ``--threads`` threads and with
+1), then pymedphys (2 numba threads, then 1). Ratios are taken within a repeat and their range over the repeats is
+printed; the load average is printed with each criterion (the machine may be shared). Memory: the ``tracemalloc``
+peak of one call of ours (a separate, untimed call), against the size of the two grids; and the process's peak
+resident memory (``ru_maxrss``, interpreter and arrays included) once the data are made, after ours and after
+pymedphys (pymedphys's peak is the larger). pymedphys's numba JIT is warmed up on a tiny grid before timing.
 
 Targets: same grid >= 20x faster and peak memory <= 1.5 GB; non-aligned >= 50x faster at 3 %/2 mm and at 2 %/1 mm,
 pass rates within 0.1 percentage point, tracemalloc peak <= 2x the two grids.
@@ -134,14 +133,19 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _non_aligned_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """ours and pymedphys, interleaved, on the non-aligned case."""
+def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    """ours and pymedphys, interleaved, on one case (``args.worker``: ``same-grid`` or ``non-aligned``)."""
     import tracemalloc
 
     import numba
 
-    grids = non_aligned_case(tuple(args.shape), args.dose)
+    if args.worker == "non-aligned":
+        grids = non_aligned_case(tuple(args.shape), args.dose)
+    else:
+        (z, y, x), (reference, evaluated) = same_grid_case(tuple(args.shape), args.dose)
+        grids = ((z, y, x), reference, (z, y, x), evaluated)
     criterion = (args.criterion[0], args.criterion[1])
+    rss_data_mb = _rss_mb()
     ours = {threads: _ours(grids, criterion, threads) for threads in (args.threads, 1)}
     for call in ours.values():
         call()  # warm-up (first-touch page faults)
@@ -152,10 +156,12 @@ def _non_aligned_worker(args: argparse.Namespace) -> dict[str, Any]:
     peer = _peer(grids, criterion)
     samples: dict[str, list[list[float]]] = {}
     loads = [os.getloadavg()[0]]
+    rss_ours_mb = 0.0
     for _ in range(args.repeat):
         for threads, call in ours.items():
             wall, cpu, result = _ours_sample(call)
             samples.setdefault(f"ours_{threads}", []).append([wall, cpu])
+        rss_ours_mb = _rss_mb()
         for threads in PEER_THREADS:
             numba.set_num_threads(threads)
             wall, cpu, gamma = _timed(peer)
@@ -172,41 +178,7 @@ def _non_aligned_worker(args: argparse.Namespace) -> dict[str, Any]:
         "ours_tracemalloc_peak_mb": peak_bytes / 2**20,
         "grids_mb": (grids[1].nbytes + grids[3].nbytes) / 2**20,
         "eval_shape": list(grids[3].shape),
-    }
-
-
-def _same_grid_worker(args: argparse.Namespace) -> dict[str, Any]:
-    """One implementation on the same-grid case (its own process, for its peak RSS)."""
-    (z, y, x), (reference, evaluated) = same_grid_case(tuple(args.shape), args.dose)
-    grids: Grids = ((z, y, x), reference, (z, y, x), evaluated)
-    criterion = (args.criterion[0], args.criterion[1])
-    samples: dict[str, list[list[float]]] = {}
-    if args.worker == "ours":
-        calls = {f"ours_{threads}": _ours(grids, criterion, threads) for threads in (args.threads, 1)}
-        rss_before_mb = _rss_mb()
-        for _ in range(args.repeat):
-            for name, call in calls.items():
-                wall, cpu, result = _ours_sample(call)
-                samples.setdefault(name, []).append([wall, cpu])
-        rate, n_evaluated = result.pass_rate_percent, result.n_evaluated
-    else:
-        import numba
-
-        peer = _peer(grids, criterion)
-        rss_before_mb = _rss_mb()
-        for _ in range(args.repeat):
-            for threads in PEER_THREADS:
-                numba.set_num_threads(threads)
-                wall, cpu, gamma = _timed(peer)
-                samples.setdefault(f"peer_{threads}", []).append([wall, cpu])
-        rate, n_evaluated = _peer_pass_rate(gamma)
-    return {
-        "samples": samples,
-        "pass_rate_percent": rate,
-        "n_evaluated": n_evaluated,
-        "rss_before_mb": rss_before_mb,
-        "peak_rss_mb": _rss_mb(),
-        "loads": [os.getloadavg()[0]],
+        "rss_mb": [rss_data_mb, rss_ours_mb, _rss_mb()],
     }
 
 
@@ -281,13 +253,12 @@ def main() -> None:
         default=DOSE_MODELS[0],
         help="reference dose: realistic VMAT-like bath (default) or the compact spheroid (see perf/gamma_case.py)",
     )
-    parser.add_argument("--worker", choices=("ours", "pymedphys", "non-aligned"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("same-grid", "non-aligned"), help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--criterion", type=float, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker = _non_aligned_worker if args.worker == "non-aligned" else _same_grid_worker
-        print(json.dumps(worker(args)))
+        print(json.dumps(_worker(args)))
         return
 
     shape = QUICK_SHAPE_ZYX if args.quick else FULL_SHAPE_ZYX
@@ -295,32 +266,30 @@ def main() -> None:
         f"{args.dose} dose, reference (z, y, x) {shape} at {SPACING_MM} mm; runs pinned to {CPUS} CPUs; "
         f"{args.repeat} repeats (ours: median of {OURS_CALLS} calls each); times: median (range) over the repeats"
     )
-    if args.case in ("all", "same-grid"):
-        print("same grid (each implementation in its own process)")
-        for criterion in CRITERIA:
-            ours = _subprocess("ours", args, shape, criterion)
-            peer = _subprocess("pymedphys", args, shape, criterion)
+    for case in ("same-grid", "non-aligned"):
+        if args.case not in ("all", case):
+            continue
+        if case == "same-grid":
+            print("same grid: the evaluated dose on the reference grid (both in one process, interleaved)")
+        else:
             print(
-                f"  {criterion[0]:.0f}%/{criterion[1]:.0f} mm: pass rate ours {ours['pass_rate_percent']:.3f} %, "
-                f"pymedphys {peer['pass_rate_percent']:.3f} % ({ours['n_evaluated']} / {peer['n_evaluated']} "
-                f"points); peak RSS ours {ours['peak_rss_mb']:.0f} MB, pymedphys {peer['peak_rss_mb']:.0f} MB; "
-                f"load {ours['loads'][0]:.1f}, {peer['loads'][0]:.1f}"
+                f"non-aligned: evaluated at {NON_ALIGNED_SPACING_MM} mm, origin offset {NON_ALIGNED_OFFSET_ZYX_MM} "
+                f"mm (both in one process, interleaved)"
             )
-            _report({**ours["samples"], **peer["samples"]}, args.threads)
-    if args.case in ("all", "non-aligned"):
-        print(
-            f"non-aligned: evaluated at {NON_ALIGNED_SPACING_MM} mm, origin offset {NON_ALIGNED_OFFSET_ZYX_MM} mm "
-            f"(both in one process, interleaved)"
-        )
         for criterion in CRITERIA:
-            out = _subprocess("non-aligned", args, shape, criterion)
+            out = _subprocess(case, args, shape, criterion)
             ours_rate, peer_rate = out["ours_pass_rate_percent"], out["peer_pass_rate_percent"]
+            rss_data, rss_ours, rss_all = out["rss_mb"]
             print(
                 f"  {criterion[0]:.0f}%/{criterion[1]:.0f} mm: pass rate ours {ours_rate:.3f} %, pymedphys "
                 f"{peer_rate:.3f} % (diff {ours_rate - peer_rate:+.3f} pp; {out['ours_n_evaluated']} / "
-                f"{out['peer_n_evaluated']} points; evaluated grid {out['eval_shape']}); tracemalloc peak "
-                f"{out['ours_tracemalloc_peak_mb']:.1f} MiB, grids {out['grids_mb']:.1f} MiB; load average "
+                f"{out['peer_n_evaluated']} points; evaluated grid {out['eval_shape']}); load average "
                 f"{min(out['loads']):.1f}-{max(out['loads']):.1f}"
+            )
+            print(
+                f"{'':>4}memory: tracemalloc peak of one call of ours {out['ours_tracemalloc_peak_mb']:.1f} MiB "
+                f"(grids {out['grids_mb']:.1f} MiB); process peak RSS {rss_data:.0f} MB with the data, "
+                f"{rss_ours:.0f} MB after ours, {rss_all:.0f} MB after pymedphys"
             )
             _report(out["samples"], args.threads)
 

@@ -47,14 +47,17 @@ Outside the evaluated grid
 Speed
     Work is limited to the reference points above the threshold and to the part of the evaluated grid within
     reach of them, and doses are handled in float32 (relative rounding about 6e-8, far below any dose
-    criterion). Shells are processed for all points still searching at once (:mod:`qa_checks.gamma_search`).
-    When the evaluated grid is evenly spaced, reference points are grouped by where they sit within an evaluated
-    cell along each axis; the points of a group see the same trilinear weights for a given search position, so a
-    shell is interpolated for all of them by one matrix product. This holds for any pair of even grids: the same
-    grid with any origin (one group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm
-    against 2 mm (8). Points near the evaluated grid's edge, unevenly spaced evaluated grids and groups of a
-    single point use per-point interpolation with per-axis index and weight tables. Both give the same
-    positions and the same result.
+    criterion). The dose grids are read in whole only to check them (plane by plane, which also gives the
+    normalisation dose and the box of voxels above the threshold). Shells are processed for all points still
+    searching at once (:mod:`qa_checks.gamma_search`). When the evaluated grid is evenly spaced, reference points
+    are grouped by where they sit within an evaluated cell along each axis; the points of a group see the same
+    trilinear weights for a given search position, so a shell is interpolated for all of them by matrix products
+    (:mod:`qa_checks.gamma_shared`). This holds for any pair of even grids: the same grid with any origin (one
+    group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm against 2 mm (8). Points near the
+    evaluated grid's edge, unevenly spaced evaluated grids and groups of a single point use per-point
+    interpolation (:mod:`qa_checks.gamma_per_point`). Both give the same positions and the same result. The work
+    of a shell is split into independent tasks run on ``threads`` threads; the result does not depend on the
+    number of threads.
 """
 
 from __future__ import annotations
@@ -231,12 +234,12 @@ def gamma_3d(
         raise ValueError(f"max_search_distance_mm must be a finite number >= 0; got {max_search_distance_mm!r}")
     if max_gamma is not None:
         require_positive("max_gamma", max_gamma)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1):
         raise ValueError(f"threads must be a whole number >= 1; got {threads!r}")
 
     ref_axes, ref_dose, ref_flips = increasing(reference, "reference")
     eval_axes, eval_dose, _ = increasing(evaluated, "evaluated")
-    with TaskRunner(default_threads() if threads is None else threads) as runner:
+    with TaskRunner(default_threads() if threads is None else int(threads)) as runner:
         ref_low, ref_high = plane_extremes(ref_dose, runner)
         max_ref_gy = check_dose(reference, "reference", ref_low, ref_high)
         check_dose(evaluated, "evaluated", *plane_extremes(eval_dose, runner))
