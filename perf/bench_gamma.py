@@ -20,8 +20,8 @@ the same arrays, interleaved: each repeat times ours (the median of 3 calls, wit
 1), then pymedphys (2 numba threads, then 1). Ratios are taken within a repeat and their range over the repeats is
 printed; the load average is printed with each criterion (the machine may be shared). Memory: the ``tracemalloc``
 peak of one call of ours (a separate, untimed call), against the size of the two grids; and the process's peak
-resident memory (``ru_maxrss``, interpreter and arrays included) once the data are made, after ours and after
-pymedphys (pymedphys's peak is the larger). pymedphys's numba JIT is warmed up on a tiny grid before timing.
+resident memory (``ru_maxrss``, interpreter and arrays included) once the data are made, after three calls of ours
+(before pymedphys runs) and at the end. pymedphys's numba JIT is warmed up on a tiny grid before timing.
 
 Targets: same grid >= 20x faster and peak memory <= 1.5 GB; non-aligned >= 50x faster at 3 %/2 mm and at 2 %/1 mm,
 pass rates within 0.1 percentage point, tracemalloc peak <= 2x the two grids.
@@ -153,15 +153,14 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     ours[args.threads]()
     _, peak_bytes = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    rss_ours_mb = _rss_mb()
     peer = _peer(grids, criterion)
     samples: dict[str, list[list[float]]] = {}
     loads = [os.getloadavg()[0]]
-    rss_ours_mb = 0.0
     for _ in range(args.repeat):
         for threads, call in ours.items():
             wall, cpu, result = _ours_sample(call)
             samples.setdefault(f"ours_{threads}", []).append([wall, cpu])
-        rss_ours_mb = _rss_mb()
         for threads in PEER_THREADS:
             numba.set_num_threads(threads)
             wall, cpu, gamma = _timed(peer)
@@ -289,7 +288,7 @@ def main() -> None:
             print(
                 f"{'':>4}memory: tracemalloc peak of one call of ours {out['ours_tracemalloc_peak_mb']:.1f} MiB "
                 f"(grids {out['grids_mb']:.1f} MiB); process peak RSS {rss_data:.0f} MB with the data, "
-                f"{rss_ours:.0f} MB after ours, {rss_all:.0f} MB after pymedphys"
+                f"{rss_ours:.0f} MB after ours (before pymedphys), {rss_all:.0f} MB at the end"
             )
             _report(out["samples"], args.threads)
 
