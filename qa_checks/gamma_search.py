@@ -278,9 +278,10 @@ def _search(
         if per_point.size == 0 and (shared is None or shared.size == 0):
             break
         offsets = shell_offsets_mm(distance, step_mm)
-        tasks = shared.shell_tasks(offsets, term) if shared is not None and shared.size else []
-        if per_point.size:
-            tasks += per_point_search.shell_tasks(gamma2, per_point, offsets, term)
+        # per-point tasks first: they cost the most per point
+        tasks = per_point_search.shell_tasks(gamma2, per_point, offsets, term) if per_point.size else []
+        if shared is not None and shared.size:
+            tasks += shared.shell_tasks(offsets, term)
         runner.run(tasks)
     if shared is not None:
         shared.finish(gamma2)

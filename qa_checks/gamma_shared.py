@@ -218,12 +218,13 @@ class SharedSearch:
         ).astype(np.int64)
         largest = 1 + max(int(w.max()) for w in widths)
         keys = (widths[0] * largest + widths[1]) * largest + widths[2]
-        tasks: list[Callable[[], None]] = []
+        tasks: list[tuple[int, Callable[[], None]]] = []
         for key in np.unique(keys).tolist():
             group = np.flatnonzero(keys == key)
             shape = (key // (largest * largest), key // largest % largest, key % largest)
             tasks += self._group_tasks(axes, shape, group, phase, starts, counts, shift, term)
-        return tasks
+        # the largest first, so that the last tasks of a shell, which may keep the other threads waiting, are small
+        return [task for _, task in sorted(tasks, key=lambda cost_task: -cost_task[0])]
 
     def _group_tasks(
         self,
@@ -235,10 +236,10 @@ class SharedSearch:
         counts: IndexArray,
         shift: npt.NDArray[np.int64],
         term: float,
-    ) -> list[Callable[[], None]]:
+    ) -> list[tuple[int, Callable[[], None]]]:
         """Tasks for the classes ``group`` (indices into ``phase``, ``starts``, ``counts``, ``shift``: each class's
         (z, y, x) phase, run of points and flat offset of its stencil's first node), whose stencils have the given
-        (z, y, x) number of nodes."""
+        (z, y, x) number of nodes; each with its size (points x nodes x positions)."""
         n_positions = axes[0].weights.shape[2]
         n_nodes = shape[0] * shape[1] * shape[2]
         low, high = ENTRY_POINTS_RANGE
@@ -263,7 +264,7 @@ class SharedSearch:
         )
         group_phase = [p[group] for p in phase]
         group_shift = shift[group]
-        tasks: list[Callable[[], None]] = []
+        tasks: list[tuple[int, Callable[[], None]]] = []
         first = 0
         while first < entry_class.size:
             width = int(entry_count[first])  # about the largest of the task's entries
@@ -275,15 +276,18 @@ class SharedSearch:
             classes = entry_class[first:stop]
             task_classes = np.unique(classes)  # increasing, as ``classes``
             tasks.append(
-                partial(
-                    self._entries,
-                    stencil,
-                    (group_phase[0][task_classes], group_phase[1][task_classes], group_phase[2][task_classes]),
-                    None if task_classes.size == classes.size else np.searchsorted(task_classes, classes),
-                    entry_start[first:stop],
-                    entry_count[first:stop],
-                    group_shift[classes],
-                    term,
+                (
+                    (stop - first) * width * (n_nodes + 1) * n_positions,
+                    partial(
+                        self._entries,
+                        stencil,
+                        (group_phase[0][task_classes], group_phase[1][task_classes], group_phase[2][task_classes]),
+                        None if task_classes.size == classes.size else np.searchsorted(task_classes, classes),
+                        entry_start[first:stop],
+                        entry_count[first:stop],
+                        group_shift[classes],
+                        term,
+                    ),
                 )
             )
             first = stop
