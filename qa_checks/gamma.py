@@ -47,14 +47,17 @@ Outside the evaluated grid
 Speed
     Work is limited to the reference points above the threshold and to the part of the evaluated grid within
     reach of them, and doses are handled in float32 (relative rounding about 6e-8, far below any dose
-    criterion). Shells are processed for all points still searching at once (:mod:`qa_checks.gamma_search`).
-    When the evaluated grid is evenly spaced, reference points are grouped by where they sit within an evaluated
-    cell along each axis; the points of a group see the same trilinear weights for a given search position, so a
-    shell is interpolated for all of them by one matrix product. This holds for any pair of even grids: the same
-    grid with any origin (one group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm
-    against 2 mm (8). Points near the evaluated grid's edge, unevenly spaced evaluated grids and groups of a
-    single point use per-point interpolation with per-axis index and weight tables. Both give the same
-    positions and the same result.
+    criterion). The dose grids are read in whole only to check them (plane by plane, which also gives the
+    normalisation dose and the box of voxels above the threshold). Shells are processed for all points still
+    searching at once (:mod:`qa_checks.gamma_search`). When the evaluated grid is evenly spaced, reference points
+    are grouped by where they sit within an evaluated cell along each axis; the points of a group see the same
+    trilinear weights for a given search position, so a shell is interpolated for all of them by matrix products
+    (:mod:`qa_checks.gamma_shared`). This holds for any pair of even grids: the same grid with any origin (one
+    group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm against 2 mm (8). Points near the
+    evaluated grid's edge, unevenly spaced evaluated grids and groups of a single point use per-point
+    interpolation (:mod:`qa_checks.gamma_per_point`). Both give the same positions and the same result. The work
+    of a shell is split into independent tasks run on ``threads`` threads; the result does not depend on the
+    number of threads.
 """
 
 from __future__ import annotations
@@ -67,8 +70,16 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from qa_checks.errors import InvalidGridError
-from qa_checks.gamma_search import search_gamma2
+from qa_checks.gamma_inputs import (
+    above_threshold,
+    check_dose,
+    increasing,
+    plane_extremes,
+    reference_box,
+    require_positive,
+    spacing_mm,
+)
+from qa_checks.gamma_search import TaskRunner, default_threads, search_gamma2
 from qa_checks.geometry import DoseGrid
 
 __all__ = [
@@ -186,6 +197,7 @@ def gamma_3d(
     search_step_mm: float | None = None,
     max_search_distance_mm: float | None = None,
     max_gamma: float | None = None,
+    threads: int | None = None,
 ) -> GammaResult:
     """3D gamma index of ``evaluated`` against ``reference`` (definitions in the module docstring).
 
@@ -200,6 +212,8 @@ def gamma_3d(
         search_step_mm: largest gap between search positions, > 0; default ``distance_mm / 10``.
         max_search_distance_mm: search radius limit in mm, >= 0; default ``2 * distance_mm``.
         max_gamma: cap on reported gamma (> 0); also limits the search to ``max_gamma * distance_mm``.
+        threads: threads to compute with (default :func:`~qa_checks.gamma_search.default_threads`: the CPUs
+            available, at most 4). The result does not depend on it.
 
     Raises:
         ValueError: a criterion or option is not a positive finite number (naming the argument); a dose grid
@@ -207,78 +221,81 @@ def gamma_3d(
             reference dose is 0; no reference voxel reaches the low-dose threshold.
         InvalidGridError: a grid has a single coordinate along an axis (a 3D gamma needs 3D grids).
     """
-    _require_positive("dose_percent", dose_percent)
-    _require_positive("distance_mm", distance_mm)
+    require_positive("dose_percent", dose_percent)
+    require_positive("distance_mm", distance_mm)
     if not (math.isfinite(lower_cutoff_percent) and 0.0 <= lower_cutoff_percent <= 100.0):
         raise ValueError(f"lower_cutoff_percent must be in [0, 100]; got {lower_cutoff_percent!r}")
     step_mm = distance_mm / DEFAULT_SEARCH_FRACTION if search_step_mm is None else search_step_mm
-    _require_positive("search_step_mm", step_mm)
+    require_positive("search_step_mm", step_mm)
     max_distance_mm = (
         DEFAULT_MAX_SEARCH_FACTOR * distance_mm if max_search_distance_mm is None else max_search_distance_mm
     )
     if not (math.isfinite(max_distance_mm) and max_distance_mm >= 0.0):
         raise ValueError(f"max_search_distance_mm must be a finite number >= 0; got {max_search_distance_mm!r}")
     if max_gamma is not None:
-        _require_positive("max_gamma", max_gamma)
+        require_positive("max_gamma", max_gamma)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1; got {threads!r}")
 
-    ref_axes, ref_dose, ref_flips = _increasing(reference, "reference")
-    eval_axes, eval_dose, _ = _increasing(evaluated, "evaluated")
-    max_ref_gy = _check_dose(reference, "reference")
-    _check_dose(evaluated, "evaluated")
+    ref_axes, ref_dose, ref_flips = increasing(reference, "reference")
+    eval_axes, eval_dose, _ = increasing(evaluated, "evaluated")
+    with TaskRunner(default_threads() if threads is None else int(threads)) as runner:
+        ref_low, ref_high = plane_extremes(ref_dose, runner)
+        max_ref_gy = check_dose(reference, "reference", ref_low, ref_high)
+        check_dose(evaluated, "evaluated", *plane_extremes(eval_dose, runner))
 
-    if normalisation_gy is None:
-        if max_ref_gy <= 0.0:
-            raise ValueError(
-                "reference dose is 0 Gy everywhere; gamma needs a positive normalisation dose "
-                "(maximum reference dose) or an explicit normalisation_gy"
-            )
-        norm_gy = max_ref_gy
-    else:
-        _require_positive("normalisation_gy", normalisation_gy)
-        norm_gy = float(normalisation_gy)
-    cutoff_gy = lower_cutoff_percent / 100.0 * norm_gy
+        if normalisation_gy is None:
+            if max_ref_gy <= 0.0:
+                raise ValueError(
+                    "reference dose is 0 Gy everywhere; gamma needs a positive normalisation dose "
+                    "(maximum reference dose) or an explicit normalisation_gy"
+                )
+            norm_gy = max_ref_gy
+        else:
+            require_positive("normalisation_gy", normalisation_gy)
+            norm_gy = float(normalisation_gy)
+        cutoff_gy = lower_cutoff_percent / 100.0 * norm_gy
 
-    search_limit_mm = max_distance_mm if max_gamma is None else min(max_distance_mm, max_gamma * distance_mm)
-    parameters = GammaParameters(
-        dose_percent=float(dose_percent),
-        distance_mm=float(distance_mm),
-        normalisation="local" if local else "global",
-        normalisation_gy=norm_gy,
-        lower_cutoff_percent=float(lower_cutoff_percent),
-        lower_cutoff_gy=cutoff_gy,
-        search_step_mm=float(step_mm),
-        max_search_distance_mm=float(max_distance_mm),
-        max_gamma=None if max_gamma is None else float(max_gamma),
-        interpolation=INTERPOLATION,
-        search_scheme="spherical shells (pymedphys 0.41 compatible)",
-        dimensions=3,
-        reference_spacing_mm=_spacing(ref_axes),
-        evaluated_spacing_mm=_spacing(eval_axes),
-    )
-
-    mask = ref_dose >= cutoff_gy
-    if local:
-        mask &= ref_dose > 0.0
-    box = _bounding_box(mask)
-    if box is None:
-        raise ValueError(
-            f"no reference voxel reaches the low-dose threshold {cutoff_gy:.6g} Gy "
-            f"({lower_cutoff_percent}% of {norm_gy:.6g} Gy); nothing to evaluate"
+        search_limit_mm = max_distance_mm if max_gamma is None else min(max_distance_mm, max_gamma * distance_mm)
+        parameters = GammaParameters(
+            dose_percent=float(dose_percent),
+            distance_mm=float(distance_mm),
+            normalisation="local" if local else "global",
+            normalisation_gy=norm_gy,
+            lower_cutoff_percent=float(lower_cutoff_percent),
+            lower_cutoff_gy=cutoff_gy,
+            search_step_mm=float(step_mm),
+            max_search_distance_mm=float(max_distance_mm),
+            max_gamma=None if max_gamma is None else float(max_gamma),
+            interpolation=INTERPOLATION,
+            search_scheme="spherical shells (pymedphys 0.41 compatible)",
+            dimensions=3,
+            reference_spacing_mm=spacing_mm(ref_axes),
+            evaluated_spacing_mm=spacing_mm(eval_axes),
         )
-    box_mask = mask[box]
 
-    gamma2 = search_gamma2(
-        tuple(axis[part] for axis, part in zip(ref_axes, box, strict=True)),  # type: ignore[arg-type]
-        ref_dose[box],
-        box_mask,
-        eval_axes,
-        eval_dose,
-        dose_criterion_fraction=dose_percent / 100.0,
-        norm_gy=None if local else norm_gy,
-        distance_mm=distance_mm,
-        step_mm=step_mm,
-        limit_mm=search_limit_mm,
-    )
+        found = reference_box(ref_dose, ref_high, above_threshold(cutoff_gy, local=local))
+        if found is None:
+            raise ValueError(
+                f"no reference voxel reaches the low-dose threshold {cutoff_gy:.6g} Gy "
+                f"({lower_cutoff_percent}% of {norm_gy:.6g} Gy); nothing to evaluate"
+            )
+        box, box_mask = found
+        # the map, filled with NaN by a worker while the search starts (the first touch of 4 bytes per voxel)
+        new_map = runner.start(lambda: np.full(ref_dose.shape, np.nan, dtype=np.float32))
+        gamma2 = search_gamma2(
+            tuple(axis[part] for axis, part in zip(ref_axes, box, strict=True)),  # type: ignore[arg-type]
+            ref_dose[box],
+            box_mask,
+            eval_axes,
+            eval_dose,
+            dose_criterion_fraction=dose_percent / 100.0,
+            norm_gy=None if local else norm_gy,
+            distance_mm=distance_mm,
+            step_mm=step_mm,
+            limit_mm=search_limit_mm,
+            runner=runner,
+        )
     gamma_points = np.sqrt(gamma2)
     reachable = np.isfinite(gamma_points)  # before the cap: an unreachable point has no gamma, not max_gamma
     if max_gamma is not None:
@@ -291,7 +308,7 @@ def gamma_3d(
             n_unreachable,
             search_limit_mm,
         )
-    gamma_map = np.full(ref_dose.shape, np.nan, dtype=np.float32)
+    gamma_map = new_map()
     gamma_map[box][box_mask] = gamma_points  # gamma_map[box] is a view
     # back to the reference grid's own axis directions
     for axis, flipped in enumerate(ref_flips):
@@ -312,72 +329,3 @@ def gamma_3d(
         gamma=gamma_map,
         parameters=parameters,
     )
-
-
-# --- input handling ----------------------------------------------------------------------------------------------
-
-
-def _require_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ValueError(f"{name} must be a positive number; got {value!r} of type {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-
-
-def _flips_of(grid: DoseGrid) -> tuple[bool, bool, bool]:
-    z, y, x = (bool(axis.size > 1 and axis[-1] < axis[0]) for axis in (grid.z_mm, grid.y_mm, grid.x_mm))
-    return z, y, x
-
-
-def _increasing(
-    grid: DoseGrid, name: str
-) -> tuple[tuple[FloatArray, FloatArray, FloatArray], FloatArray, tuple[bool, bool, bool]]:
-    """(z, y, x) axes in increasing order and the dose flipped to match; which axes were flipped."""
-    flips = _flips_of(grid)
-    axes = []
-    dose = grid.values_gy
-    for axis_index, (axis, axis_name) in enumerate(zip((grid.z_mm, grid.y_mm, grid.x_mm), "zyx", strict=True)):
-        if axis.size < 2:
-            raise InvalidGridError(
-                f"{name} grid has a single coordinate along {axis_name} ({axis_name}_mm = {axis.tolist()}); "
-                f"a 3D gamma needs at least 2 voxels along each axis"
-            )
-        if flips[axis_index]:
-            axis = axis[::-1]
-            dose = np.flip(dose, axis=axis_index)
-        axes.append(np.ascontiguousarray(axis))
-    return (axes[0], axes[1], axes[2]), dose, flips
-
-
-def _check_dose(grid: DoseGrid, name: str) -> float:
-    """Maximum dose in Gy; raise ValueError naming the grid and the first NaN, infinite or negative voxel."""
-    dose = grid.values_gy
-    low = float(dose.min())  # NaN propagates through min and max
-    high = float(dose.max())
-    if low >= 0.0 and math.isfinite(high):
-        return high
-    bad = ~np.isfinite(dose) | (dose < 0.0)
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    where = f" ({grid.path})" if grid.path else ""
-    raise ValueError(
-        f"{name} dose grid{where} has {int(bad.sum())} voxel(s) with NaN, infinite or negative dose; "
-        f"first at (z, y, x) index {first}: {float(dose[first])!r} Gy"
-    )
-
-
-def _bounding_box(mask: npt.NDArray[np.bool_]) -> tuple[slice, slice, slice] | None:
-    """(z, y, x) slices of the smallest box holding every True voxel; None when there is none."""
-    ranges = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        if hits.size == 0:
-            return None
-        ranges.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return ranges[0], ranges[1], ranges[2]
-
-
-def _spacing(axes: tuple[FloatArray, FloatArray, FloatArray]) -> tuple[float, float, float]:
-    """(z, y, x) mean spacing in mm."""
-    z, y, x = (float(abs(a[-1] - a[0]) / (a.size - 1)) for a in axes)
-    return (z, y, x)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from qa_checks import gamma_search
 from qa_checks.errors import InvalidGridError
 from qa_checks.gamma import DEFAULT_MAX_SEARCH_FACTOR, DEFAULT_SEARCH_FRACTION, GammaResult, gamma_3d
 from qa_checks.geometry import DoseGrid
@@ -297,55 +295,6 @@ class TestOtherGrids:
         assert float(other.gamma.min()) >= analytic - GAMMA_ATOL
         assert float(other.gamma.max()) <= analytic + 0.05  # the discrete search is close to the continuous one
         assert other.parameters.evaluated_spacing_mm == pytest.approx((evaluated_mm,) * 3)
-
-    @pytest.mark.parametrize(("reference_mm", "evaluated_mm"), GRID_PAIRS)
-    def test_shared_weights_serve_every_interior_point(
-        self, reference_mm: float, evaluated_mm: float, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        # On evenly spaced grids every point whose search stays inside the evaluated grid can share its trilinear
-        # weights with the other points of its phase class. Forced to do so down to classes of one point, the
-        # per-point interpolation must not be needed, and the map must not change.
-        reference = sabr_like_grid((10, 12, 12), reference_mm)
-        evaluated = recalculated_grid(
-            reference, evaluated_mm, (0.37, -0.61, 0.23), scale=1.02, noise_fraction=0.01, rng=np.random.default_rng(2)
-        )
-        expected = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
-
-        def refuse(*args: object, **kwargs: object) -> None:
-            raise AssertionError("per-point interpolation used for an interior point")
-
-        monkeypatch.setattr(gamma_search, "_MIN_SHARED_POINTS", 1)
-        monkeypatch.setattr(gamma_search._PerPoint, "shell_tasks", refuse)
-        result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
-        np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
-        assert result.mean_gamma > 0.1  # not a trivial map
-
-    @pytest.mark.parametrize("evaluated_mm", [2.0, 2.5])
-    def test_map_does_not_depend_on_how_a_shell_is_split_into_tasks(
-        self, evaluated_mm: float, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        # Whole classes (the batched path for small ones) against every class of 128 points or more on its own,
-        # split into tasks of 64 points: the same map (the tasks update disjoint points).
-        reference = sabr_like_grid((16, 20, 20), 2.0)
-        evaluated = recalculated_grid(
-            reference, evaluated_mm, (0.37, -0.61, 0.23), scale=1.02, noise_fraction=0.01, rng=np.random.default_rng(3)
-        )
-        expected = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0, lower_cutoff_percent=0.0)
-
-        submitted: list[int] = []
-        run = gamma_search._run
-
-        def counting_run(tasks: list[Callable[[], None]]) -> None:
-            submitted.append(len(tasks))
-            run(tasks)
-
-        monkeypatch.setattr(gamma_search, "_run", counting_run)
-        monkeypatch.setattr(gamma_search, "_LARGE_CLASS_POINTS", 128)
-        monkeypatch.setattr(gamma_search, "_TASK_POINTS", 64)
-        result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0, lower_cutoff_percent=0.0)
-        assert max(submitted) > 4  # the work of a shell was split
-        np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
-        assert result.n_passed == expected.n_passed
 
 
 class TestThresholdAndReach:

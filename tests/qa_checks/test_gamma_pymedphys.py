@@ -141,11 +141,17 @@ GRID_CASES: dict[str, Callable[[], tuple[DoseGrid, DoseGrid]]] = {
     "ref_2mm_eval_3mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 3.0)),
     "ref_2p5mm_eval_3mm": lambda: (ref := sabr_like_grid((11, 13, 13), 2.5), _recalculation(ref, 3.0)),
     "ref_2mm_eval_2p5mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 2.5)),
+    "ref_2p5mm_eval_2mm": lambda: (ref := sabr_like_grid((11, 13, 13), 2.5), _recalculation(ref, 2.0)),
     # fractions that do not repeat within the grid: every point is interpolated on its own
     "ref_2mm_eval_2p34mm": lambda: (ref := sabr_like_grid((14, 16, 16), 2.0), _recalculation(ref, 2.34)),
     # the evaluated grid stops at z = 4 mm, short of the reference's last planes: points beyond it search only
     # part of their sphere, and those more than the search radius past its last plane have no gamma
     "partial_overlap": lambda: (ref := sabr_like_grid((9, 11, 11), 3.0), _cut_z(_recalculation(ref, 2.5), stop_mm=4.0)),
+    # the evaluated grid (2.5 mm) starts at y = -6 mm and stops at x = 8 mm, inside the 2 mm reference's box
+    "partial_overlap_yx": lambda: (
+        ref := sabr_like_grid((14, 16, 16), 2.0),
+        _cut_yx(_recalculation(ref, 2.5), y_start_mm=-6.0, x_stop_mm=8.0),
+    ),
 }
 
 
@@ -154,10 +160,17 @@ def _cut_z(grid: DoseGrid, *, stop_mm: float) -> DoseGrid:
     return DoseGrid(grid.values_gy[keep], grid.z_mm[keep], grid.y_mm, grid.x_mm)
 
 
+def _cut_yx(grid: DoseGrid, *, y_start_mm: float, x_stop_mm: float) -> DoseGrid:
+    rows, columns = grid.y_mm >= y_start_mm, grid.x_mm <= x_stop_mm
+    return DoseGrid(grid.values_gy[:, rows][:, :, columns], grid.z_mm, grid.y_mm[rows], grid.x_mm[columns])
+
+
 def _grid_case_params(cases: list[str]) -> list[object]:
     """The partial-overlap comparisons take pymedphys several seconds (its unreachable points search every
     shell): marked slow."""
-    return [pytest.param(case, marks=pytest.mark.slow) if case == "partial_overlap" else case for case in cases]
+    return [
+        pytest.param(case, marks=pytest.mark.slow) if case.startswith("partial_overlap") else case for case in cases
+    ]
 
 
 @pytest.mark.parametrize(("dose_percent", "distance_mm"), [(3.0, 2.0), (2.0, 1.0)])
@@ -167,7 +180,7 @@ def test_other_grids_match_pymedphys(case: str, dose_percent: float, distance_mm
     _compare(evaluated, dose_percent, distance_mm, 10.0, local=False, reference=reference)
 
 
-@pytest.mark.parametrize("case", _grid_case_params(["ref_3mm_eval_2p5mm", "partial_overlap"]))
+@pytest.mark.parametrize("case", _grid_case_params(["ref_3mm_eval_2p5mm", "partial_overlap", "partial_overlap_yx"]))
 def test_other_grids_local_match_pymedphys(case: str) -> None:
     reference, evaluated = GRID_CASES[case]()
     _compare(evaluated, 2.0, 2.0, 10.0, local=True, reference=reference)
@@ -182,4 +195,5 @@ def test_other_grid_cases_are_not_trivial() -> None:
         assert result.pass_rate_percent < 99.0, case
         assert result.mean_gamma > 0.2, case
     assert results["partial_overlap"].n_unreachable > 0
+    assert results["partial_overlap_yx"].n_unreachable > 0
     assert results["ref_2mm_eval_3mm"].n_unreachable == 0
