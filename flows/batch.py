@@ -121,8 +121,8 @@ def _worker_name() -> str:
 
 def process_submission(submission_id: int, *, actor: str, database_url: str, data_dir: str) -> dict[str, Any]:
     """Validate, score and decide one submission (each step does nothing when already done); returns its summary
-    with the seconds spent here and the worker that ran it."""
-    started = time.perf_counter()
+    with the seconds spent here (wall clock and this process's CPU time) and the worker that ran it."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
         score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
         with Session(engine_for(database_url)) as session:
@@ -131,7 +131,13 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
         if scored:
             decide_outcome.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
     summary = submission_summary(submission_id, database_url=database_url)
-    return {**summary, "seconds": time.perf_counter() - started, "worker": _worker_name(), "pid": os.getpid()}
+    return {
+        **summary,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "worker": _worker_name(),
+        "pid": os.getpid(),
+    }
 
 
 score_one = task(name="score_one", persist_result=False)(process_submission)
