@@ -1,4 +1,4 @@
-"""How the API refuses: its refusals documented in the OpenAPI schema, and text the database cannot store.
+"""How the API refuses: its refusals documented in the OpenAPI schema, and values the database cannot store.
 
 Routes refuse with ``{"detail": "<what is wrong and what to do>"}`` (401, 403, 404, 409, 413, and 422 for a request
 that is well formed but cannot be accepted), while FastAPI's own request validation answers 422 with a list of
@@ -6,11 +6,13 @@ errors. :func:`document_error_responses` writes both into the generated schema: 
 for every 4xx (``4XX``), and a 422 that is either shape, so clients (and schema-based testing) see what the API
 really answers.
 
-PostgreSQL cannot store the NUL character (U+0000) in text; psycopg refuses such a parameter (SQLAlchemy raises
-``DataError``) when a query is sent, wherever the text came from (a path, a query parameter, a form field, a JSON
-body).
-:func:`refuse_nul_text` answers that with 422 instead of a server error; nothing was written (the statement never
-ran, and the request's transaction is rolled back).
+Some values pass request validation but not the database: text holding the NUL character (U+0000), which
+PostgreSQL cannot store (psycopg refuses the parameter; SQLAlchemy raises ``DataError``), and whole numbers beyond
+the database's integer range (SQLite's driver raises ``OverflowError``, PostgreSQL ``DataError`` "out of range"),
+wherever they came from (a path, a query parameter, a form field, a JSON body). :func:`refuse_unstorable_values`
+answers those with 422 instead of a server error; nothing was written (the statement never ran, and the request's
+transaction is rolled back). Any other ``DataError`` or ``OverflowError`` stays a server error. Routes may bound
+their ids instead (e.g. :data:`portal.api_submissions.SubmissionId`), which also documents the range.
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
-__all__ = ["ERROR_SCHEMA", "NUL_TEXT_MESSAGE", "document_error_responses", "install_refusals", "refuse_nul_text"]
+__all__ = ["ERROR_SCHEMA", "document_error_responses", "install_refusals", "refuse_unstorable_values"]
 
 NUL_TEXT_MESSAGE = "NUL (0x00)"
 """What psycopg's error says when a text parameter holds U+0000."""
+
+OUT_OF_RANGE_MESSAGES = ("SQLite INTEGER", "out of range")
+"""What SQLite's driver (``OverflowError``) and PostgreSQL (``DataError``) say of a number beyond an integer
+column."""
 
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "ErrorMessage",
@@ -67,20 +73,22 @@ def document_error_responses(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-async def refuse_nul_text(request: Request, exc: Exception) -> JSONResponse:
-    """Exception handler for SQLAlchemy's ``DataError``: 422 when it is the database refusing a NUL character; any
-    other ``DataError`` is raised again (a server error, as without this handler)."""
-    if NUL_TEXT_MESSAGE not in str(exc):
+async def refuse_unstorable_values(request: Request, exc: Exception) -> JSONResponse:
+    """Exception handler for SQLAlchemy's ``DataError`` and for ``OverflowError``: 422 when the database refused a
+    NUL character or a number out of its range (see the module docstring); anything else is raised again (a server
+    error, as without this handler)."""
+    text = str(exc)
+    if isinstance(exc, DataError) and NUL_TEXT_MESSAGE in text:
+        detail = "a text value in the request holds a NUL character (U+0000), which cannot be stored; remove it"
+    elif any(message in text for message in OUT_OF_RANGE_MESSAGES):
+        detail = "a number in the request is out of range (ids and counts are at most 2147483647)"
+    else:
         raise exc
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={
-            "detail": "a text value in the request holds a NUL character (U+0000), which cannot be stored; remove it"
-        },
-    )
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
 
 
 def install_refusals(app: FastAPI) -> None:
-    """:func:`document_error_responses` and the :func:`refuse_nul_text` handler on ``app``."""
+    """:func:`document_error_responses` and the :func:`refuse_unstorable_values` handler on ``app``."""
     document_error_responses(app)
-    app.add_exception_handler(DataError, refuse_nul_text)
+    app.add_exception_handler(DataError, refuse_unstorable_values)
+    app.add_exception_handler(OverflowError, refuse_unstorable_values)

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
@@ -134,6 +135,22 @@ def fuzz_world(template_db_url: str, tmp_path_factory: pytest.TempPathFactory) -
 # fixture's app (``app=``). schemathesis' fixture-based loader (``schemathesis.pytest.from_fixture``) needs a pytest
 # node attribute that pytest 9 no longer has.
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings(database_url="sqlite://")))
+
+
+@schemathesis.serializer("multipart/related")
+def stow_body(context: schemathesis.SerializationContext, value: object) -> dict[str, Any]:
+    """STOW-RS bodies: the generated value as the one part of a ``multipart/related; type="application/dicom"``
+    body (schemathesis has no serializer for multipart/related)."""
+    data = value if isinstance(value, bytes) else str(value).encode()
+    boundary = "rtqa-fuzz-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return {
+        "data": body,
+        "headers": {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+    }
+
 
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,

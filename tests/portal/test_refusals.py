@@ -66,12 +66,19 @@ class TestNulText:
         assert response.status_code == 422
         assert response.json()["detail"] == "form field 'provider' holds the control character U+0000; send plain text"
 
-    def test_any_other_data_error_is_still_a_server_error(self, settings: Settings, engine: Engine) -> None:
+    @pytest.mark.parametrize(
+        "error",
+        [DataError("SELECT 1/0", {}, ZeroDivisionError("division by zero")), OverflowError("math range error")],
+        ids=["data-error", "overflow"],
+    )
+    def test_any_other_data_error_or_overflow_is_still_a_server_error(
+        self, settings: Settings, engine: Engine, error: Exception
+    ) -> None:
         app = create_app(settings, engine=engine)
 
         @app.get("/api/v1/boom")
         def boom() -> None:
-            raise DataError("SELECT 1/0", {}, ZeroDivisionError("division by zero"))
+            raise error
 
         with TestClient(app, raise_server_exceptions=False) as client:
             assert client.get("/api/v1/boom").status_code == 500
@@ -84,6 +91,23 @@ class TestIds:
     ) -> None:
         response = client.get(url, headers=_auth(tokens["staff"]))
         assert response.status_code == 422
+
+    @pytest.mark.parametrize(
+        ("method", "url"),
+        [
+            ("GET", "/api/v1/submissions/9223372036854775808/mapping"),
+            ("GET", "/api/v1/tokens?user_id=9223372036854775808"),
+            ("POST", "/api/v1/tokens/9223372036854775808/revoke"),
+        ],
+    )
+    def test_unbounded_ids_elsewhere_are_refused_by_the_handler(
+        self, settings: Settings, engine: Engine, tokens: dict[str, str], method: str, url: str
+    ) -> None:
+        with TestClient(create_app(settings, engine=engine), raise_server_exceptions=False) as client:
+            response = client.request(method, url, headers=_auth(tokens["staff"]))
+        assert response.status_code in (404, 422), response.text
+        if not dbutil.is_postgres(settings.resolved_database_url):  # psycopg sends a larger number as numeric
+            assert response.json()["detail"].startswith("a number in the request is out of range")
 
     def test_offsets_too(self, client: TestClient, tokens: dict[str, str]) -> None:
         response = client.get("/api/v1/submissions?offset=9223372036854775808", headers=_auth(tokens["staff"]))
