@@ -65,9 +65,13 @@ def live_server(settings: Settings, engine: Engine) -> Iterator[str]:
     thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the test session."""
+    """One headless Chromium per test module.
+
+    Not per session: Playwright's sync API keeps an asyncio loop marked as running in this thread while it is open,
+    and later tests in the same worker that call ``asyncio.run`` (or Prefect's sync-compatible client) would then
+    fail. Module scope closes it as soon as the worker moves on to another module."""
     executable = _chromium()
     if executable is None:
         pytest.skip("Chromium is not installed (apt install chromium; .ci/run installs it)")

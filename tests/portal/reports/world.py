@@ -45,6 +45,7 @@ from models.tables import (
 )
 from tests.coarse import build_coarse_lung
 from tests.portal.conftest import OTHER, OWN
+from tests.runs import run_id
 
 OUTLINING = "lung-sabr-outlining-mini"
 TPS = "lung-sabr-tps-check-coarse"
@@ -159,8 +160,10 @@ def _copy_results(engine: Engine, source_id: int, providers: tuple[str, ...]) ->
                     protocol_version="1.0",
                 )
             )
+            new_run = run_id(session, sub.id or 0)
             for r in rows:
-                data = r.model_dump(exclude={"id", "submission_id", "computed_at"})
+                data = r.model_dump(exclude={"id", "submission_id", "computed_at", "scoring_run_id"})
+                data["scoring_run_id"] = new_run
                 if data["value"] is not None:
                     data["value"] = data["value"] * scale
                 session.add(type(r)(submission_id=sub.id or 0, **data))
