@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import uuid
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from flows.crashpoints import crash_point
+from flows.scratch import remove_abandoned, scratch_name
 from models.db import create_db_engine
+
+INCOMING = ".incoming-"
+"""Name prefix of a folder being copied into the store."""
 
 
 @lru_cache(maxsize=8)
@@ -50,19 +54,23 @@ def copy_atomically(source: Path, destination: Path) -> bool:
     """Copy ``source`` to ``destination`` through a temporary sibling and a rename.
 
     Returns False (copying nothing) when ``destination`` already exists. On any failure the temporary copy is
-    removed, so no partial folder is left behind.
+    removed, so no partial folder is left behind; a copy whose process was killed is removed by the next copy into
+    the same folder (:func:`flows.scratch.remove_abandoned`).
     """
+    remove_abandoned(destination.parent, INCOMING)
     if destination.exists():
         return False
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.parent / f".incoming-{uuid.uuid4().hex}"
+    tmp = destination.parent / scratch_name(INCOMING)
     try:
         tmp.mkdir()
         for path in submission_files(source):
             target = tmp / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
+            crash_point("ingest:copying")
         os.replace(tmp, destination)
+        crash_point("ingest:stored")
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if destination.exists():  # the same files were stored by a concurrent upload in the meantime

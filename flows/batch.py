@@ -2,9 +2,10 @@
 
 Each submission's remaining steps (validate → score → decide: the credentialing flow's task bodies, see
 :mod:`flows.credentialing`) run as one Prefect task run on a ``dask.distributed`` worker, through prefect-dask's
-``DaskTaskRunner``; tasks take and return ids and plain data. Credentials are updated afterwards in the flow's own
-process, once per provider and technique: two workers re-evaluating one provider's credentials at the same time
-would race to create the same credential row.
+``DaskTaskRunner``; tasks take and return ids and plain data. Each decision re-evaluates the credentials it bears on
+in its own transaction, under the provider's lock (:func:`flows.credentialing.decide_outcome`), so a batch stopped
+half-way leaves no decision without its credentials; the flow then evaluates them once more in its own process, once
+per provider and technique (nothing changes unless something else did).
 
 Cluster (:class:`BatchSettings`, environment ``RTQA_DASK_*``): the scheduler at ``RTQA_DASK_ADDRESS`` (e.g.
 ``tcp://10.0.0.5:8786``) when set, else a ``LocalCluster`` of ``RTQA_DASK_WORKERS`` worker processes (default 2)

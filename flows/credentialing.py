@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from benchmarks.cases import reference_files
 from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
+from flows.crashpoints import crash_point
 from flows.evaluation import evaluate_run
 from flows.patient_identity import PatientIdentityError, UnreadableHeaderError, refuse_other_identity
 from flows.protocol_store import resolve_protocol
@@ -43,7 +44,7 @@ from flows.steps import (
     set_status,
     settings_for,
 )
-from models.credentials import apply_outcome
+from models.credentials import apply_outcome, lock_provider_of_submission
 from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run
@@ -139,6 +140,7 @@ def store_submission(
                         session, provider=provider, case=case, sha=sha, storage_path=destination, actor=actor
                     )
                     session.commit()
+                    crash_point("ingest:committed")
                 except IntegrityError:
                     # Another upload of this provider and case took the attempt number, or stored the same files,
                     # in the meantime: look again.
@@ -311,7 +313,10 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         set_status(
             session, sub, SubmissionStatus.VALIDATED, actor=actor, details={"dose_notes": notes} if notes else None
         )
+        session.flush()
+        crash_point("validate:before-commit")
         session.commit()
+        crash_point("validate:committed")
         logger().info("%s: validated", what)
         return True
 
@@ -348,9 +353,27 @@ def stored_evaluation(session: Session, submission_id: int, stage: QAStage, prot
 
 
 @task(task_run_name="decide[submission {submission_id}]")
-def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_dir: str | None = None) -> str:
-    """Apply the protocol's criteria for the case's stage to the stored results; record the automatic outcome."""
+def decide_outcome(
+    submission_id: int,
+    *,
+    actor: str,
+    database_url: str,
+    data_dir: str | None = None,
+    validity_days: int | None = None,
+) -> str:
+    """Apply the protocol's criteria for the case's stage to the stored results; record the automatic outcome and
+    re-evaluate the credentials it bears on (:func:`models.credentials.apply_outcome`), in one transaction.
+
+    A decision is never committed without its credentials: a process killed between the two would otherwise leave
+    a decided submission that nothing re-evaluates (a restarted runner resumes only unfinished submissions).
+    ``validity_days``: default ``Settings().credential_validity_days``.
+    """
+    if validity_days is None:
+        validity_days = settings_for(None, None).credential_validity_days
     with Session(engine_for(database_url)) as session:
+        # The provider's lock before anything is read or audited: the order every credential update takes (provider,
+        # then the audit chain's head), and a second decision of the same submission waits and finds it decided.
+        lock_provider_of_submission(session, submission_id)
         sub, case = load_submission_and_case(session, submission_id)
         what = describe_submission(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
@@ -373,17 +396,27 @@ def decide_outcome(submission_id: int, *, actor: str, database_url: str, data_di
         )
         run.outcome_id = outcome.id
         session.add(run)
+        apply_outcome(session, submission_id=submission_id, actor=actor, validity_days=validity_days)
+        session.flush()
+        crash_point("decide:before-commit")
         session.commit()
+        crash_point("decide:committed")
         logger().info("%s: decided %s (protocol %s@%s)", what, outcome.level.value, protocol.id, protocol.version)
         return outcome.level.value
 
 
 @task(task_run_name="update-credentials[submission {submission_id}]")
 def update_credentials(submission_id: int, *, actor: str, database_url: str, validity_days: int) -> list[int]:
-    """Grant or withhold the technique credential and refresh the trial credentials that depend on it."""
+    """Grant or withhold the technique credential and refresh the trial credentials that depend on it.
+
+    :func:`decide_outcome` has done so with the decision; this evaluates them again (nothing changes, nothing is
+    audited, unless something else changed since), e.g. for a submission decided before decisions did."""
     with Session(engine_for(database_url)) as session:
         touched = apply_outcome(session, submission_id=submission_id, actor=actor, validity_days=validity_days)
+        session.flush()
+        crash_point("credential:before-commit")
         session.commit()
+        crash_point("credential:committed")
         what = describe_submission(session, submission_id)
         _, case = load_submission_and_case(session, submission_id)
         technique = session.get(Technique, case.technique_id)
@@ -441,7 +474,14 @@ def credential_steps(
             _, case = load_submission_and_case(session, submission_id)
         scoring = f"{SCORE_TASK_NAMES.get(case.stage, 'score')}[submission {submission_id}]"
         call(score_submission, submission_id, actor=actor, database_url=url, data_dir=data, name=scoring)
-        call(decide_outcome, submission_id, actor=actor, database_url=url, data_dir=data)
+        call(
+            decide_outcome,
+            submission_id,
+            actor=actor,
+            database_url=url,
+            data_dir=data,
+            validity_days=settings.credential_validity_days,
+        )
         call(
             update_credentials,
             submission_id,

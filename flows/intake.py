@@ -24,7 +24,6 @@ import lzma
 import shutil
 import stat
 import struct
-import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import IO
 
 import pydicom
 
+from flows.scratch import remove_abandoned, scratch_name
 from flows.upload_names import UnsafeUploadError, UploadNames, safe_relative_path, shown_name
 
 __all__ = [
@@ -105,9 +105,11 @@ class UploadLimits:
 
 @contextmanager
 def upload_folder(uploads_dir: Path) -> Iterator[Path]:
-    """A new empty folder under ``uploads_dir`` (created if needed), removed with its contents on exit."""
+    """A new empty folder under ``uploads_dir`` (created if needed), removed with its contents on exit; folders that
+    killed processes left behind are removed first (:func:`flows.scratch.remove_abandoned`)."""
     uploads_dir.mkdir(parents=True, exist_ok=True)
-    folder = uploads_dir / f".upload-{uuid.uuid4().hex}"
+    remove_abandoned(uploads_dir, ".upload-")
+    folder = uploads_dir / scratch_name(".upload-")
     folder.mkdir()
     try:
         yield folder

@@ -114,7 +114,13 @@ class SubmissionRunner:
         url, data = self.database_url, str(self.settings.data_dir)
         if validate_submission.fn(submission_id, actor=self.actor, database_url=url):
             score_submission.fn(submission_id, actor=self.actor, database_url=url, data_dir=data)
-            decide_outcome.fn(submission_id, actor=self.actor, database_url=url, data_dir=data)
+            decide_outcome.fn(
+                submission_id,
+                actor=self.actor,
+                database_url=url,
+                data_dir=data,
+                validity_days=self.settings.credential_validity_days,
+            )
             update_credentials.fn(
                 submission_id,
                 actor=self.actor,

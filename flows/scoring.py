@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from benchmarks.cases import RTDOSE_NAME, reference_files
 from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
+from flows.crashpoints import crash_point
 from flows.protocol_store import resolve_protocol
 from flows.steps import data_dir_or_default, load_submission_and_case, logger, set_status
 from models.enums import QAStage, ScoringTrigger, SubmissionStatus
@@ -302,8 +303,11 @@ def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: 
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()
             return 0
+        session.flush()
+        crash_point("score:results-written")
         before = sub.status
         set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details={**details, "scoring_run_id": run.id})
         session.commit()
+        crash_point("score:committed")
         logger().info("submission %s scored (%s -> scored): %s", submission_id, before.value, details)
         return _count(session, table, submission_id)
