@@ -81,7 +81,7 @@ def run_flow(settings: Settings, directory: Path, built: BuiltCase) -> int:
         assert sub is not None
         scored = sub.status is SubmissionStatus.SCORED
     if scored:
-        decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data)
+        decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data, validity_days=365)
         update_credentials.fn(sid, actor="tests", database_url=url, validity_days=365)
     return sid
 

@@ -87,7 +87,9 @@ def run_centre(
     )
     assert validate_submission.fn(sid, actor="tests", database_url=url)
     score_submission.fn(sid, actor="tests", database_url=url, data_dir=data)
-    decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data)
+    decide_outcome.fn(
+        sid, actor="tests", database_url=url, data_dir=data, validity_days=settings.credential_validity_days
+    )
     update_credentials_task.fn(sid, actor="tests", database_url=url, validity_days=settings.credential_validity_days)
     return Centre(provider, sim, sid)
 

@@ -65,7 +65,7 @@ def _run_tasks(settings: Settings, directory: Path, provider: str) -> int:
     )
     if validate_submission.fn(sid, actor="tests", database_url=url):
         score_contours.fn(sid, actor="tests", database_url=url)
-        decide_outcome.fn(sid, actor="tests", database_url=url)
+        decide_outcome.fn(sid, actor="tests", database_url=url, validity_days=365)
         update_credentials.fn(sid, actor="tests", database_url=url, validity_days=365)
     return sid
 

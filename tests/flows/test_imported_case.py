@@ -61,7 +61,7 @@ def _submit(settings: Settings, folder: Path, code: str) -> int:
     )  # fmt: skip
     if validate_submission.fn(sid, actor="t", database_url=url):
         score_submission.fn(sid, actor="t", database_url=url, data_dir=data)
-        decide_outcome.fn(sid, actor="t", database_url=url, data_dir=data)
+        decide_outcome.fn(sid, actor="t", database_url=url, data_dir=data, validity_days=365)
         update_credentials.fn(sid, actor="t", database_url=url, validity_days=365)
     return sid
 

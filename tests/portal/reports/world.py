@@ -90,7 +90,7 @@ def _run(settings: Settings, directory: Path, built: BuiltCase, provider: str) -
         with Session(engine_for(settings.resolved_database_url)) as session:
             scored = session.get(Submission, sid).status is SubmissionStatus.SCORED  # type: ignore[union-attr]
         if scored:
-            decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data)
+            decide_outcome.fn(sid, actor="tests", database_url=url, data_dir=data, validity_days=365)
             update_credentials.fn(sid, actor="tests", database_url=url, validity_days=365)
     return sid
 
