@@ -23,6 +23,7 @@ from portal.cli_admin import (
     users_app,
 )
 from portal.cli_audit import audit_app
+from portal.cli_backup import register as register_backup
 from portal.cli_dicom import dicom_app
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, masked_url, require_initialised
 from portal.cli_identity import TOKEN_FILE_KEY
@@ -108,6 +109,7 @@ def _attach_benchmark_commands() -> None:
 
 
 _attach_benchmark_commands()
+register_backup(app)
 
 
 @db_app.command("upgrade")
