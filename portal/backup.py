@@ -128,14 +128,17 @@ def _store_files(root: Path) -> list[Path]:
 
 def _outside(url: str, data_dir: Path) -> int:
     engine = sa.create_engine(normalise_database_url(url))
-    prefix = str(data_dir.resolve())
+    prefix = str(data_dir.resolve()) + os.sep
     try:
         with engine.connect() as conn:
             paths = [*conn.execute(sa.text("SELECT storage_path FROM submission")).scalars()]
             paths += [*conn.execute(sa.text("SELECT reference_path FROM benchmark_case")).scalars()]
     finally:
         engine.dispose()
-    return sum(1 for p in paths if not str(p).startswith(prefix))
+    import benchmarks
+
+    shipped = str(Path(benchmarks.__file__).resolve().parent) + os.sep  # files rtqa ships (questionnaire forms)
+    return sum(1 for p in paths if not str(p).startswith((prefix, shipped)))
 
 
 def backup(settings: Settings, target: Path) -> BackupSummary:

@@ -33,6 +33,7 @@ from tests.flows.rescore_world import (
     run_centre,
     write_protocol_version,
 )
+from tests.models.world import World
 
 runner = CliRunner()
 
@@ -147,8 +148,15 @@ def test_damaged_backup_is_refused_before_anything_is_restored(
     stored = settings.submissions_dir / "p" / "c" / "abc" / "RS.dcm"
     stored.parent.mkdir(parents=True)
     stored.write_bytes(b"structure set")
+    with session_scope(engine) as session:
+        World(session)  # two cases whose references lie at /x, outside the data directory
     _use(monkeypatch, settings.resolved_database_url, settings.data_dir)
-    assert runner.invoke(app, ["backup", str(tmp_path / "b")]).exit_code == 0
+    done = runner.invoke(app, ["backup", str(tmp_path / "b")])
+    assert done.exit_code == 0, done.output
+    assert done.stderr.strip() == (
+        f"warning: 2 stored paths in the database lie outside the data directory {settings.data_dir.resolve()} and "
+        "are not in the backup"
+    )
     copy = tmp_path / "b" / "store" / "submissions" / "p" / "c" / "abc" / "RS.dcm"
     copy.write_bytes(b"structure sez")
     empty = dbutil.new_database(tmp_path)
