@@ -33,7 +33,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     cls=GuardedGroup,
-    epilog="Exit codes: 0 success, 1 internal error, 2 usage or user mistake, 3 submission not accepted.",
+    epilog="Commands that change something run as the user of the API token in RTQA_TOKEN (or --token-file), else "
+    "as the user mapped to your operating-system account (`rtqa users set EMAIL --os-account NAME`). "
+    "Exit codes: 0 success, 1 internal error, 2 usage or user mistake, 3 submission not accepted.",
 )
 db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
 outcomes_app = typer.Typer(help="Review outcomes.", no_args_is_help=True)
