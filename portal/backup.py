@@ -65,6 +65,8 @@ class RestoreSummary:
     revision: str | None
     files: int
     relocated: int
+    upgraded_to: str | None = None
+    """The schema revision the restored database was upgraded to, when the backup's was older."""
 
 
 def sha256_file(path: Path) -> str:
@@ -238,6 +240,7 @@ def restore(settings: Settings, source: Path, *, actor: str) -> RestoreSummary:
     manifest = read_manifest(source)
     url = settings.resolved_database_url
     kind = _kind(url)
+    head = _known_revision(manifest["alembic_revision"])
     if kind != manifest["database"]["kind"]:
         raise BackupError(f"the backup is of a {manifest['database']['kind']} database; RTQA_DATABASE_URL is {kind}")
     if kind == "sqlite" and not _sqlite_path(url).exists():
@@ -263,12 +266,42 @@ def restore(settings: Settings, source: Path, *, actor: str) -> RestoreSummary:
         finally:
             target.close()
             backup_copy.close()
+    upgraded_to = None
+    if manifest["alembic_revision"] != head:
+        from models.migrate import upgrade
+
+        upgrade(url)
+        upgraded_to = head
     for entry in manifest["store"]["files"]:
         destination = data_dir / entry["path"]
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / STORE_DIR / entry["path"], destination)
     relocated = _relocate(url, Path(manifest["data_dir"]), data_dir, source=source, manifest=manifest, actor=actor)
-    return RestoreSummary(kind, manifest["alembic_revision"], len(manifest["store"]["files"]), relocated)
+    return RestoreSummary(kind, manifest["alembic_revision"], len(manifest["store"]["files"]), relocated, upgraded_to)
+
+
+def _known_revision(revision: str | None) -> str | None:
+    """This rtqa's newest schema revision, after checking it knows ``revision`` (the backup's).
+
+    Raises:
+        BackupError: the backup was made by an rtqa with a schema this one does not know (a newer one).
+    """
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    from models.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        known = revision is not None and script.get_revision(revision) is not None
+    except CommandError:
+        known = False
+    if not known:
+        raise BackupError(
+            f"the backup's schema revision {revision!r} is not one this rtqa knows (made by a newer version?); "
+            "restore it with the rtqa that made it"
+        )
+    return script.get_current_head()
 
 
 def _relocate(url: str, old: Path, new: Path, *, source: Path, manifest: dict[str, Any], actor: str) -> int:

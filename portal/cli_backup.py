@@ -56,9 +56,10 @@ def restore_command(
     except BackupError as err:
         raise fail(str(err)) from None
     moved = f"; {summary.relocated} stored paths moved to {settings.data_dir.resolve()}" if summary.relocated else ""
+    then = f"; schema upgraded from {summary.revision} to {summary.upgraded_to}" if summary.upgraded_to else ""
     console.print(
         f"restored {directory} into {masked_url(settings.resolved_database_url)} ({summary.kind}, revision "
-        f"{summary.revision}) and {summary.files} stored files{moved}; check it with `rtqa audit verify`"
+        f"{summary.revision}) and {summary.files} stored files{moved}{then}; check it with `rtqa audit verify`"
     )
 
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from benchmarks.cases import build_case
 from models.db import create_db_engine, session_scope
 from models.enums import OutcomeLevel
+from models.migrate import upgrade
 from models.outcomes import override_outcome
 from models.settings import Settings
 from models.tables import AuditEvent, BenchmarkCase, Credential, Outcome, Submission
@@ -178,3 +179,35 @@ def test_missing_postgres_tool_is_one_line(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(BackupError, match=r"^pg_dump not found on PATH; install the PostgreSQL client tools"):
         _run("pg_dump", ["--version"], {})
+
+
+def test_older_schema_is_upgraded_and_unknown_one_refused(
+    empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(empty_db_url, "0004_outbox")
+    _use(monkeypatch, empty_db_url, tmp_path / "data")
+    assert runner.invoke(app, ["backup", str(tmp_path / "b")]).exit_code == 0
+    manifest_path = tmp_path / "b" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    assert manifest["alembic_revision"] == "0004_outbox"
+    target = dbutil.new_database(tmp_path)
+    try:
+        _use(monkeypatch, target, tmp_path / "new-data")
+        manifest_path.write_text(json.dumps({**manifest, "alembic_revision": "0099_future"}), encoding="utf-8")
+        refused = runner.invoke(app, ["restore", str(tmp_path / "b")])
+        assert refused.exit_code == 2 and refused.stderr.strip() == (
+            "error: the backup's schema revision '0099_future' is not one this rtqa knows (made by a newer "
+            "version?); restore it with the rtqa that made it"
+        )
+        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+        done = runner.invoke(app, ["restore", str(tmp_path / "b")])
+        assert done.exit_code == 0, done.output
+        assert "schema upgraded from 0004_outbox to 0008_os_account" in " ".join(done.output.split())
+        engine = create_db_engine(target)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0008_os_account"
+        finally:
+            engine.dispose()
+    finally:
+        dbutil.drop_database(target)
