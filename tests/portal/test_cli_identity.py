@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import typer
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner, Result
@@ -20,7 +21,7 @@ from models.migrate import downgrade
 from models.tables import ApiToken, AuditEvent, Provider, User
 from models.types import utcnow
 from portal.cli import app
-from portal.cli_identity import demo_actor
+from portal.cli_identity import demo_actor, not_mapped_message
 from tests.conftest import CLI_ACCOUNT, CLI_STAFF
 
 runner = CliRunner()
@@ -89,7 +90,9 @@ class TestBootstrap:
         )
         assert _error(runner.invoke(app, ["db", "init"])).startswith("error: the operating-system account 'mallory'")
 
-    def test_the_demo_adds_a_staff_user_once(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_the_demo_adds_a_staff_user_once(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         _as_account(monkeypatch, "bob")
         with session_scope(engine) as session:
             assert demo_actor(session) == (
@@ -99,9 +102,11 @@ class TestBootstrap:
         with session_scope(engine) as session:
             assert demo_actor(session) == ("bob@localhost", None)
         _as_account(monkeypatch, "carol")
-        with pytest.raises(Exception) as refused, session_scope(engine) as session:
+        with pytest.raises(typer.Exit), session_scope(engine) as session:
             demo_actor(session)
-        assert type(refused.value).__name__ == "Exit"
+        assert capsys.readouterr().err.strip() == f"error: {not_mapped_message('carol')}"
+        with Session(engine) as session:
+            assert [u.email for u in session.exec(select(User)).all()] == ["bob@localhost"]
 
 
 class TestToken:
