@@ -32,8 +32,10 @@ from flows.crashpoints import CRASH_POINTS, ENV
 from flows.credentialing import submission_summary
 from flows.runner import SubmissionRunner
 from models.audit import verify_audit_chain
+from models.auth import issue_token
 from models.credentials import credential_view
-from models.db import create_db_engine
+from models.db import create_db_engine, session_scope
+from models.enums import Role
 from models.settings import Settings
 from models.tables import (
     AuditEvent,
@@ -44,6 +46,7 @@ from models.tables import (
     StructureResult,
     Submission,
 )
+from models.users import create_user
 from tests import dbutil
 
 pytestmark = pytest.mark.slow
@@ -72,6 +75,8 @@ class World:
 class Db:
     url: str
     data_dir: Path
+    token: str
+    """An API token of the centre's user: ``rtqa submit`` runs as that user."""
 
     @property
     def settings(self) -> Settings:
@@ -93,7 +98,16 @@ def _new_db(template_db_url: str, world: World, tmp: Path) -> Db:
     url = dbutil.new_database(tmp, template=template_db_url)
     reference = build_reference.fn(CASE, str(world.cases_dir))
     register_case.fn(reference, actor="tests", database_url=url)
-    return Db(url, tmp / "data")
+    engine = create_db_engine(url)
+    try:
+        with session_scope(engine) as session:
+            user = create_user(
+                session, email="qa@christie.test", name="QA", role=Role.CENTRE, provider_code=PROVIDER, actor="tests"
+            )
+            token = issue_token(session, user=user, actor="tests")
+    finally:
+        engine.dispose()
+    return Db(url, tmp / "data", token)
 
 
 def _submit(db: Db, world: World, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -103,6 +117,7 @@ def _submit(db: Db, world: World, crash_at: str | None = None) -> subprocess.Com
         "RTQA_DATABASE_URL": db.url,
         "RTQA_DATA_DIR": str(db.data_dir),
         "RTQA_FLOW_RUNS": "inline",
+        "RTQA_TOKEN": db.token,
         "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     }
     if crash_at is not None:
