@@ -188,6 +188,20 @@ class SharedSearch:
             self._active = self._active[kept]
             self._counts = np.diff(np.searchsorted(self._active, self._bounds))
 
+    @property
+    def classes_searching(self) -> int:
+        """Number of phase classes with points still searching."""
+        return int(np.count_nonzero(self._counts))
+
+    def hand_over(self, gamma2: FloatArray) -> IndexArray:
+        """Write every point's gamma² so far into ``gamma2`` and return the points still searching (indices into
+        the search's points, increasing); this object searches no more."""
+        self.finish(gamma2)
+        searching = np.sort(self._ids[self._active])
+        self._active = self._active[:0]
+        self._counts = np.zeros_like(self._counts)
+        return searching
+
     def finish(self, gamma2: FloatArray) -> None:
         """Write the gamma² of every point into ``gamma2``."""
         gamma2[self._ids] = self._gamma2
