@@ -64,6 +64,12 @@ PEER_THREADS = (2, 1)
 """numba threads of pymedphys's interpolation."""
 OURS_CALLS = 3
 """Calls of ours per timed sample (their median is the sample)."""
+SPEED_TARGETS = {"same-grid": 20.0, "non-aligned": 50.0}
+"""Required pymedphys / ours time ratio per case."""
+PASS_RATE_TOLERANCE_PP = 0.1
+"""Required agreement of the pass rates, in percentage points."""
+NON_ALIGNED_MEMORY_FACTOR = 2.0
+"""Non-aligned: the tracemalloc peak of one call of ours may be at most this many times the two grids."""
 
 Grids = tuple[
     tuple[npt.NDArray[np.float64], ...],
@@ -222,6 +228,28 @@ def _ratios(peer: list[list[float]], ours: list[list[float]], column: int) -> st
     return f"{statistics.median(values):.0f}x ({min(values):.0f}-{max(values):.0f})"
 
 
+def _targets(case: str, out: dict[str, Any], threads: int) -> None:
+    """One line: each target met or not (speed: the median wall-clock and CPU ratios, same number of threads)."""
+    samples = out["samples"]
+    ours, peer = samples[f"ours_{threads}"], samples[f"peer_{PEER_THREADS[0]}"]
+    wall = statistics.median(p[0] / o[0] for p, o in zip(peer, ours, strict=True))
+    cpu = statistics.median(p[1] / o[1] for p, o in zip(peer, ours, strict=True))
+    target = SPEED_TARGETS[case]
+    diff = abs(out["ours_pass_rate_percent"] - out["peer_pass_rate_percent"])
+    verdicts = [
+        f"speed >= {target:.0f}x: wall {'met' if wall >= target else 'NOT met'} ({wall:.0f}x), "
+        f"CPU {'met' if cpu >= target else 'NOT met'} ({cpu:.0f}x)",
+        f"pass rates within {PASS_RATE_TOLERANCE_PP} pp: {'met' if diff <= PASS_RATE_TOLERANCE_PP else 'NOT met'}",
+    ]
+    if case == "non-aligned":
+        factor = out["ours_tracemalloc_peak_mb"] / out["grids_mb"]
+        met = factor <= NON_ALIGNED_MEMORY_FACTOR
+        verdicts.append(
+            f"peak <= {NON_ALIGNED_MEMORY_FACTOR:.0f}x the grids: {'met' if met else 'NOT met'} ({factor:.2f}x)"
+        )
+    print(f"{'':>4}targets: " + "; ".join(verdicts))
+
+
 def _report(samples: dict[str, list[list[float]]], threads: int) -> None:
     for threads_ours in (threads, 1):
         print(f"{'':>4}ours, {threads_ours} thread(s): {_summary(samples[f'ours_{threads_ours}'])}")
@@ -291,6 +319,7 @@ def main() -> None:
                 f"{rss_ours:.0f} MB after ours (before pymedphys), {rss_all:.0f} MB at the end"
             )
             _report(out["samples"], args.threads)
+            _targets(case, out, args.threads)
 
 
 if __name__ == "__main__":

@@ -54,10 +54,10 @@ Speed
     trilinear weights for a given search position, so a shell is interpolated for all of them by matrix products
     (:mod:`qa_checks.gamma_shared`). This holds for any pair of even grids: the same grid with any origin (one
     group), a 2 mm reference against a 2.5 mm evaluated grid (125 groups), 3 mm against 2 mm (8). Points near the
-    evaluated grid's edge, unevenly spaced evaluated grids and groups of a single point use per-point
-    interpolation (:mod:`qa_checks.gamma_per_point`). Both give the same positions and the same result. The work
-    of a shell is split into independent tasks run on ``threads`` threads; the result does not depend on the
-    number of threads.
+    evaluated grid's edge, unevenly spaced evaluated grids, groups of a single point and the last few points still
+    searching use per-point interpolation (:mod:`qa_checks.gamma_per_point`). Both give the same positions and the
+    same result. The work of a shell is split into independent tasks run on ``threads`` threads; the result does
+    not depend on the number of threads.
 """
 
 from __future__ import annotations

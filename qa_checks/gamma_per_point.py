@@ -55,22 +55,20 @@ def _axis_tables(
 
 
 class PerPointSearch:
-    """Per-point trilinear interpolation over the block (the 8 cell corners as shifted views of one padded copy)."""
+    """Per-point trilinear interpolation over the block (the 8 cell corners as shifted views of it)."""
 
     def __init__(self, points: SearchPoints, block: EvaluatedBlock) -> None:
         self._points = points
         self._block = block
         self._corners: dict[tuple[int, int, int], npt.NDArray[np.float32]] = {}
-        self._index: tuple[IndexArray, IndexArray, IndexArray] | None = None
 
     def _corner_views(self) -> dict[tuple[int, int, int], npt.NDArray[np.float32]]:
+        """The block from each corner's offset on (views; a lower node is at most the last but one along each
+        axis, so every corner of its cell is inside the block)."""
         if not self._corners:
             block = self._block
-            padding = np.zeros(block.strides[0] + block.strides[1] + 2, dtype=np.float32)
-            padded = np.concatenate([block.values, padding])
             for a, b, c in _CORNERS:
-                offset = a * block.strides[0] + b * block.strides[1] + c
-                self._corners[(a, b, c)] = padded[offset : offset + block.values.size]
+                self._corners[(a, b, c)] = block.values[a * block.strides[0] + b * block.strides[1] + c :]
         return self._corners
 
     def shell_tasks(
@@ -79,22 +77,27 @@ class PerPointSearch:
         """Independent tasks that update ``gamma2[subset]`` with the shell of the given offsets at
         ``term = (d / DTA)²``."""
         points, block = self._points, self._block
-        tables = [
-            _axis_tables(ref_axis, off, eval_axis, crop, stride)
-            for ref_axis, off, eval_axis, crop, stride in zip(
-                points.axes_mm, offsets, block.eval_axes, block.crops, block.strides, strict=True
-            )
-        ]
+        tables, rows = [], []
+        for ref_axis, off, eval_axis, crop, stride, row in zip(
+            points.axes_mm, offsets, block.eval_axes, block.crops, block.strides, points.index(subset), strict=True
+        ):
+            # tables only for the reference coordinates of the points searched (few in the last shells)
+            used = np.zeros(ref_axis.size, dtype=np.bool_)
+            used[row] = True
+            if np.count_nonzero(used) < ref_axis.size:
+                row = (np.cumsum(used) - 1)[row]
+                ref_axis = ref_axis[used]
+            tables.append(_axis_tables(ref_axis, off, eval_axis, crop, stride))
+            rows.append(row)
         corners = self._corner_views()
-        if self._index is None:
-            self._index = points.index()
-        index = self._index
         chunk = max(1, _CHUNK_ELEMENTS // offsets[0].size)
 
-        def update(piece: IndexArray) -> None:
+        def update(part: slice) -> None:
+            piece = subset[part]
+            index = (rows[0][part], rows[1][part], rows[2][part])
             gamma2[piece] = np.fmin(gamma2[piece], term + _min_dose_term(piece, points, index, tables, corners))
 
-        return [partial(update, subset[i : i + chunk]) for i in range(0, subset.size, chunk)]
+        return [partial(update, slice(i, i + chunk)) for i in range(0, subset.size, chunk)]
 
 
 def _min_dose_term(
@@ -104,8 +107,9 @@ def _min_dose_term(
     tables: list[_AxisTables],
     corners: dict[tuple[int, int, int], npt.NDArray[np.float32]],
 ) -> FloatArray:
-    """min over the shell of (De(r') - Dr(r))² / ΔD² for each point (NaN where the whole shell is outside)."""
-    pz, py, px = (axis_index[piece] for axis_index in index)
+    """min over the shell of (De(r') - Dr(r))² / ΔD² for each point of ``piece`` (NaN where the whole shell is
+    outside); ``index``: each point's row in each axis's table."""
+    pz, py, px = index
     tz, ty, tx = tables
     flat = tz.base[pz] + ty.base[py] + tx.base[px]
     wz, wy, wx = tz.weight[pz], ty.weight[py], tx.weight[px]

@@ -10,7 +10,11 @@ How the work is shared
     the same positions and the same interpolated doses (to float32 rounding): *shared weights*
     (:mod:`qa_checks.gamma_shared`; points grouped in phase classes on an evenly spaced evaluated grid, one
     weight matrix per class and shell) and *per-point weights* (:mod:`qa_checks.gamma_per_point`; uneven
-    evaluated spacing, classes of a single point, points whose search reaches the evaluated grid's edge).
+    evaluated spacing, classes of a single point, points whose search reaches the evaluated grid's edge, and the
+    last points still searching once fewer than ``HANDOVER_POINTS_PER_CLASS`` per class are left, when building
+    a class's weights for a shell would cost more than interpolating its points one by one). A shell whose
+    positions are those of the previous one (the radius ``distance_mm`` forced in right after a step that summed
+    to it, to rounding) is not searched again.
 
     A shell is split into independent tasks, each updating its own points; :class:`TaskRunner` runs them on
     ``threads`` threads (NumPy releases the GIL in the gathers, products and reductions that make up a task).
@@ -51,6 +55,10 @@ _T = TypeVar("_T")
 
 _RADIUS_TOLERANCE_MM: Final = 1e-9
 """Rounding allowance when comparing a shell radius with the maximum search distance."""
+
+HANDOVER_POINTS_PER_CLASS: Final = 2
+"""Once the points still searching with shared weights average fewer than this per phase class, they are handed
+over to per-point interpolation for the remaining shells (0 never hands over)."""
 
 MAX_DEFAULT_THREADS: Final = 4
 """The default number of threads is the number of CPUs this process may run on, at most this many (the work is
@@ -167,9 +175,9 @@ class SearchPoints:
     uniform_inv_criterion: float | None
     """The value shared by every point of ``inv_criterion`` under global normalisation (None for local)."""
 
-    def index(self) -> tuple[IndexArray, IndexArray, IndexArray]:
-        """(z, y, x) index of each point in the cropped reference box."""
-        z, y, x = np.unravel_index(self.flat, self.box_shape)
+    def index(self, subset: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
+        """(z, y, x) index in the cropped reference box of each point of ``subset``."""
+        z, y, x = np.unravel_index(self.flat[subset], self.box_shape)
         return z, y, x
 
 
@@ -270,14 +278,23 @@ def _search(
     limit_mm: float,
 ) -> None:
     """The shells, in increasing radius, for the points still searching (updates ``gamma2`` in place)."""
+    previous: Axes | None = None
     for distance in shell_distances_mm(distance_mm, step_mm, limit_mm):
+        offsets = shell_offsets_mm(distance, step_mm)
+        if previous is not None and _same_positions(previous, offsets):
+            continue  # the radius forced in right after a step that summed to it (0.9999999999999999, then 1.0)
+        previous = offsets
         term = (distance / distance_mm) ** 2
         per_point = per_point[gamma2[per_point] > term]
         if shared is not None:
             shared.keep_searching(term)
+            if shared.size and shared.size < HANDOVER_POINTS_PER_CLASS * shared.classes_searching:
+                # few points left per class: building each class's weights would cost more than interpolating
+                # point by point
+                per_point = np.union1d(per_point, shared.hand_over(gamma2))
+                shared = None
         if per_point.size == 0 and (shared is None or shared.size == 0):
             break
-        offsets = shell_offsets_mm(distance, step_mm)
         # per-point tasks first: they cost the most per point
         tasks = per_point_search.shell_tasks(gamma2, per_point, offsets, term) if per_point.size else []
         if shared is not None and shared.size:
@@ -285,6 +302,13 @@ def _search(
         runner.run(tasks)
     if shared is not None:
         shared.finish(gamma2)
+
+
+def _same_positions(previous: Axes, offsets: Axes) -> bool:
+    """Whether two shells have the same search positions (to ``_RADIUS_TOLERANCE_MM``)."""
+    return previous[0].size == offsets[0].size and all(
+        bool(np.allclose(a, b, rtol=0.0, atol=_RADIUS_TOLERANCE_MM)) for a, b in zip(previous, offsets, strict=True)
+    )
 
 
 def _crop_range(points_mm: FloatArray, eval_axis: FloatArray, reach_mm: float) -> tuple[int, int]:

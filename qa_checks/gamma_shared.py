@@ -19,7 +19,8 @@ How a shell is shared out
     points), or laid out (points x positions) when the entries are much narrower than the shell (NumPy takes
     minima along long rows faster), squares it and takes the minimum over positions. Each product of the batch
     is small enough for OpenBLAS to run it single-threaded, and the tasks of a shell update disjoint points, so
-    they can run on several threads.
+    they can run on several threads. The shell of radius 0 (one position, the point itself) is interpolated point by
+    point from each class's fractions instead (eight node doses, seven linear interpolations).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ WEIGHT_ELEMENTS: Final = 1 << 17
 POINTS_MAJOR_RATIO: Final = 4
 """Products are laid out points by positions (minimum along the positions) when a shell has more than this many
 times as many positions as an entry has points."""
+
+CENTRE_TASK_POINTS: Final = 1 << 16
+"""Points per task of the shell of radius 0."""
 
 TASK_ELEMENTS: Final = 1 << 19
 """Bound on the gathered node doses and on the product results of one task (points x nodes, points x positions
@@ -188,6 +192,20 @@ class SharedSearch:
             self._active = self._active[kept]
             self._counts = np.diff(np.searchsorted(self._active, self._bounds))
 
+    @property
+    def classes_searching(self) -> int:
+        """Number of phase classes with points still searching."""
+        return int(np.count_nonzero(self._counts))
+
+    def hand_over(self, gamma2: FloatArray) -> IndexArray:
+        """Write every point's gamma² so far into ``gamma2`` and return the points still searching (indices into
+        the search's points, increasing); this object searches no more."""
+        self.finish(gamma2)
+        searching = np.sort(self._ids[self._active])
+        self._active = self._active[:0]
+        self._counts = np.zeros_like(self._counts)
+        return searching
+
     def finish(self, gamma2: FloatArray) -> None:
         """Write the gamma² of every point into ``gamma2``."""
         gamma2[self._ids] = self._gamma2
@@ -203,6 +221,8 @@ class SharedSearch:
     def shell_tasks(self, offsets_mm: Axes, term: float) -> list[Callable[[], None]]:
         """Independent tasks that update the points' gamma² with the shell of the given offsets at
         ``term = (d / DTA)²``."""
+        if offsets_mm[0].size == 1 and not any(offsets[0] for offsets in offsets_mm):
+            return self._centre_tasks(term)
         lattice = self._lattice
         axes = [
             ShellAxis.build(fractions, offsets, spacing)
@@ -225,6 +245,43 @@ class SharedSearch:
             tasks += self._group_tasks(axes, shape, group, phase, starts, counts, shift, term)
         # the largest first, so that the last tasks of a shell, which may keep the other threads waiting, are small
         return [task for _, task in sorted(tasks, key=lambda cost_task: -cost_task[0])]
+
+    def _centre_tasks(self, term: float) -> list[Callable[[], None]]:
+        """Tasks for the shell of radius 0 (the point itself): one trilinear interpolation per point, from its
+        class's fractions (seven linear interpolations of the cell's eight nodes), in pieces of
+        ``CENTRE_TASK_POINTS`` points."""
+        lattice = self._lattice
+        class_of = np.repeat(np.arange(self._counts.size), self._counts)  # of each point still searching
+        active = self._active
+        fractions = [lattice.fractions[axis][self._phase[axis]].astype(np.float32)[class_of] for axis in range(3)]
+        strides = self._strides
+
+        def centre(part: slice) -> None:
+            where = active[part]
+            base = self._base[where]
+            fz, fy, fx = (fraction[part] for fraction in fractions)
+
+            def node(z: int, y: int, x: int) -> npt.NDArray[np.float32]:
+                values: npt.NDArray[np.float32] = np.take(self._values[z * strides[0] + y * strides[1] + x :], base)
+                return values
+
+            def lerp(
+                low: npt.NDArray[np.float32], high: npt.NDArray[np.float32], weight: npt.NDArray[np.float32]
+            ) -> npt.NDArray[np.float32]:
+                high -= low
+                high *= weight
+                high += low
+                return high
+
+            y0 = lerp(lerp(node(0, 0, 0), node(0, 0, 1), fx), lerp(node(0, 1, 0), node(0, 1, 1), fx), fy)
+            y1 = lerp(lerp(node(1, 0, 0), node(1, 0, 1), fx), lerp(node(1, 1, 0), node(1, 1, 1), fx), fy)
+            difference = lerp(y0, y1, fz)
+            difference -= self._dose[where]
+            np.square(difference, out=difference)
+            inv2 = self._inv2[where] if isinstance(self._inv2, np.ndarray) else self._inv2
+            self._gamma2[where] = np.minimum(self._gamma2[where], term + difference * inv2)
+
+        return [partial(centre, slice(i, i + CENTRE_TASK_POINTS)) for i in range(0, active.size, CENTRE_TASK_POINTS)]
 
     def _group_tasks(
         self,

@@ -48,6 +48,7 @@ def test_shared_weights_serve_every_interior_point(
         raise AssertionError("per-point interpolation used for an interior point")
 
     monkeypatch.setattr(gamma_shared, "MIN_SHARED_POINTS", 1)
+    monkeypatch.setattr(gamma_search, "HANDOVER_POINTS_PER_CLASS", 0)  # no hand-over in the last shells
     monkeypatch.setattr(PerPointSearch, "shell_tasks", refuse)
     result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
     np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
@@ -62,6 +63,37 @@ def test_every_point_by_per_point_interpolation(monkeypatch: pytest.MonkeyPatch)
     result = gamma_3d(reference, evaluated, dose_percent=3.0, distance_mm=2.0)
     np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
     assert result.n_passed == expected.n_passed
+
+
+@pytest.mark.parametrize(
+    ("reference_mm", "evaluated_mm", "per_class"),
+    [(2.0, 2.0, 200), (2.0, 2.5, 5), (3.0, 2.0, 40)],  # 1, 125 and 8 phase classes
+)
+def test_hand_over_to_per_point_interpolation_mid_search(
+    reference_mm: float, evaluated_mm: float, per_class: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The points still searching with shared weights handed over to per-point interpolation after some shells
+    # (when fewer than ``per_class`` per class are left) give the same map as shared weights to the end.
+    reference, evaluated = _case(reference_mm, evaluated_mm, 8, shape=(16, 20, 20))
+    monkeypatch.setattr(gamma_search, "HANDOVER_POINTS_PER_CLASS", 0)
+    expected = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
+
+    handed: list[tuple[int, int]] = []  # (points still searching, points searched with shared weights)
+    hand_over = gamma_shared.SharedSearch.hand_over
+
+    def recording(self: gamma_shared.SharedSearch, gamma2: np.ndarray) -> np.ndarray:
+        searching = hand_over(self, gamma2)
+        handed.append((searching.size, self._ids.size))
+        return searching
+
+    monkeypatch.setattr(gamma_shared.SharedSearch, "hand_over", recording)
+    monkeypatch.setattr(gamma_search, "HANDOVER_POINTS_PER_CLASS", per_class)
+    result = gamma_3d(reference, evaluated, dose_percent=2.0, distance_mm=1.0)
+    assert len(handed) == 1
+    assert 0 < handed[0][0] < handed[0][1]  # after the first shells, with points left to search
+    np.testing.assert_allclose(result.gamma, expected.gamma, atol=GAMMA_ATOL, rtol=0)
+    assert result.n_passed == expected.n_passed
+    assert result.mean_gamma > 0.1
 
 
 @pytest.mark.parametrize("evaluated_mm", [2.0, 2.5])
