@@ -87,6 +87,16 @@ def _lock_head(session: Session) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
+def lock_audit_chain(session: Session) -> None:
+    """Take the audit chain's lock now, ahead of any other lock this transaction will take.
+
+    Every audited transaction holds the chain head's lock from its first event to its commit. A transaction that
+    also locks other rows (a provider, see :func:`models.credentials.lock_provider_of_submission`) takes this one
+    first, so that every transaction takes the two in the same order and two of them can never wait for each other.
+    """
+    _lock_head(session)
+
+
 def record_audit(
     session: Session,
     *,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from models.audit import record_audit
+from models.audit import lock_audit_chain, record_audit
 from models.enums import CredentialStatus, StageStatus
 from models.outcomes import current_outcome
 from models.stages import StageState, stage_states
@@ -155,7 +155,12 @@ def lock_provider_of_submission(session: Session, submission_id: int) -> None:
     transaction wait and then read the first one's committed stages; on SQLite the statement takes the database's
     write lock before anything is read. Without it, two decisions at once could both create the credential row, or
     the later commit could rest on stages read before the earlier one committed.
+
+    The audit chain's lock is taken first (:func:`models.audit.lock_audit_chain`): a transaction that has already
+    recorded an audit event holds it, and one that locks the provider first and audits afterwards would otherwise
+    wait for it while holding the provider, a deadlock on PostgreSQL.
     """
+    lock_audit_chain(session)
     session.execute(
         update(Provider)
         .where(
