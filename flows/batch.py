@@ -43,8 +43,10 @@ from flows.credentialing import (
     validate_submission,
 )
 from flows.runner import unfinished_submissions
-from flows.steps import settings_for
+from flows.runtime import SettingsError, failed_run, flow_settings, using_settings
+from flows.structure_tasks import per_submission_tasks
 from models.enums import SubmissionStatus
+from models.settings import Settings
 from models.tables import BenchmarkCase, Submission
 
 __all__ = [
@@ -124,7 +126,8 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     with the seconds spent here (wall clock and this process's CPU time) and the worker that ran it."""
     started, cpu_started = time.perf_counter(), time.process_time()
     if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
-        score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+        with per_submission_tasks():  # this task run is the unit: no task run per structure
+            score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
         with Session(engine_for(database_url)) as session:
             sub = session.get(Submission, submission_id)
             scored = sub is not None and sub.status is SubmissionStatus.SCORED
@@ -178,14 +181,18 @@ def update_batch_credentials(
 def score_batch(
     submission_ids: list[int] | None = None,
     actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
     workers: int | None = None,
     address: str | None = None,
 ) -> dict[str, Any]:
     """Validate, score and decide many submissions concurrently on Dask (every unfinished one when
-    ``submission_ids`` is None), then update the credentials they affect (see the module docstring)."""
-    settings = settings_for(database_url, data_dir)
+    ``submission_ids`` is None), then update the credentials they affect (see the module docstring).
+
+    The database and data directory come from the environment (see :mod:`flows.runtime`), never from parameters;
+    the flow hands them to its Dask tasks."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
     url, data = settings.resolved_database_url, str(settings.data_dir)
     ids = list(submission_ids) if submission_ids is not None else unfinished_submissions(url)
     batch = BatchSettings()
@@ -229,12 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = score_batch(
-        args.submission_ids or None,
-        workers=args.workers,
-        address=args.address,
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )
+    settings = Settings(data_dir=args.data_dir) if args.data_dir else Settings()
+    with using_settings(settings):
+        result = score_batch(args.submission_ids or None, workers=args.workers, address=args.address)
     for r in result["submissions"]:
         print(r["submission_id"], r.get("status"), r.get("outcome") or r.get("error") or "")
 

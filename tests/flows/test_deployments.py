@@ -43,6 +43,8 @@ def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
         "facility-questionnaire",
         "expire-credentials",
         "remind-expiring",
+        "rescore-case",
+        "rescore-protocol",
     }
     assert {entry.deployment for entry in TRIGGERABLE.values()} <= {f"{n}/{n}" for n in names}
 
@@ -56,6 +58,20 @@ def test_no_setting_is_stored_or_passed_as_a_parameter(config: dict[str, Any]) -
         parameters = set(inspect.signature(getattr(module, deployment["entrypoint"].split(":")[1]).fn).parameters)
         settings = {name for name in Settings.model_fields if name in parameters}
         assert not settings and "database_url" not in parameters and "data_dir" not in parameters
+
+
+def test_no_flow_takes_a_setting_as_a_parameter() -> None:
+    """Every flow in flows/ (deployed or not) reads its settings from the worker (flows.runtime): Prefect stores and
+    shows every flow-run parameter, and a database URL may hold a password."""
+    found = []
+    for path in sorted((ROOT / "flows").glob("*.py")):
+        module = importlib.import_module(f"flows.{path.stem}")
+        for value in vars(module).values():
+            if isinstance(value, Flow) and value.fn.__module__ == module.__name__:
+                found.append(value.name)
+                parameters = set(inspect.signature(value.fn).parameters)
+                assert not parameters & {*Settings.model_fields, "database_url", "data_dir"}, (value.name, parameters)
+    assert {"score-batch", "rescore-case", "rescore-protocol", "credential-submission"} <= set(found)
 
 
 def test_the_pull_step_goes_to_the_directory_deployed_from(config: dict[str, Any]) -> None:
