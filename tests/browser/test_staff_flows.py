@@ -8,6 +8,8 @@ import pytest
 
 from tests.browser.conftest import screenshot, sign_in
 
+CASE = "lung-sabr-outlining-mini"
+
 
 @pytest.fixture(autouse=True)
 def _runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,13 +37,17 @@ def test_staff_start_a_flow_and_follow_its_run(page: Any, tokens: dict[str, str]
     assert "has no version '9.9'" in page.inner_text("[role=alert]")
     assert page.locator("#flow-rescore-protocol input[name=version]").input_value() == "9.9"
 
-    page.locator("#flow-expire-credentials button[type=submit]").click()
+    # Publishing builds the case's reference DICOM (seconds): the run page opens before it has finished, and its
+    # script follows GET /api/v1/flows/runs/{id} until the state is Completed.
+    page.locator("#flow-publish-case input[name=case_code]").fill(CASE)
+    page.locator("#flow-publish-case button[type=submit]").click()
     page.wait_for_url("**/staff/flows/runs/*")
     run_id = page.inner_text("[data-run-id]")
     assert page.url.endswith(f"/staff/flows/runs/{run_id}")
-    page.wait_for_function(
-        "document.querySelector('[data-run-state]').textContent === 'Completed'", timeout=60_000
-    )  # finished already when the page was rendered, or followed by its script (GET /api/v1/flows/runs/{id})
-    assert '"lapsed": 0' in page.inner_text("[data-run-result]")
+    assert page.inner_text("[data-run-state]") in ("Scheduled", "Running")
+    assert page.get_attribute("[data-run]", "data-finished") == "no"
+    page.wait_for_function("document.querySelector('[data-run-state]').textContent === 'Completed'", timeout=120_000)
+    assert page.get_attribute("[data-run]", "data-finished") == "yes"  # set by the script when the run finished
+    assert f'"case_code": "{CASE}"' in page.inner_text("[data-run-result]")
     screenshot(page, "staff-flow-run")
     assert external == [], f"the pages fetched from outside the app: {external}"

@@ -74,6 +74,31 @@ def test_no_flow_takes_a_setting_as_a_parameter() -> None:
     assert {"score-batch", "rescore-case", "rescore-protocol", "credential-submission"} <= set(found)
 
 
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("publish-case", {"case_code": "lung-sabr-outlining-mini"}),
+        ("rescore-case", {"case": "lung-sabr-outlining-mini@1.1"}),
+        ("rescore-protocol", {"protocol_id": "uk-lung-sabr", "version": "1.1"}),
+        ("expire-credentials", {}),
+        ("remind-expiring", {"within_days": 30}),
+    ],
+)
+def test_a_triggered_deployment_run_gets_parameters_its_flow_accepts(
+    config: dict[str, Any], tmp_path: Path, name: str, body: dict[str, Any]
+) -> None:
+    """What the API and the pages pass to a deployment fits the flow's signature exactly (Prefect refuses unknown
+    parameters) and carries who started it, never a setting."""
+    entry = TRIGGERABLE[name]
+    [deployment] = [d for d in config["deployments"] if d["name"] == name]
+    module, attribute = deployment["entrypoint"].split(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attribute)
+    settings = Settings(database_url="postgresql://rtqa:secret@db.example/rtqa", data_dir=tmp_path)
+    parameters = entry.deployment_parameters(settings, entry.parameters.model_validate(body), "qa@example.nhs.uk")
+    assert parameters == {**body, "actor": "qa@example.nhs.uk"}
+    inspect.signature(flow.fn).bind(**parameters)  # raises on a parameter the flow does not take
+
+
 def test_the_pull_step_goes_to_the_directory_deployed_from(config: dict[str, Any]) -> None:
     [build] = config["build"]
     step = build["prefect.deployments.steps.run_shell_script"]
