@@ -143,11 +143,13 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     }
 
 
-score_one = task(name="score_one", persist_result=False)(process_submission)
-""":func:`process_submission` as the batch's task. The function stays a module attribute of its own name, so a
-worker unpickles the task by importing this module (a function pickled by value would bring its globals' modules
-in any order). Results are not persisted (they are small, and the database holds the outcome): no cache key to
-compute, and a rerun always looks at the database again."""
+score_one = task(name="score_one", persist_result=False, task_run_name="score-batch[submission {submission_id}]")(
+    process_submission
+)
+""":func:`process_submission` as the batch's task; its runs are named ``score-batch[submission 7]``. The function
+stays a module attribute of its own name, so a worker unpickles the task by importing this module (a function
+pickled by value would bring its globals' modules in any order). Results are not persisted (they are small, and the
+database holds the outcome): no cache key to compute, and a rerun always looks at the database again."""
 
 
 def credential_pairs(submission_ids: list[int], *, database_url: str) -> list[int]:

@@ -122,7 +122,7 @@ def test_batch_on_two_local_worker_processes(
             assert stage["submission_id"] == sid
             assert stage["status"] == ("passed" if sim.expected_outcome.value != "unacceptable_variation" else "failed")
             assert cred.id in result["credentials"]
-    assert _completed_task_runs("score_one", len(received)) == len(received)
+    assert _completed_task_runs("score-batch[submission ", len(received)) == len(received)  # one named run each
 
 
 @pytest.mark.slow
