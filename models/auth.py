@@ -23,7 +23,8 @@ MAX_TOKEN_DAYS = 365
 
 
 class TokenError(ValueError):
-    """A token operation refused: unknown token, or one already revoked."""
+    """A token operation refused, or a token that does not work: unknown, revoked, expired, or a deactivated
+    user's."""
 
 
 def hash_token(token: str) -> str:
@@ -62,13 +63,29 @@ def user_for_token(session: Session, token: str, *, now: datetime | None = None,
     With ``touch``, the token's ``last_used_at`` is brought up to date (to :data:`LAST_USED_RESOLUTION`) and the
     session committed: call it first in a request's session.
     """
+    try:
+        return token_user(session, token, now=now, touch=touch)
+    except TokenError:
+        return None
+
+
+def token_user(session: Session, token: str, *, now: datetime | None = None, touch: bool = False) -> User:
+    """The active user owning ``token`` (as :func:`user_for_token`), or a refusal saying why it does not work.
+
+    Raises:
+        TokenError: the token is unknown, revoked or expired, or its user is deactivated (the message says which).
+    """
     now = now or utcnow()
     row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))).first()
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        return None
+    if row is None:
+        raise TokenError("the API token is not known (mistyped, or from another database)")
+    if row.revoked_at is not None:
+        raise TokenError(f"API token {row.id} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise TokenError(f"API token {row.id} expired on {row.expires_at:%Y-%m-%d %H:%M} UTC")
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
-        return None
+        raise TokenError(f"API token {row.id} belongs to a deactivated user")
     if touch and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
         row.last_used_at = now
         session.add(row)

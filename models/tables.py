@@ -342,6 +342,12 @@ class User(SQLModel, table=True):
     provider_id: int | None = Field(default=None, foreign_key="provider.id", index=True)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_column=utc_column())
+    os_account: str | None = Field(
+        default=None,
+        max_length=64,
+        unique=True,
+        description="Operating-system account the `rtqa` command line acts as this user for (None: by token only).",
+    )
 
 
 class ApiToken(SQLModel, table=True):

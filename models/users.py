@@ -6,6 +6,8 @@ Rules (one place for every interface):
 * a centre user is bound to exactly one provider, and only centre users are;
 * a token lives from 1 to :data:`~models.auth.MAX_TOKEN_DAYS` days (default :data:`~models.auth.DEFAULT_TOKEN_DAYS`);
   the plain token is returned once and never stored (only its SHA-256);
+* an operating-system account maps to at most one user (the ``rtqa`` command line acts as that user when no token
+  is given);
 * a deactivated user's tokens stop working at once (:func:`models.auth.user_for_token`); nobody deactivates
   themselves.
 
@@ -36,10 +38,13 @@ __all__ = [
     "check_token_days",
     "create_user",
     "deactivate_user",
+    "has_active_staff",
     "issue_token_for_days",
     "reactivate_user",
+    "set_os_account",
     "token_rows",
     "user_by_email",
+    "user_by_os_account",
     "user_rows",
 ]
 
@@ -75,6 +80,7 @@ class UserRow:
     provider: str | None
     active: bool
     created_at: datetime
+    os_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,14 +119,50 @@ def user_by_email(session: Session, email: str) -> User | None:
     return session.exec(select(User).where(func.lower(User.email) == email.strip().lower())).first()
 
 
-def create_user(session: Session, *, email: str, name: str, role: Role, provider_code: str | None, actor: str) -> User:
+def user_by_os_account(session: Session, account: str) -> User | None:
+    """The user mapped to operating-system account ``account``."""
+    return session.exec(select(User).where(User.os_account == account)).first()
+
+
+def has_active_staff(session: Session) -> bool:
+    """Whether any active QA staff user exists (until one does, the command line may add the first)."""
+    query = select(User.id).where(User.role == Role.STAFF, col(User.is_active).is_(True))
+    return session.exec(query.limit(1)).first() is not None
+
+
+def _check_os_account(session: Session, account: str | None, *, user_id: int | None = None) -> str | None:
+    account = (account or "").strip() or None
+    if account is None:
+        return None
+    if len(account) > 64 or any(c.isspace() or not c.isprintable() for c in account):
+        raise UserError(f"{account!r} is not an operating-system account name", field="os_account")
+    holder = user_by_os_account(session, account)
+    if holder is not None and holder.id != user_id:
+        raise UserError(f"operating-system account {account!r} is already mapped to {holder.email}", field="os_account")
+    return account
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    role: Role,
+    provider_code: str | None,
+    actor: str,
+    os_account: str | None = None,
+    reason: str | None = None,
+) -> User:
     """Add a user (flushed, so it has an id) and audit it as ``user.added``; the caller commits.
+
+    ``os_account``: the operating-system account the command line acts as this user for (see :func:`set_os_account`).
 
     Raises:
         UserError: a blank or malformed e-mail address or name, or a provider given for a non-centre user or
             missing for a centre user (``field`` says which).
         UnknownProviderError: no provider has ``provider_code``.
         DuplicateUserError: the e-mail address is taken.
+        UserError: ``os_account`` is malformed or mapped to another user.
     """
     email = email.strip()
     name = name.strip()
@@ -143,16 +185,44 @@ def create_user(session: Session, *, email: str, name: str, role: Role, provider
     existing = user_by_email(session, email)
     if existing is not None:
         raise DuplicateUserError(f"a user with e-mail {existing.email!r} already exists", field="email")
-    user = User(email=email, name=name, role=role, provider_id=provider_id)
+    account = _check_os_account(session, os_account)
+    user = User(email=email, name=name, role=role, provider_id=provider_id, os_account=account)
     session.add(user)
     session.flush()
+    after: dict[str, str | None] = {"email": email, "role": role.value, "provider": provider_code}
+    if account is not None:
+        after["os_account"] = account
     record_audit(
         session,
         actor=actor,
         action="user.added",
         subject_type="app_user",
         subject_id=user.id or 0,
-        after={"email": email, "role": role.value, "provider": provider_code},
+        after=after,
+        reason=reason,
+    )
+    return user
+
+
+def set_os_account(session: Session, *, user: User, os_account: str | None, actor: str) -> User:
+    """Map ``user`` to operating-system account ``os_account`` (None: no account), audited as ``user.os_account``.
+
+    Raises:
+        UserError: the name is malformed, or mapped to another user.
+    """
+    account = _check_os_account(session, os_account, user_id=user.id)
+    before = user.os_account
+    user.os_account = account
+    session.add(user)
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="user.os_account",
+        subject_type="app_user",
+        subject_id=user.id or 0,
+        before={"email": user.email, "os_account": before},
+        after={"email": user.email, "os_account": account},
     )
     return user
 
@@ -231,6 +301,7 @@ def user_rows(session: Session, *, user_id: int | None = None) -> list[UserRow]:
             provider=codes.get(u.provider_id) if u.provider_id is not None else None,
             active=u.is_active,
             created_at=u.created_at,
+            os_account=u.os_account,
         )
         for u in session.exec(query).all()
     ]

@@ -47,7 +47,7 @@ from portal.api_stages import router as stages_router
 from portal.api_submissions import SubmissionId
 from portal.api_submissions import router as submissions_router
 from portal.api_users import router as users_router
-from portal.deps import CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
+from portal.deps import ConnectionTickets, CurrentUser, SessionDep, StaffOnly, StaffOrCommissioner
 from portal.dicomweb import router as dicomweb_router
 from portal.pages import install_pages
 from portal.refusals import install_refusals
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
+    app.state.connection_tickets = ConnectionTickets(app.state.engine)
     app.state.runner = runner
     app.include_router(stages_router)
     app.include_router(cases_router)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from models.settings import Settings, get_settings
 from portal.cli_admin import (
+    acting_for_provider,
     check_provider_if_possible,
     require_submission_target,
     submissions_app,
@@ -22,15 +23,19 @@ from portal.cli_admin import (
     users_app,
 )
 from portal.cli_audit import audit_app
+from portal.cli_backup import register as register_backup
 from portal.cli_dicom import dicom_app
 from portal.cli_errors import DEBUG_KEY, EXIT_NOT_ACCEPTED, GuardedGroup, fail, masked_url, require_initialised
+from portal.cli_identity import TOKEN_FILE_KEY
 
 app = typer.Typer(
     help="rtqa: radiotherapy trials QA credentialing.",
     no_args_is_help=True,
     add_completion=False,
     cls=GuardedGroup,
-    epilog="Exit codes: 0 success, 1 internal error, 2 usage or user mistake, 3 submission not accepted.",
+    epilog="Commands that change something run as the user of the API token in RTQA_TOKEN (or --token-file), else "
+    "as the user mapped to your operating-system account (`rtqa users set EMAIL --os-account NAME`). "
+    "Exit codes: 0 success, 1 internal error, 2 usage or user mistake, 3 submission not accepted.",
 )
 db_app = typer.Typer(help="Database schema and reference data.", no_args_is_help=True)
 outcomes_app = typer.Typer(help="Review outcomes.", no_args_is_help=True)
@@ -62,8 +67,16 @@ def configure_prefect(settings: Settings) -> None:
 def _main(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error.")] = False,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding your API token (else RTQA_TOKEN, else your operating-system account's user).",
+        ),
+    ] = None,
 ) -> None:
     ctx.meta[DEBUG_KEY] = debug
+    ctx.meta[TOKEN_FILE_KEY] = token_file
     configure_prefect(get_settings())
 
 
@@ -98,6 +111,7 @@ def _attach_benchmark_commands() -> None:
 
 
 _attach_benchmark_commands()
+register_backup(app)
 
 
 @db_app.command("upgrade")
@@ -112,20 +126,23 @@ def db_upgrade() -> None:
 
 @db_app.command("init")
 def db_init() -> None:
-    """Create or upgrade the schema and load the provider registry and techniques (idempotent)."""
+    """Create or upgrade the schema and load the provider registry and techniques (idempotent; QA staff, or anyone
+    before the first staff user is added)."""
     from flows.catalogue import register_shipped_protocols
     from models.credentials import refresh_all
     from models.db import create_db_engine, session_scope
     from models.migrate import upgrade
     from models.registry import load_reference_data
+    from portal.cli_identity import staff_or_setup_actor
 
     settings = get_settings()
     upgrade(settings.resolved_database_url)
     engine = create_db_engine(settings.resolved_database_url)
     with session_scope(engine) as session:
-        summary = load_reference_data(session, actor="rtqa-cli")
-        protocols = register_shipped_protocols(session, actor="rtqa-cli")
-        changed = refresh_all(session, actor="rtqa-cli", validity_days=settings.credential_validity_days)
+        actor = staff_or_setup_actor(session)
+        summary = load_reference_data(session, actor=actor)
+        protocols = register_shipped_protocols(session, actor=actor)
+        changed = refresh_all(session, actor=actor, validity_days=settings.credential_validity_days)
     engine.dispose()
     console.print(
         f"database ready: {summary.providers} providers in {summary.networks} networks "
@@ -164,18 +181,15 @@ def outcomes_override(
     justification: Annotated[
         str, typer.Option(help="Why the automatic outcome is replaced (kept in the audit trail).")
     ],
-    actor: Annotated[str, typer.Option(help="E-mail of the QA staff member deciding.")],
     confirm_not_latest: Annotated[
         bool, typer.Option(help="Confirm overriding an attempt that is not the provider's latest at the case.")
     ] = False,
 ) -> None:
     """Replace a decided submission's outcome (QA staff) and update the credentials it affects."""
-    from sqlmodel import select
-
     from models.db import create_db_engine, session_scope
-    from models.enums import OutcomeLevel, Role
+    from models.enums import OutcomeLevel
     from models.outcomes import NotLatestAttemptError, OverrideError, override_outcome
-    from models.tables import User
+    from portal.cli_identity import staff_actor
 
     try:
         level_value = OutcomeLevel(level)
@@ -184,9 +198,7 @@ def outcomes_override(
     settings = get_settings()
     engine = create_db_engine(settings.resolved_database_url)
     with session_scope(engine) as session:
-        user = session.exec(select(User).where(User.email == actor)).first()
-        if user is None or user.role is not Role.STAFF or not user.is_active:
-            raise fail(f"--actor {actor!r} is not an active QA staff user; `rtqa users list` shows the users")
+        actor = staff_actor(session)
         try:
             outcome = override_outcome(
                 session,
@@ -244,6 +256,8 @@ def submit(
 ) -> None:
     """Run the credentialing flow on a submission folder: prints the decision (or the rejection) and its reasons.
 
+    QA staff, or a centre user of the provider, run it.
+
     Runs inline (no Prefect API) unless a Prefect server is configured (PREFECT_API_URL) or RTQA_FLOW_RUNS=prefect.
     Exits with 3 when the submission is rejected or decided unacceptable_variation, 0 for any other decision.
     """
@@ -255,8 +269,9 @@ def submit(
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
     require_submission_target(provider, case, version)
+    actor = acting_for_provider(provider)
     try:
-        result = run_credential_submission(settings, str(source), provider, case, version, actor="rtqa-cli")
+        result = run_credential_submission(settings, str(source), provider, case, version, actor=actor)
     except (IngestError, ProtocolError, FileNotFoundError) as err:
         raise fail(str(err)) from None
     outcome = result["outcome"] or result["status"]

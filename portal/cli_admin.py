@@ -1,9 +1,12 @@
 """``rtqa`` commands for administration: users, API tokens and submissions.
 
-* ``rtqa users add EMAIL --name N --role R [--provider P]`` and ``rtqa users list [--json]``.
+* ``rtqa users add EMAIL --name N --role R [--provider P] [--os-account NAME]``, ``rtqa users set EMAIL
+  --os-account NAME | --no-os-account`` and ``rtqa users list [--json]``.
 * ``rtqa tokens issue EMAIL [--label L] [--days N]`` (N from 1 to 365, default 90; the token is printed once),
   ``rtqa tokens list [EMAIL] [--json]`` (never the token itself) and ``rtqa tokens revoke ID`` (audited).
 * ``rtqa submissions list [--provider P] [--status S] [--stage S] [--json]``.
+
+Changes are made as the user running the command (:mod:`portal.cli_identity`) and need QA staff.
 
 ``--json`` prints a list of objects with stable keys; times are ISO 8601 UTC, absent values ``null``.
 """
@@ -23,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from models.settings import get_settings
 from portal.cli_errors import database_initialised, fail, masked_url
+from portal.cli_identity import provider_actor, staff_actor
 from portal.cli_stages import console
 
 users_app = typer.Typer(help="Users (staff, centre, commissioner).", no_args_is_help=True)
@@ -32,9 +36,6 @@ submissions_app = typer.Typer(help="Submissions and their outcomes.", no_args_is
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output: a JSON list of objects.")]
 
 E = TypeVar("E", bound=StrEnum)
-
-ACTOR = "rtqa-cli"
-"""Audit actor for changes made from the command line."""
 
 
 @contextmanager
@@ -140,43 +141,121 @@ def _print(rows: list[dict[str, Any]], columns: list[str], *, as_json: bool, tit
     console.print(table)
 
 
+def staff_session_actor() -> str:
+    """The e-mail of the QA staff user running this command (see :mod:`portal.cli_identity`); others refused."""
+    with _session() as session:
+        return staff_actor(session)
+
+
+def acting_for_provider(provider: str) -> str:
+    """The e-mail of the user running a submission for ``provider``: QA staff or one of its centre users."""
+    with _session() as session:
+        return provider_actor(session, provider)
+
+
+OsAccountOption = Annotated[
+    str | None,
+    typer.Option(
+        "--os-account", help="Operating-system account whose `rtqa` commands act as this user (see `rtqa --help`)."
+    ),
+]
+
+
 @users_app.command("add")
 def users_add(
     email: str,
     name: Annotated[str, typer.Option(help="Display name.")],
     role: Annotated[str, typer.Option(help="staff, centre or commissioner.")],
     provider: Annotated[str | None, typer.Option(help="Provider code (centre users only).")] = None,
+    os_account: OsAccountOption = None,
 ) -> None:
-    """Add a user."""
+    """Add a user (QA staff; the first staff user may be added by anyone and is mapped to their operating-system
+    account)."""
     from models.enums import Role
-    from models.users import DuplicateUserError, UnknownProviderError, UserError, create_user
+    from models.users import DuplicateUserError, UnknownProviderError, UserError, create_user, has_active_staff
+    from portal.cli_identity import os_account as own_account
 
     role_value = _choice(Role, role, "role")
     if (role_value is Role.CENTRE) != (provider is not None):
         raise fail("--provider is required for centre users and only for them")
+    reason = None
     with _session() as session:
+        if has_active_staff(session):
+            actor = staff_actor(session)
+        elif role_value is not Role.STAFF:
+            raise fail(
+                "there is no QA staff user yet; add one first with `rtqa users add EMAIL --name NAME --role staff` "
+                "(it is mapped to your operating-system account)"
+            )
+        else:
+            os_account = os_account or own_account()
+            if os_account is None:
+                raise fail("cannot tell your operating-system account; give --os-account NAME")
+            actor = email.strip()
+            reason = f"first QA staff user, mapped to operating-system account {os_account!r}"
         try:
-            create_user(session, email=email, name=name, role=role_value, provider_code=provider, actor=ACTOR)
+            create_user(
+                session,
+                email=email,
+                name=name,
+                role=role_value,
+                provider_code=provider,
+                actor=actor,
+                os_account=os_account,
+                reason=reason,
+            )
         except UnknownProviderError as err:
             raise fail(f"{err}; `rtqa providers` lists them") from None
         except DuplicateUserError as err:
             raise fail(f"{err}; `rtqa users list` shows them") from None
         except UserError as err:
             raise fail(str(err)) from None
-    console.print(f"added {role_value.value} user {email}")
+    mapped = f" (operating-system account {os_account})" if os_account else ""
+    console.print(f"added {role_value.value} user {email}{mapped}")
+
+
+@users_app.command("set")
+def users_set(
+    email: str,
+    os_account: OsAccountOption = None,
+    no_os_account: Annotated[
+        bool, typer.Option("--no-os-account", help="Remove the user's operating-system account.")
+    ] = False,
+) -> None:
+    """Change a user (QA staff): map them to an operating-system account, or remove the mapping (audited)."""
+    from models.users import UserError, set_os_account
+
+    if (os_account is None) == (not no_os_account):
+        raise fail("give one of --os-account NAME or --no-os-account")
+    with _session() as session:
+        actor = staff_actor(session)
+        user = _user(session, email)
+        try:
+            set_os_account(session, user=user, os_account=os_account, actor=actor)
+        except UserError as err:
+            raise fail(str(err)) from None
+        shown = f"operating-system account {user.os_account}" if user.os_account else "no operating-system account"
+    console.print(f"{user.email}: {shown}")
 
 
 @users_app.command("list")
 def users_list(as_json: JsonOption = False) -> None:
-    """List users: e-mail, name, role, provider (centre users) and whether active."""
+    """List users: e-mail, name, role, provider (centre users), whether active, operating-system account."""
     from models.users import user_rows
 
     with _session() as session:
         rows = [
-            {"email": u.email, "name": u.name, "role": u.role.value, "provider": u.provider, "active": u.active}
+            {
+                "email": u.email,
+                "name": u.name,
+                "role": u.role.value,
+                "provider": u.provider,
+                "active": u.active,
+                "os_account": u.os_account,
+            }
             for u in user_rows(session)
         ]
-    _print(rows, ["email", "name", "role", "provider", "active"], as_json=as_json, title="Users")
+    _print(rows, ["email", "name", "role", "provider", "active", "os_account"], as_json=as_json, title="Users")
 
 
 @tokens_app.command("issue")
@@ -185,7 +264,7 @@ def tokens_issue(
     label: Annotated[str, typer.Option(help="What the token is for.")] = "",
     days: Annotated[int | None, typer.Option(help="Expire after this many days, 1 to 365 (default 90).")] = None,
 ) -> None:
-    """Issue an API token for a user and print it (it is shown only once; only its SHA-256 is stored)."""
+    """Issue an API token for a user and print it (QA staff; it is shown only once, only its SHA-256 is stored)."""
     from models.auth import TokenError
     from models.users import check_token_days, issue_token_for_days
 
@@ -194,9 +273,10 @@ def tokens_issue(
     except TokenError as err:
         raise fail(f"--days {err}") from None
     with _session() as session:
+        actor = staff_actor(session)
         user = _user(session, email)
         try:
-            issued = issue_token_for_days(session, user=user, actor=ACTOR, label=label, days=lifetime)
+            issued = issue_token_for_days(session, user=user, actor=actor, label=label, days=lifetime)
         except TokenError as err:
             raise fail(str(err)) from None
     typer.echo(issued.token)
@@ -232,12 +312,13 @@ def tokens_revoke(
     token_id: Annotated[int, typer.Argument(metavar="ID", help="Token id (see `rtqa tokens list`).")],
     reason: Annotated[str | None, typer.Option(help="Why (kept in the audit trail).")] = None,
 ) -> None:
-    """Revoke an API token at once (audited)."""
+    """Revoke an API token at once (QA staff; audited)."""
     from models.auth import TokenError, revoke_token
 
     with _session() as session:
+        actor = staff_actor(session)
         try:
-            revoke_token(session, token_id=token_id, actor=ACTOR, reason=reason)
+            revoke_token(session, token_id=token_id, actor=actor, reason=reason)
         except TokenError as err:
             raise fail(str(err)) from None
     console.print(f"revoked API token {token_id}")

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from models.settings import get_settings
+from portal.cli_admin import staff_session_actor
 from portal.cli_errors import require_initialised
 from portal.cli_stages import console, fail
 
@@ -31,8 +32,9 @@ def cases_publish(case: Annotated[str, typer.Argument(help="Library case id (see
         raise fail(str(err)) from None
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
+    actor = staff_session_actor()
     try:
-        case_id = run_publish_case(settings, spec.case_id, actor="rtqa-cli")
+        case_id = run_publish_case(settings, spec.case_id, actor=actor)
     except CatalogueError as err:
         raise fail(str(err)) from None
     console.print(
@@ -60,6 +62,7 @@ def cases_import(
     if not source.is_dir():
         raise fail(f"{source}: not a folder; give the folder holding the exported DICOM files")
     require_initialised(settings.resolved_database_url)
+    actor = staff_session_actor()
     try:
         imported = import_case(
             source,
@@ -69,7 +72,7 @@ def cases_import(
             technique=technique,
             version=version,
             title=title,
-            actor="rtqa-cli",
+            actor=actor,
             database_url=settings.resolved_database_url,
             data_dir=settings.data_dir,
         )
@@ -124,6 +127,7 @@ def protocols_add(file: Annotated[Path, typer.Argument(help="Protocol YAML file.
 
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
+    actor = staff_session_actor()
     try:
         protocol, target, created = add_protocol(file, data_dir=settings.data_dir)
     except (ProtocolError, ProtocolStoreError) as err:
@@ -133,7 +137,7 @@ def protocols_add(file: Annotated[Path, typer.Argument(help="Protocol YAML file.
     engine = create_db_engine(settings.resolved_database_url)
     try:
         with session_scope(engine) as session:
-            register_protocol(session, protocol, actor="rtqa-cli")
+            register_protocol(session, protocol, actor=actor)
     except (CatalogueError, StageRequirementError) as err:
         if created:
             target.unlink(missing_ok=True)

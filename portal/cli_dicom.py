@@ -19,8 +19,9 @@ import typer
 from rich.table import Table
 
 from models.settings import get_settings
-from portal.cli_admin import ACTOR, JsonOption, _session
+from portal.cli_admin import JsonOption, _session
 from portal.cli_errors import fail, require_initialised
+from portal.cli_identity import staff_actor
 from portal.cli_stages import console
 
 dicom_app = typer.Typer(help="DICOM push: the C-STORE receiver and the centres' AE titles.", no_args_is_help=True)
@@ -129,12 +130,12 @@ def ae_add(
     ae_title: Annotated[str, typer.Argument(help="The calling AE title the centre's planning system sends.")],
     provider: Annotated[str, typer.Option(help="Provider code (see `rtqa providers`).")],
 ) -> None:
-    """Register a calling AE title to a provider (audited)."""
+    """Register a calling AE title to a provider (QA staff; audited)."""
     from models.dicom_ae import add_ae_title
 
     require_initialised(get_settings().resolved_database_url)
     with _session() as session:
-        row = add_ae_title(session, ae_title=ae_title, provider_code=provider, actor=ACTOR)
+        row = add_ae_title(session, ae_title=ae_title, provider_code=provider, actor=staff_actor(session))
         console.print(f"AE title {row.ae_title} registered to {provider}")
 
 
@@ -173,10 +174,10 @@ def ae_list(
 
 @ae_app.command("remove")
 def ae_remove(ae_title: Annotated[str, typer.Argument(help="A registered calling AE title.")]) -> None:
-    """Remove a calling AE title (audited); its associations are refused from then on."""
+    """Remove a calling AE title (QA staff; audited); its associations are refused from then on."""
     from models.dicom_ae import remove_ae_title
 
     require_initialised(get_settings().resolved_database_url)
     with _session() as session:
-        provider = remove_ae_title(session, ae_title=ae_title, actor=ACTOR)
+        provider = remove_ae_title(session, ae_title=ae_title, actor=staff_actor(session))
         console.print(f"AE title {ae_title.strip()} removed (was {provider})")

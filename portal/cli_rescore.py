@@ -89,16 +89,19 @@ def rescore(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON).")] = False,
 ) -> None:
     """Rescore the stored submissions after a protocol (--protocol ID --version V) or a case reference
-    (--case CODE@VERSION) got a new version; credentials follow, current staff overrides are kept for review."""
+    (--case CODE@VERSION) got a new version; credentials follow, current staff overrides are kept for review
+    (QA staff)."""
     from benchmarks.protocols import ProtocolError
     from flows.rescore_flows import check_target, run_rescore
     from flows.rescore_plan import RescoreError
+    from portal.cli_admin import staff_session_actor
 
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
+    actor = staff_session_actor()
     try:
         check_target(protocol=protocol, version=version, case=case, settings=settings)
-        summary = run_rescore(protocol=protocol, version=version, case=case, actor="rtqa-cli", settings=settings)
+        summary = run_rescore(protocol=protocol, version=version, case=case, actor=actor, settings=settings)
     except (RescoreError, ProtocolError) as err:
         raise fail(str(err)) from None
     if as_json:

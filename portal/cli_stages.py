@@ -51,7 +51,8 @@ def questionnaire_submit(
     provider: Annotated[str, typer.Option(help="Provider code.")],
     technique: Annotated[str, typer.Option(help="Technique code, e.g. sabr_lung.")],
 ) -> None:
-    """Submit a centre's facility questionnaire answers; prints the outcome and its reasons."""
+    """Submit a centre's facility questionnaire answers (QA staff or the centre's users); prints the outcome and
+    its reasons."""
     from benchmarks.questionnaires import QuestionnaireError, QuestionnaireFileError
     from flows.questionnaire import QuestionnaireSubmissionError, submit_answers
 
@@ -63,17 +64,18 @@ def questionnaire_submit(
         raise fail(f"{file}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     if not isinstance(answers, dict):
         raise fail(f"{file}: expected a JSON object of question id -> answer, got {type(answers).__name__}")
-    from portal.cli_admin import require_provider
+    from portal.cli_admin import acting_for_provider, require_provider
 
     settings = get_settings()
     require_initialised(settings.resolved_database_url)
     require_provider(provider)
+    actor = acting_for_provider(provider)
     try:
         result = submit_answers(
             provider,
             technique,
             answers,
-            actor="rtqa-cli",
+            actor=actor,
             database_url=settings.resolved_database_url,
             data_dir=settings.data_dir,
             validity_days=settings.credential_validity_days,

@@ -5,6 +5,9 @@ outlining, planning and TPS-check cases; then one simulated centre passes every 
 (facility questionnaire, outlining benchmark, planning benchmark, dosimetry check), its credential printed after
 each step as it moves from pending to credentialed, while a second centre's outlining fails. Each decision is shown
 beside the simulator's independently expected outcome.
+
+The demo acts as the QA staff user running it (:mod:`portal.cli_identity`); on a database without one it first adds
+``NAME@localhost``, mapped to the operating-system account NAME that runs it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     from models.migrate import upgrade
     from models.registry import load_reference_data
     from portal.cli_errors import masked_url
+    from portal.cli_identity import demo_actor
     from portal.cli_stages import provider_stage_table
     from portal.report import credential_matrix
 
@@ -49,9 +53,12 @@ def run_demo(settings: Settings, console: Console) -> None:
     upgrade(url)
     engine = create_db_engine(url)
     with session_scope(engine) as session:
-        summary = load_reference_data(session, actor="rtqa-demo")
-        protocols = register_shipped_protocols(session, actor="rtqa-demo")
+        actor, added = demo_actor(session)
+        summary = load_reference_data(session, actor=actor)
+        protocols = register_shipped_protocols(session, actor=actor)
     engine.dispose()
+    if added:
+        console.print(added)
     console.print(
         f"{masked_url(url)}: {summary.providers} providers in {summary.networks} networks, {summary.techniques} "
         f"techniques; stage requirements of {len(protocols)} protocols"
@@ -60,7 +67,7 @@ def run_demo(settings: Settings, console: Console) -> None:
     console.rule("2. benchmark cases (lung SABR: outlining, planning, TPS check)")
     built = {}
     for code in DEMO_CASES:
-        case_id = run_publish_case(settings, code, actor="rtqa-demo")
+        case_id = run_publish_case(settings, code, actor=actor)
         built[code] = build_case(code, settings.cases_dir)
         console.print(f"{code}: id {case_id}, {built[code].spec.stage.replace('_', ' ')}")
 
@@ -78,7 +85,7 @@ def run_demo(settings: Settings, console: Console) -> None:
         PASSING,
         "sabr_lung",
         example_answers("sabr_lung"),
-        actor="rtqa-demo",
+        actor=actor,
         database_url=url,
         data_dir=settings.data_dir,
         validity_days=settings.credential_validity_days,
@@ -87,15 +94,15 @@ def run_demo(settings: Settings, console: Console) -> None:
 
     console.rule(f"4. {PASSING} and {FAILING}: outlining benchmark")
     for seed, (provider, deviations) in enumerate(((PASSING, PASSING_CONTOURS), (FAILING, FAILING_CONTOURS))):
-        expected, result = _contours(settings, built[OUTLINING_CASE], provider, deviations, seed)
+        expected, result = _contours(settings, built[OUTLINING_CASE], provider, deviations, seed, actor)
         show("4", provider, "outlining benchmark", expected, result)
 
     console.rule(f"5. {PASSING}: planning benchmark (its own plan, as planned)")
-    expected, result = _plan(settings, built[PLANNING_CASE], PASSING, [], check="planning")
+    expected, result = _plan(settings, built[PLANNING_CASE], PASSING, [], check="planning", actor=actor)
     show("5", PASSING, "planning benchmark", expected, result)
 
     console.rule(f"6. {PASSING}: dosimetry (TPS) check, recalculated 1% high")
-    expected, result = _plan(settings, built[TPS_CASE], PASSING, PASSING_TPS, check="tps_check")
+    expected, result = _plan(settings, built[TPS_CASE], PASSING, PASSING_TPS, check="tps_check", actor=actor)
     show("6", PASSING, "dosimetry check", expected, result)
 
     console.rule("7. decisions and credentials")
@@ -107,7 +114,9 @@ def run_demo(settings: Settings, console: Console) -> None:
     )
 
 
-def _contours(settings: Settings, built: Any, provider: str, deviations: list[str], seed: int) -> tuple[str, Any]:
+def _contours(
+    settings: Settings, built: Any, provider: str, deviations: list[str], seed: int, actor: str
+) -> tuple[str, Any]:
     from benchmarks.simulator import Deviation, simulate_submission
 
     simulated = simulate_submission(
@@ -118,11 +127,13 @@ def _contours(settings: Settings, built: Any, provider: str, deviations: list[st
         out_dir=settings.data_dir / "incoming" / provider / built.spec.case_id,
         overwrite=True,
     )
-    result = _submit(settings, simulated.directory, provider, built)
+    result = _submit(settings, simulated.directory, provider, built, actor)
     return str(simulated.expected_outcome), result
 
 
-def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], *, check: str) -> tuple[str, Any]:
+def _plan(
+    settings: Settings, built: Any, provider: str, deviations: list[str], *, check: str, actor: str
+) -> tuple[str, Any]:
     from benchmarks.simulator import PlanDeviation, simulate_plan_submission
 
     simulated = simulate_plan_submission(
@@ -134,17 +145,17 @@ def _plan(settings: Settings, built: Any, provider: str, deviations: list[str], 
         overwrite=True,
         check=check,  # type: ignore[arg-type]
     )
-    result = _submit(settings, simulated.directory, provider, built)
+    result = _submit(settings, simulated.directory, provider, built, actor)
     expected = simulated.expected_outcome.value if simulated.expected_outcome else "not decided in closed form"
     return expected, result
 
 
-def _submit(settings: Settings, directory: Path, provider: str, built: Any) -> dict[str, Any]:
+def _submit(settings: Settings, directory: Path, provider: str, built: Any, actor: str) -> dict[str, Any]:
     """Run the credentialing flow on a simulated submission folder."""
     from flows.credentialing import run_credential_submission
 
     return run_credential_submission(
-        settings, str(directory), provider, built.spec.case_id, built.spec.version, actor="rtqa-demo"
+        settings, str(directory), provider, built.spec.case_id, built.spec.version, actor=actor
     )
 
 

@@ -8,13 +8,16 @@ A request authenticated by the session cookie must carry the CSRF token (form fi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
 from models.auth import hash_token, user_for_token
@@ -32,10 +35,49 @@ CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session for one request."""
-    with Session(request.app.state.engine) as session:
-        yield session
+class ConnectionTickets:
+    """At most as many requests using the database at once as the engine's pool has connections.
+
+    Sync endpoints and dependencies run in worker threads, and a request moves between threads (authentication,
+    endpoint, response validation) while its session holds a pooled connection. Without a bound, under load every
+    worker thread could be waiting for a connection while the requests holding the connections wait for a thread,
+    and the app stalls until the pool's timeout. A request therefore first waits, on the event loop and holding no
+    thread, for a ticket; a request with a ticket always finds a connection. Half the pool is handed out as tickets,
+    leaving room for the few requests that open a second session and for background work on the same engine.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        pool = engine.pool
+        capacity = pool.size() + max(0, pool._max_overflow) if isinstance(pool, QueuePool) else 0
+        self.count = max(1, capacity // 2) if capacity else 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def semaphore(self) -> asyncio.Semaphore | None:
+        """This event loop's semaphore (None when the pool never makes a caller wait, e.g. SQLite in memory)."""
+        if not self.count:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a test client runs each app on a loop of its own
+            self._loop, self._semaphore = loop, asyncio.Semaphore(self.count)
+        return self._semaphore
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A database session for one request, used under a :class:`ConnectionTickets` ticket.
+
+    An async generator on purpose: waiting for the ticket and the clean-up (closing the session, returning the
+    connection) run on the event loop, never holding a worker thread. Creating the session does no I/O; the
+    endpoints and :func:`_authenticate` use it in worker threads, one at a time."""
+    tickets: ConnectionTickets | None = getattr(request.app.state, "connection_tickets", None)
+    semaphore = tickets.semaphore() if tickets is not None else None
+    if semaphore is None:
+        with Session(request.app.state.engine) as session:
+            yield session
+        return
+    async with semaphore:
+        with Session(request.app.state.engine) as session:
+            yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -59,12 +101,25 @@ async def _check_csrf(request: Request, session_token: str) -> None:
         )
 
 
-async def current_user(
+def _release_connection(session: Session) -> None:
+    """End the authentication's transaction so its connection goes back to the pool before the endpoint's turn
+    (the loaded user stays usable: nothing is expired)."""
+    session.expire_on_commit = False
+    session.commit()
+    session.expire_on_commit = True
+
+
+def _authenticate(
     request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """The user behind the bearer token, else behind the session cookie; 401 when neither names an active user."""
+) -> tuple[User, str | None]:
+    """The user behind the bearer token, else behind the session cookie (with that cookie); 401 when neither
+    names an active user.
+
+    A plain function, so FastAPI runs it in its thread pool: the token lookup is blocking database I/O and must not
+    hold the event loop (under load, a loop blocked waiting for a pooled connection could never run the clean-up
+    that returns one)."""
     if credentials is not None:
         user = user_for_token(session, credentials.credentials, touch=True)
         if user is None:
@@ -73,19 +128,27 @@ async def current_user(
                 detail="invalid, revoked or expired token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return user
+        _release_connection(session)
+        return user, None
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         user = user_for_token(session, cookie, touch=True)
         if user is not None:
-            if request.method not in _SAFE_METHODS:
-                await _check_csrf(request, cookie)
-            return user
+            _release_connection(session)
+            return user, cookie
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         detail="missing bearer token: send 'Authorization: Bearer <token>' (or sign in on the pages)",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+async def current_user(request: Request, auth: Annotated[tuple[User, str | None], Depends(_authenticate)]) -> User:
+    """The signed-in user; a cookie-authenticated unsafe request must also carry the session's CSRF token."""
+    user, cookie = auth
+    if cookie is not None and request.method not in _SAFE_METHODS:
+        await _check_csrf(request, cookie)
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

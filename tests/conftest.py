@@ -18,6 +18,38 @@ from tests import dbutil
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+CLI_ACCOUNT = "rtqa-test-account"
+"""The operating-system account the ``rtqa`` command line believes it runs as under :func:`cli_staff`."""
+
+CLI_STAFF = "cli-qa@x.test"
+"""The QA staff user mapped to :data:`CLI_ACCOUNT`."""
+
+
+@pytest.fixture(autouse=True)
+def _no_cli_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token in the developer's environment must not decide who the tests' commands run as."""
+    monkeypatch.delenv("RTQA_TOKEN", raising=False)
+
+
+@pytest.fixture
+def cli_staff(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A QA staff user that ``rtqa`` commands run in-process act as (by a made-up operating-system account)."""
+    from models.enums import Role
+    from models.users import create_user
+
+    monkeypatch.setattr("portal.cli_identity.os_account", lambda: CLI_ACCOUNT)
+    with session_scope(engine) as session:
+        create_user(
+            session,
+            email=CLI_STAFF,
+            name="CLI QA",
+            role=Role.STAFF,
+            provider_code=None,
+            actor="tests",
+            os_account=CLI_ACCOUNT,
+        )
+    return CLI_STAFF
+
 
 @pytest.fixture(scope="session")
 def template_db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

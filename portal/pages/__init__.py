@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.auth import user_for_token
@@ -107,7 +108,7 @@ async def _page_errors(request: Request, exc: StarletteHTTPException) -> Respons
     if exc.status_code == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/sign-in?next={quote(target)}", status_code=303)
-    user = signed_in_user(request)
+    user = await run_in_threadpool(signed_in_user, request)  # database I/O: not on the event loop
     return render(request, "error.html", user, status_code=exc.status_code, status=exc.status_code, detail=exc.detail)
 
 

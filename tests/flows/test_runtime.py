@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.cases import build_case
 from benchmarks.simulator import Deviation, simulate_submission
+from flows._store import engine_for
 from flows.background import FlowRunTracker
 from flows.catalogue import run_publish_case
 from flows.credentialing import run_credential_submission
@@ -26,7 +27,11 @@ from flows.runtime import (
     use_deployments,
     using_settings,
 )
+from models.auth import issue_token
+from models.db import session_scope
+from models.enums import Role
 from models.settings import Settings, normalise_database_url
+from models.tables import User
 
 CASE = "lung-sabr-outlining-mini"
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,8 +151,14 @@ def test_rtqa_submit_runs_inline_without_a_server(settings: Settings, tmp_path: 
         seed=0,
         out_dir=tmp_path / "sub",
     )
+    with session_scope(engine_for(settings.resolved_database_url)) as session:  # the staff user submitting
+        staff = User(email="qa@x.test", name="QA", role=Role.STAFF)
+        session.add(staff)
+        session.flush()
+        token = issue_token(session, user=staff, actor="tests")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and not k.startswith("RTQA_")}
     env.update(
+        RTQA_TOKEN=token,
         RTQA_DATABASE_URL=make_url(settings.resolved_database_url).render_as_string(hide_password=False),
         RTQA_DATA_DIR=str(settings.data_dir),
         PREFECT_HOME=str(tmp_path / "prefect"),

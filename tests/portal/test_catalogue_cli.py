@@ -26,7 +26,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def env(settings: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def env(settings: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch, cli_staff: str) -> Settings:
     monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
     monkeypatch.setenv("RTQA_DATA_DIR", str(settings.data_dir))
     return settings

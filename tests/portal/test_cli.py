@@ -18,6 +18,8 @@ from tests.models.world import World
 
 runner = CliRunner()
 
+pytestmark = pytest.mark.usefixtures("cli_staff")
+
 
 @pytest.fixture(autouse=True)
 def _env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,7 +34,7 @@ def test_db_init_is_idempotent() -> None:
     assert "52 providers in 11 networks" in result.output and "0 rows added" in result.output
 
 
-def test_users_and_tokens(engine: Engine) -> None:
+def test_users_and_tokens(engine: Engine, cli_staff: str) -> None:
     added = runner.invoke(
         app, ["users", "add", "phys@x.test", "--name", "P", "--role", "centre", "--provider", "the-christie"]
     )
@@ -43,6 +45,8 @@ def test_users_and_tokens(engine: Engine) -> None:
     with Session(engine) as session:
         user = user_for_token(session, token)
         assert user is not None and user.role is Role.CENTRE
+        actors = {e.action: e.actor for e in session.exec(select(AuditEvent)).all()}
+    assert actors["user.added"] == actors["token.issued"] == cli_staff
 
 
 @pytest.mark.parametrize(
@@ -60,23 +64,28 @@ def test_bad_input_is_named(args: list[str], message: str) -> None:
     assert message in " ".join(result.output.split())
 
 
-def test_override_from_the_command_line(engine: Engine) -> None:
+def test_override_from_the_command_line(engine: Engine, cli_staff: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with Session(engine) as session:
-        session.add(User(email="qa@x.test", name="QA", role=Role.STAFF))
+        session.add(User(email="comm@x.test", name="C", role=Role.COMMISSIONER, os_account="commissioner-account"))
         world = World(session)
         world.decided(OutcomeLevel.PER_PROTOCOL, QAStage.PLANNING_BENCHMARK)
         sid = world.decided(OutcomeLevel.UNACCEPTABLE_VARIATION)
         apply_outcome(session, submission_id=sid, actor="flow", validity_days=3650)
         session.commit()
     args = ["outcomes", "override", str(sid), "--level", "justified_variation", "--justification", "agreed on review"]
-    refused = runner.invoke(app, [*args, "--actor", "someone@x.test"])
-    assert refused.exit_code == 2 and "not an active QA staff user" in " ".join(refused.output.split())
-    done = runner.invoke(app, [*args, "--actor", "qa@x.test"])
+    with monkeypatch.context() as m:
+        m.setattr("portal.cli_identity.os_account", lambda: "commissioner-account")
+        refused = runner.invoke(app, args)
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        "error: comm@x.test is a commissioner user; `rtqa outcomes override` is for QA staff"
+    ), refused.output
+    done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
     assert "outcome justified_variation (override" in done.output
     with Session(engine) as session:
         assert (
-            session.exec(select(AuditEvent).where(AuditEvent.action == "outcome.overridden")).one().actor == "qa@x.test"
+            session.exec(select(AuditEvent).where(AuditEvent.action == "outcome.overridden")).one().actor == cli_staff
         )
     table = runner.invoke(app, ["credentials"])
     assert table.exit_code == 0 and "the-christie" in table.output and "credentialed" in table.output

@@ -38,10 +38,12 @@ def _json(args: list[str]) -> Any:
 
 
 @pytest.fixture
-def people(engine: Engine) -> None:
+def people(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A QA staff user (whom the commands run as, by operating-system account) and a deactivated centre user."""
+    monkeypatch.setattr("portal.cli_identity.os_account", lambda: "qa-account")
     with Session(engine) as session:
         christie = session.exec(select(Provider).where(Provider.code == "the-christie")).one()
-        session.add(User(email="qa@x.test", name="QA", role=Role.STAFF))
+        session.add(User(email="qa@x.test", name="QA", role=Role.STAFF, os_account="qa-account"))
         session.add(User(email="phys@x.test", name="Phys", role=Role.CENTRE, provider_id=christie.id, is_active=False))
         session.commit()
 
@@ -49,8 +51,22 @@ def people(engine: Engine) -> None:
 class TestUsersList:
     def test_json(self, people: None) -> None:
         assert _json(["users", "list"]) == [
-            {"email": "phys@x.test", "name": "Phys", "role": "centre", "provider": "the-christie", "active": False},
-            {"email": "qa@x.test", "name": "QA", "role": "staff", "provider": None, "active": True},
+            {
+                "email": "phys@x.test",
+                "name": "Phys",
+                "role": "centre",
+                "provider": "the-christie",
+                "active": False,
+                "os_account": None,
+            },
+            {
+                "email": "qa@x.test",
+                "name": "QA",
+                "role": "staff",
+                "provider": None,
+                "active": True,
+                "os_account": "qa-account",
+            },
         ]
 
     def test_table(self, people: None) -> None:
@@ -95,7 +111,7 @@ class TestTokens:
         with Session(engine) as session:
             assert user_for_token(session, token) is None
             event = session.exec(select(AuditEvent).where(AuditEvent.action == "token.revoked")).one()
-            assert (event.actor, event.reason) == ("rtqa-cli", "left the team")
+            assert (event.actor, event.reason) == ("qa@x.test", "left the team")
         assert _json(["tokens", "list"])[0]["revoked"] is not None
         again = runner.invoke(app, ["tokens", "revoke", "1"])
         assert again.exit_code == 2 and again.stderr.startswith("error: API token 1 was already revoked on ")
@@ -150,10 +166,11 @@ class TestSubmissionsList:
         assert len(_json(["submissions", "list", "--provider", "the-christie", "--status", "decided"])) == 2
 
     def test_override_shows_the_outcome_in_force(self, decided: list[int]) -> None:
+        # the first staff user is added by whoever runs the command, and mapped to their operating-system account
         with_staff = runner.invoke(app, ["users", "add", "qa@x.test", "--name", "QA", "--role", "staff"])
-        assert with_staff.exit_code == 0
+        assert with_staff.exit_code == 0, with_staff.output
         args = ["outcomes", "override", str(decided[1]), "--level", "justified_variation"]
-        done = runner.invoke(app, [*args, "--justification", "agreed", "--actor", "qa@x.test"])
+        done = runner.invoke(app, [*args, "--justification", "agreed"])
         assert done.exit_code == 0, done.output
         assert _json(["submissions", "list", "--stage", "outlining_benchmark"])[0]["outcome"] == "justified_variation"
 

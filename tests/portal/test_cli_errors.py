@@ -39,8 +39,9 @@ def _env(monkeypatch: pytest.MonkeyPatch, url: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def ready(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An initialised database (registry loaded); returns the temporary folder."""
+def ready(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_staff: str) -> Path:
+    """An initialised database (registry loaded) and a QA staff user the commands run as; returns the temporary
+    folder."""
     _env(monkeypatch, db_url, tmp_path)
     return tmp_path
 
@@ -66,7 +67,7 @@ class TestDatabaseNotInitialised:
             ["tokens", "list"],
             ["tokens", "revoke", "1"],
             ["submissions", "list"],
-            ["outcomes", "override", "1", "--level", "per_protocol", "--justification", "j", "--actor", "a@x.test"],
+            ["outcomes", "override", "1", "--level", "per_protocol", "--justification", "j"],
             ["serve", "--port", "1"],
         ],
     )
@@ -147,7 +148,7 @@ class TestMistakes:
             (["users", "add", "a@x", "--name", "A", "--role", "boss"], "error: role 'boss' is not one of: staff,"),
             (["users", "add", "a@x", "--name", "A", "--role", "centre"], "--provider is required for centre users"),
             (
-                ["outcomes", "override", "1", "--level", "fine", "--justification", "j", "--actor", "a@x"],
+                ["outcomes", "override", "1", "--level", "fine", "--justification", "j"],
                 "error: --level 'fine' is not one of: per_protocol, acceptable_variation",
             ),
             (["submissions", "list", "--status", "done"], "error: --status 'done' is not one of: received,"),

@@ -39,8 +39,6 @@ def test_earlier_attempt_needs_the_flag(engine: Engine) -> None:
         "per_protocol",
         "--justification",
         "ok",
-        "--actor",
-        "qa@x.test",
     ]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 2

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def ready(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ready(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_staff: str) -> Path:
     monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
     monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
     return tmp_path

@@ -132,7 +132,9 @@ class TestApi:
 
 
 class TestCli:
-    def test_submit_and_show(self, settings: Settings, db_url: str, tmp_path: Path, monkeypatch: Any) -> None:
+    def test_submit_and_show(
+        self, settings: Settings, db_url: str, tmp_path: Path, monkeypatch: Any, cli_staff: str
+    ) -> None:
         monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
         monkeypatch.setenv("RTQA_DATA_DIR", str(settings.data_dir))
         runner = CliRunner()

@@ -66,7 +66,7 @@ class TestAETitles:
             assert found is not None and found.code == OWN
             assert provider_for_ae_title(session, "tps1") is None  # AE titles are compared exactly
 
-    def test_add_list_remove_audited(self, env: dict[str, str], engine: Engine) -> None:
+    def test_add_list_remove_audited(self, env: dict[str, str], engine: Engine, cli_staff: str) -> None:
         added = runner.invoke(app, ["dicom", "ae", "add", AET, "--provider", OWN])
         assert added.exit_code == 0 and f"AE title {AET} registered to {OWN}" in added.output
         again = runner.invoke(app, ["dicom", "ae", "add", AET, "--provider", OTHER])
@@ -76,8 +76,8 @@ class TestAETitles:
         assert runner.invoke(app, ["dicom", "ae", "add", "LEEDS", "--provider", OTHER]).exit_code == 0
         listed = json.loads(runner.invoke(app, ["dicom", "ae", "list", "--json"]).stdout)
         assert [(r["ae_title"], r["provider"], r["created_by"]) for r in listed] == [
-            ("LEEDS", OTHER, "rtqa-cli"),
-            (AET, OWN, "rtqa-cli"),
+            ("LEEDS", OTHER, cli_staff),
+            (AET, OWN, cli_staff),
         ]
         own = json.loads(runner.invoke(app, ["dicom", "ae", "list", "--provider", OWN, "--json"]).stdout)
         assert [r["ae_title"] for r in own] == [AET]
@@ -91,10 +91,10 @@ class TestAETitles:
             events = session.exec(
                 select(AuditEvent).where(col(AuditEvent.action).startswith("dicom_ae.")).order_by(col(AuditEvent.id))
             ).all()
-        assert [(e.action, (e.after or e.before or {}).get("ae_title")) for e in events] == [
-            ("dicom_ae.added", AET),
-            ("dicom_ae.added", "LEEDS"),
-            ("dicom_ae.removed", AET),
+        assert [(e.action, (e.after or e.before or {}).get("ae_title"), e.actor) for e in events] == [
+            ("dicom_ae.added", AET, cli_staff),
+            ("dicom_ae.added", "LEEDS", cli_staff),
+            ("dicom_ae.removed", AET, cli_staff),
         ]
 
 

@@ -1,0 +1,227 @@
+"""Load on the credential status API: ``GET /api/v1/providers/{code}/credentials`` from 100 concurrent clients.
+
+The server is ``rtqa serve``'s app under uvicorn in a subprocess (``--workers`` processes, default 1), on the
+database named by ``RTQA_DATABASE_URL`` (PostgreSQL; a throw-away database is created and dropped when the URL
+names a server, so nothing of yours is touched) or, with ``--sqlite``, on a fresh SQLite file. The catalogue is
+loaded (52 providers in 11 networks) and every provider is given a credential row per technique and per trial, as
+after a national credentialing round.
+
+The clients are ``httpx.AsyncClient`` tasks in one asyncio process (the tool: httpx 0.28 over asyncio, no
+locust on this machine), each with its own staff bearer token and keep-alive connection, asking for a random
+provider's credentials. Two load shapes, each measured after a warm-up:
+
+* **paced** (the expected use: many people and dashboards each asking now and then): each of the 100 clients sends
+  one request every ``--interval`` seconds (default 1 s, so about 100 requests/s offered), at random phases;
+* **closed loop** (the ceiling): each client sends its next request as soon as the last one is answered, so the
+  server is saturated; latency then reflects queueing behind the other 99 clients.
+
+Printed per shape: requests, errors, throughput, and latency p50 / p90 / p99 / max in milliseconds. The client
+shares the machine's cores with the server, as it would on a one-box install; the figure is honest for that.
+
+Run: ``RTQA_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres python perf/bench_api_load.py``
+(``--clients 100 --seconds 20 --interval 1 --workers 1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SEED = """
+import sys
+from datetime import timedelta
+from sqlmodel import select
+from models.auth import issue_token
+from models.db import create_db_engine, session_scope
+from models.enums import CredentialStatus, Role
+from models.migrate import upgrade
+from models.registry import load_reference_data
+from models.settings import get_settings
+from models.tables import Credential, Provider, Technique, Trial, User
+from models.types import utcnow
+
+clients = int(sys.argv[1])
+s = get_settings()
+upgrade(s.resolved_database_url)
+e = create_db_engine(s.resolved_database_url)
+with session_scope(e) as session:
+    load_reference_data(session, actor="bench")
+with session_scope(e) as session:
+    now = utcnow()
+    providers = session.exec(select(Provider)).all()
+    for p in providers:
+        for t in session.exec(select(Technique)).all():
+            session.add(Credential(provider_id=p.id, technique_id=t.id, status=CredentialStatus.CREDENTIALED,
+                                   granted_at=now, valid_until=now + timedelta(days=365), evidence={"stages": []}))
+        for t in session.exec(select(Trial)).all():
+            session.add(Credential(provider_id=p.id, trial_id=t.id, status=CredentialStatus.CREDENTIALED,
+                                   granted_at=now, valid_until=now + timedelta(days=365), evidence={"stages": []}))
+    users = [User(email=f"load{i}@rttqa.test", name=f"Load {i}", role=Role.STAFF) for i in range(clients)]
+    session.add_all(users)
+    session.flush()
+    print("PROVIDERS", " ".join(p.code for p in providers))
+    for u in users:
+        print("TOKEN", issue_token(session, user=u, actor="bench", expires_at=now + timedelta(days=1)))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _psql(admin_url: str, sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def _client(
+    client: httpx.AsyncClient,
+    providers: list[str],
+    stop_at: float,
+    interval: float | None,
+    out: list[float],
+    errors: list[str],
+) -> None:
+    next_at = time.perf_counter() + (random.random() * interval if interval else 0.0)
+    while True:
+        if interval:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at += interval
+        if time.perf_counter() >= stop_at:
+            return
+        started = time.perf_counter()
+        try:
+            r = await client.get(f"/api/v1/providers/{random.choice(providers)}/credentials")
+            if r.status_code != 200:
+                errors.append(f"{r.status_code} {r.text[:120]}")
+                continue
+        except httpx.HTTPError as err:
+            errors.append(type(err).__name__)
+            continue
+        out.append(time.perf_counter() - started)
+
+
+async def _shape(
+    clients: list[httpx.AsyncClient], providers: list[str], seconds: float, interval: float | None
+) -> tuple[list[float], list[str], float]:
+    out: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    stop_at = started + seconds
+    await asyncio.gather(*(_client(c, providers, stop_at, interval, out, errors) for c in clients))
+    return out, errors, time.perf_counter() - started
+
+
+async def _run(base: str, tokens: list[str], providers: list[str], seconds: float, interval: float) -> None:
+    """Open every client first (an AsyncClient is slow to create), warm up, then measure each shape."""
+    clients = [
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {t}"}, timeout=60, verify=False)
+        for t in tokens
+    ]
+    try:
+        await _shape(clients, providers, 3.0, None)  # warm-up: connections, caches, tokens' last-used times
+        for name, pace in ((f"paced {interval:g}s", interval), ("closed loop", None)):
+            _report(name, *await _shape(clients, providers, seconds, pace))
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+def _report(name: str, latencies: list[float], errors: list[str], elapsed: float) -> None:
+    ms = [x * 1000 for x in latencies]
+    if not ms:
+        raise SystemExit(f"{name}: every request failed ({', '.join(sorted(set(errors)))})")
+    print(
+        f"{name:12s} requests {len(ms):6d}  errors {len(errors):3d}  throughput {len(ms) / elapsed:7.1f}/s  "
+        f"p50 {statistics.median(ms):6.1f} ms  p90 {_percentile(ms, 90):6.1f}  p99 {_percentile(ms, 99):6.1f}  "
+        f"max {max(ms):6.1f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured time per load shape")
+    parser.add_argument("--interval", type=float, default=1.0, help="paced shape: seconds between a client's requests")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--sqlite", action="store_true", help="a fresh SQLite file instead of PostgreSQL")
+    args = parser.parse_args(argv)
+
+    url = os.environ.get("RTQA_DATABASE_URL", "")
+    if not args.sqlite and not url.startswith("postgresql"):
+        raise SystemExit("set RTQA_DATABASE_URL to a PostgreSQL server URL (or pass --sqlite)")
+    with tempfile.TemporaryDirectory(prefix="rtqa-load-") as tmp:
+        home = Path(tmp)
+        env = os.environ | {"RTQA_DATA_DIR": str(home / "data"), "PYTHONPATH": str(ROOT)}
+        database = f"rtqa_load_{os.getpid()}"
+        admin = url
+        if args.sqlite:
+            env.pop("RTQA_DATABASE_URL", None)
+        else:
+            from sqlalchemy.engine import make_url
+
+            _psql(admin, f'CREATE DATABASE "{database}"')
+            env["RTQA_DATABASE_URL"] = make_url(url).set(database=database).render_as_string(hide_password=False)
+        try:
+            seeded = subprocess.run(
+                [sys.executable, "-c", SEED, str(args.clients)], env=env, check=True, capture_output=True, text=True
+            ).stdout.splitlines()
+            providers = next(line for line in seeded if line.startswith("PROVIDERS")).split()[1:]
+            tokens = [line.split()[1] for line in seeded if line.startswith("TOKEN ")]
+            port = _free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "portal.app:create_app", "--factory", "--port", str(port),
+                 "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)],
+                env=env, cwd=home,
+            )  # fmt: skip
+            try:
+                base = f"http://127.0.0.1:{port}"
+                for _ in range(600):
+                    try:
+                        if httpx.get(base + "/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+                kind = "SQLite" if args.sqlite else "PostgreSQL"
+                print(
+                    f"{kind}, {len(providers)} providers, {args.clients} clients, {args.workers} uvicorn worker(s), "
+                    f"{os.cpu_count()} cores shared by clients and server, {args.seconds:.0f} s per shape"
+                )
+                asyncio.run(_run(base, tokens, providers, args.seconds, args.interval))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        finally:
+            if not args.sqlite:
+                _psql(admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
