@@ -44,8 +44,10 @@ from flows.credentialing import (
     validate_submission,
 )
 from flows.runner import unfinished_submissions
-from flows.steps import settings_for
+from flows.runtime import SettingsError, failed_run, flow_settings, using_settings
+from flows.structure_tasks import per_submission_tasks
 from models.enums import SubmissionStatus
+from models.settings import Settings
 from models.tables import BenchmarkCase, Submission
 
 __all__ = [
@@ -125,7 +127,8 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     with the seconds spent here (wall clock and this process's CPU time) and the worker that ran it."""
     started, cpu_started = time.perf_counter(), time.process_time()
     if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
-        score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+        with per_submission_tasks():  # this task run is the unit: no task run per structure
+            score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
         with Session(engine_for(database_url)) as session:
             sub = session.get(Submission, submission_id)
             scored = sub is not None and sub.status is SubmissionStatus.SCORED
@@ -141,11 +144,13 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     }
 
 
-score_one = task(name="score_one", persist_result=False)(process_submission)
-""":func:`process_submission` as the batch's task. The function stays a module attribute of its own name, so a
-worker unpickles the task by importing this module (a function pickled by value would bring its globals' modules
-in any order). Results are not persisted (they are small, and the database holds the outcome): no cache key to
-compute, and a rerun always looks at the database again."""
+score_one = task(name="score_one", persist_result=False, task_run_name="score-batch[submission {submission_id}]")(
+    process_submission
+)
+""":func:`process_submission` as the batch's task; its runs are named ``score-batch[submission 7]``. The function
+stays a module attribute of its own name, so a worker unpickles the task by importing this module (a function
+pickled by value would bring its globals' modules in any order). Results are not persisted (they are small, and the
+database holds the outcome): no cache key to compute, and a rerun always looks at the database again."""
 
 
 def credential_pairs(submission_ids: list[int], *, database_url: str) -> list[int]:
@@ -179,14 +184,18 @@ def update_batch_credentials(
 def score_batch(
     submission_ids: list[int] | None = None,
     actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
     workers: int | None = None,
     address: str | None = None,
 ) -> dict[str, Any]:
     """Validate, score and decide many submissions concurrently on Dask (every unfinished one when
-    ``submission_ids`` is None), then update the credentials they affect (see the module docstring)."""
-    settings = settings_for(database_url, data_dir)
+    ``submission_ids`` is None), then update the credentials they affect (see the module docstring).
+
+    The database and data directory come from the environment (see :mod:`flows.runtime`), never from parameters;
+    the flow hands them to its Dask tasks."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
     url, data = settings.resolved_database_url, str(settings.data_dir)
     ids = list(submission_ids) if submission_ids is not None else unfinished_submissions(url)
     batch = BatchSettings()
@@ -230,12 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = score_batch(
-        args.submission_ids or None,
-        workers=args.workers,
-        address=args.address,
-        data_dir=str(args.data_dir) if args.data_dir else None,
-    )
+    settings = Settings(data_dir=args.data_dir) if args.data_dir else Settings()
+    with using_settings(settings):
+        result = score_batch(args.submission_ids or None, workers=args.workers, address=args.address)
     for r in result["submissions"]:
         print(r["submission_id"], r.get("status"), r.get("outcome") or r.get("error") or "")
 

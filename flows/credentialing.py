@@ -35,14 +35,13 @@ from flows.runtime import SettingsError, call, failed_run, flow_settings, requir
 from flows.scoring import score_stage
 from flows.steps import (
     data_dir_or_default,
-    describe_submission,
     load_submission_and_case,
     logger,
     new_submission,
     record_decision,
     retry_on_io,
     set_status,
-    settings_for,
+    submission_logger,
 )
 from models.credentials import apply_outcome, lock_provider_of_submission
 from models.enums import QAStage, SubmissionStatus
@@ -66,7 +65,6 @@ __all__ = [
     "run_credential_submission",
     "score_contours",
     "score_submission",
-    "settings_for",
     "store_submission",
     "stored_evaluation",
     "submission_summary",
@@ -231,8 +229,8 @@ def ingest_submission(
         data_dir=data_dir,
     )
     with Session(engine_for(database_url)) as session:
-        what = describe_submission(session, ingested.submission_id)
-    logger().info("%s: %s", what, "received" if ingested.created else "already received (the same files)")
+        log = submission_logger(session, ingested.submission_id)
+    log.info("received" if ingested.created else "already received (the same files)")
     return ingested.submission_id
 
 
@@ -294,9 +292,9 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
     reason if not."""
     with Session(engine_for(database_url)) as session:
         sub, case = load_submission_and_case(session, submission_id)
-        what = describe_submission(session, submission_id)
+        log = submission_logger(session, submission_id)
         if sub.status is not SubmissionStatus.RECEIVED:
-            logger().info("%s: already %s", what, sub.status.value)
+            log.info("already %s", sub.status.value)
             return sub.status is not SubmissionStatus.REJECTED
         # The reference is trusted (built, or imported and checked, with one frame of reference): its frame of
         # reference is read from one header; a problem reading it is an error of the case, not of the submission.
@@ -307,7 +305,7 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         except (QAChecksError, SubmissionMismatchError) as err:
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
             session.commit()
-            logger().info("%s: rejected: %s", what, sub.rejection_reason)
+            log.info("rejected: %s", sub.rejection_reason)
             return False
         notes = list(submitted.dose.notes) if submitted.dose is not None else []
         set_status(
@@ -317,7 +315,7 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         crash_point("validate:before-commit")
         session.commit()
         crash_point("validate:committed")
-        logger().info("%s: validated", what)
+        log.info("validated")
         return True
 
 
@@ -334,9 +332,9 @@ def score_submission(submission_id: int, *, actor: str, database_url: str, data_
     """Score a validated submission by its case's QA stage (see :mod:`flows.scoring`); returns the results stored."""
     stored = score_stage(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
     with Session(engine_for(database_url)) as session:
-        what = describe_submission(session, submission_id)
+        log = submission_logger(session, submission_id)
         sub, _ = load_submission_and_case(session, submission_id)
-        logger().info("%s: %d results stored, status %s", what, stored, sub.status.value)
+        log.info("%d results stored, status %s", stored, sub.status.value)
     return stored
 
 
@@ -369,16 +367,16 @@ def decide_outcome(
     ``validity_days``: default ``Settings().credential_validity_days``.
     """
     if validity_days is None:
-        validity_days = settings_for(None, None).credential_validity_days
+        validity_days = Settings().credential_validity_days
     with Session(engine_for(database_url)) as session:
-        # The provider's lock before anything is read or audited: the order every credential update takes (provider,
-        # then the audit chain's head), and a second decision of the same submission waits and finds it decided.
+        # The locks before anything is read or audited, in the order every credential update takes them (the audit
+        # chain's head, then the provider): a second decision of the same submission waits and finds it decided.
         lock_provider_of_submission(session, submission_id)
         sub, case = load_submission_and_case(session, submission_id)
-        what = describe_submission(session, submission_id)
+        log = submission_logger(session, submission_id)
         if sub.status is not SubmissionStatus.SCORED:  # decided before (re-run): keep the current outcome
             current = current_outcome(session, submission_id)
-            logger().info("%s: already %s", what, sub.status.value)
+            log.info("already %s", sub.status.value)
             return current.level.value if current else sub.status.value
         run = current_run(session, submission_id)
         if run is None:
@@ -401,7 +399,7 @@ def decide_outcome(
         crash_point("decide:before-commit")
         session.commit()
         crash_point("decide:committed")
-        logger().info("%s: decided %s (protocol %s@%s)", what, outcome.level.value, protocol.id, protocol.version)
+        log.info("decided %s (protocol %s@%s)", outcome.level.value, protocol.id, protocol.version)
         return outcome.level.value
 
 
@@ -417,12 +415,11 @@ def update_credentials(submission_id: int, *, actor: str, database_url: str, val
         crash_point("credential:before-commit")
         session.commit()
         crash_point("credential:committed")
-        what = describe_submission(session, submission_id)
+        log = submission_logger(session, submission_id)
         _, case = load_submission_and_case(session, submission_id)
         technique = session.get(Technique, case.technique_id)
-        logger().info(
-            "%s: credentials re-evaluated (%s and its trials: %d rows)",
-            what,
+        log.info(
+            "credentials re-evaluated (%s and its trials: %d rows)",
             technique.code if technique else case.technique_id,
             len(touched),
         )

@@ -26,12 +26,21 @@ from flows.rescore_plan import (
     plan_protocol_rescore,
 )
 from flows.rescoring import rescore_submission
+from flows.runtime import SettingsError, call, failed_run, flow_settings, run_flow
 from flows.scoring import RESULT_TABLES
-from flows.steps import settings_for
 from models.settings import Settings
 from models.tables import BenchmarkCase
 
-__all__ = ["check_target", "rescore_case", "rescore_protocol", "run_rescore", "summarise"]
+__all__ = [
+    "check_target",
+    "rescore_case",
+    "rescore_case_steps",
+    "rescore_protocol",
+    "rescore_protocol_steps",
+    "rescore_task_name",
+    "run_rescore",
+    "summarise",
+]
 
 
 def _plan_dict(plan: RescorePlan) -> dict[str, Any]:
@@ -90,48 +99,72 @@ def summarise(plan: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, 
 
 def _rescore_all(plan: dict[str, Any], *, actor: str, settings: Settings) -> dict[str, Any]:
     results = [
-        rescore_one(
+        call(
+            rescore_one,
             item,
             actor=actor,
             database_url=settings.resolved_database_url,
             data_dir=str(settings.data_dir),
             validity_days=settings.credential_validity_days,
+            name=rescore_task_name(item),
         )
         for item in plan["items"]
     ]
     return summarise(plan, results)
 
 
-@flow(name="rescore-protocol")
-def rescore_protocol(
-    protocol_id: str,
-    version: str,
-    actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
+def rescore_task_name(item: dict[str, Any]) -> str:
+    """The task run's name for one submission: ``rescore[submission 7 -> uk-lung-sabr@1.1]``."""
+    return f"rescore[submission {item['submission_id']} -> {item['protocol_id']}@{item['protocol_version']}]"
+
+
+def rescore_protocol_steps(
+    settings: Settings, protocol_id: str, version: str, actor: str = "rtqa-flow"
 ) -> dict[str, Any]:
-    """Rescore every decided submission of protocol ``protocol_id``'s cases at ``version`` (see
-    :mod:`flows.rescoring`)."""
-    settings = settings_for(database_url, data_dir)
-    plan = plan_protocol(
-        protocol_id, version, actor=actor, database_url=settings.resolved_database_url, data_dir=str(settings.data_dir)
+    """The body of ``rescore-protocol`` (tasks called directly outside a flow run)."""
+    plan = call(
+        plan_protocol,
+        protocol_id,
+        version,
+        actor=actor,
+        database_url=settings.resolved_database_url,
+        data_dir=str(settings.data_dir),
+        name=f"plan-rescore[protocol {protocol_id}@{version}]",
     )
     return _rescore_all(plan, actor=actor, settings=settings)
 
 
-@flow(name="rescore-case")
-def rescore_case(
-    case: str,
-    actor: str = "rtqa-flow",
-    database_url: str | None = None,
-    data_dir: str | None = None,
-) -> dict[str, Any]:
-    """Rescore every decided submission of case ``CODE`` against its version ``case = "CODE@VERSION"`` (see
-    :mod:`flows.rescoring`)."""
-    settings = settings_for(database_url, data_dir)
+def rescore_case_steps(settings: Settings, case: str, actor: str = "rtqa-flow") -> dict[str, Any]:
+    """The body of ``rescore-case`` (tasks called directly outside a flow run)."""
     code, version = parse_case_target(case)
-    plan = plan_case(code, version, database_url=settings.resolved_database_url)
+    plan = call(
+        plan_case, code, version, database_url=settings.resolved_database_url, name=f"plan-rescore[case {case}]"
+    )
     return _rescore_all(plan, actor=actor, settings=settings)
+
+
+@flow(name="rescore-protocol")
+def rescore_protocol(protocol_id: str, version: str, actor: str = "rtqa-flow") -> dict[str, Any]:
+    """Rescore every decided submission of protocol ``protocol_id``'s cases at ``version`` (see
+    :mod:`flows.rescoring`). The database and data directory come from the environment (see
+    :mod:`flows.runtime`), never from parameters."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
+    return rescore_protocol_steps(settings, protocol_id, version, actor)
+
+
+@flow(name="rescore-case")
+def rescore_case(case: str, actor: str = "rtqa-flow") -> dict[str, Any]:
+    """Rescore every decided submission of case ``CODE`` against its version ``case = "CODE@VERSION"`` (see
+    :mod:`flows.rescoring`). The database and data directory come from the environment (see
+    :mod:`flows.runtime`), never from parameters."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)  # type: ignore[no-any-return]
+    return rescore_case_steps(settings, case, actor)
 
 
 def check_target(
@@ -170,10 +203,9 @@ def run_rescore(
     """Check the target (:func:`check_target`), then run ``rescore-protocol`` or ``rescore-case``; returns the
     flow's summary (see :func:`summarise`)."""
     kind, name, target_version = check_target(protocol=protocol, version=version, case=case, settings=settings)
-    url, data = settings.resolved_database_url, str(settings.data_dir)
     if kind == "protocol":
-        return rescore_protocol(name, target_version, actor=actor, database_url=url, data_dir=data)
-    return rescore_case(f"{name}@{target_version}", actor=actor, database_url=url, data_dir=data)
+        return run_flow(rescore_protocol, rescore_protocol_steps, settings, name, target_version, actor)
+    return run_flow(rescore_case, rescore_case_steps, settings, f"{name}@{target_version}", actor)
 
 
 def main(argv: list[str] | None = None) -> None:

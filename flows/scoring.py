@@ -1,6 +1,7 @@
 """Scoring tasks, one per QA stage: each stores its metric results with units and parameters.
 
-* outlining benchmark: contour metrics per protocol structure against the reference (``StructureResult``);
+* outlining benchmark: contour metrics per protocol structure against the reference (``StructureResult``); inside a
+  Prefect flow run each structure is a task run of its own, ``score-contours[PTV]`` (:mod:`flows.structure_tasks`);
 * planning benchmark: plan indices, DVH metrics and organ limits per target and organ (``PlanResult``);
 * complex treatment dosimetry check (TPS check): 3D gamma of the centre's dose against the reference
   (``DoseResult``).
@@ -23,7 +24,8 @@ from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
 from flows.crashpoints import crash_point
 from flows.protocol_store import resolve_protocol
-from flows.steps import data_dir_or_default, load_submission_and_case, logger, set_status
+from flows.steps import data_dir_or_default, load_submission_and_case, set_status, submission_logger
+from flows.structure_tasks import run_structure
 from models.enums import QAStage, ScoringTrigger, SubmissionStatus
 from models.scoring_runs import current_run, start_run
 from models.tables import DoseResult, PlanResult, ScoringRun, StructureResult
@@ -85,7 +87,9 @@ def _store_outlining(
     reference = load_submission(reference_files(reference_dir))
     assert submitted.structure_set is not None and reference.structure_set is not None and reference.ct is not None
     structures = [c.structure for c in protocol.outlining_criteria()]
-    score = score_outlining(reference.structure_set, submitted.structure_set, reference.ct, structures=structures)
+    score = score_outlining(
+        reference.structure_set, submitted.structure_set, reference.ct, structures=structures, run_each=run_structure
+    )
     base = {
         "grid": "reference CT",
         "spacing_mm": list(score.spacing_mm),
@@ -309,5 +313,5 @@ def score_stage(submission_id: int, *, actor: str, database_url: str, data_dir: 
         set_status(session, sub, SubmissionStatus.SCORED, actor=actor, details={**details, "scoring_run_id": run.id})
         session.commit()
         crash_point("score:committed")
-        logger().info("submission %s scored (%s -> scored): %s", submission_id, before.value, details)
+        submission_logger(session, submission_id).info("scored (%s -> scored): %s", before.value, details)
         return _count(session, table, submission_id)

@@ -1,4 +1,4 @@
-"""Pieces every flow task shares: the run logger, the retry rule, settings from parameters, status changes."""
+"""Pieces every flow task shares: the run logger, the retry rule, status changes."""
 
 from __future__ import annotations
 
@@ -27,6 +27,28 @@ def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("flows")
 
 
+class SubmissionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger whose lines name the submission and its provider: the message is prefixed with
+    ``submission 3 (the-christie, CASE@1.0, attempt 1): `` and every record carries ``submission_id`` and
+    ``provider`` as extra fields (for a log handler or formatter that selects on them)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        label = extra.pop("label", None)
+        kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
+        return (f"{label}: {msg}" if label else msg), kwargs
+
+
+def submission_logger(session: Session, submission_id: int) -> SubmissionLog:
+    """:func:`logger` for one submission: lines prefixed with :func:`describe_submission`, records carrying
+    ``submission_id`` and ``provider``."""
+    sub, _ = load_submission_and_case(session, submission_id)
+    provider = session.get(Provider, sub.provider_id)
+    code = provider.code if provider is not None else f"provider {sub.provider_id}"
+    extra = {"submission_id": submission_id, "provider": code, "label": describe_submission(session, submission_id)}
+    return SubmissionLog(logger(), extra)
+
+
 def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only transient I/O failures (file system, database connection), never bad input."""
     try:
@@ -36,16 +58,6 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
-
-
-def settings_for(database_url: str | None, data_dir: str | None) -> Settings:
-    """Settings from the environment, overridden by explicit flow parameters."""
-    overrides: dict[str, Any] = {}
-    if database_url:
-        overrides["database_url"] = database_url
-    if data_dir:
-        overrides["data_dir"] = Path(data_dir)
-    return Settings(**overrides)
 
 
 def data_dir_or_default(data_dir: str | None) -> Path:

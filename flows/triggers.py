@@ -24,6 +24,8 @@ __all__ = [
     "NoParameters",
     "PublishCaseParameters",
     "RemindParameters",
+    "RescoreCaseParameters",
+    "RescoreProtocolParameters",
     "SubmissionParameters",
     "TriggerError",
     "TriggerableFlow",
@@ -55,6 +57,26 @@ class SubmissionParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     submission_id: int = Field(ge=1, description="Id of a submission received and not yet decided.")
+
+
+class RescoreCaseParameters(BaseModel):
+    """``rescore-case``: the case's new reference version (published or imported first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    case: str = Field(
+        min_length=3,
+        max_length=200,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="CODE@VERSION: rescore every decided submission of the case against this version.",
+    )
+
+
+class RescoreProtocolParameters(BaseModel):
+    """``rescore-protocol``: a protocol's new version."""
+
+    model_config = ConfigDict(extra="forbid")
+    protocol_id: str = Field(min_length=1, max_length=100, description="Protocol id (see `rtqa protocols list`).")
+    version: str = Field(min_length=1, max_length=50, description="The protocol version to rescore against.")
 
 
 class RemindParameters(BaseModel):
@@ -168,6 +190,32 @@ def _remind(settings: Settings, params: RemindParameters, actor: str) -> dict[st
     return remind_steps(settings, params.within_days, actor)
 
 
+def _check_rescore(settings: Settings, params: RescoreCaseParameters | RescoreProtocolParameters) -> None:
+    from benchmarks.protocols import ProtocolError
+    from flows.rescore_flows import check_target
+    from flows.rescore_plan import RescoreError
+
+    try:
+        if isinstance(params, RescoreCaseParameters):
+            check_target(protocol=None, version=None, case=params.case, settings=settings)
+        else:
+            check_target(protocol=params.protocol_id, version=params.version, case=None, settings=settings)
+    except (RescoreError, ProtocolError) as err:
+        raise TriggerError(str(err)) from None
+
+
+def _rescore_case(settings: Settings, params: RescoreCaseParameters, actor: str) -> dict[str, Any]:
+    from flows.rescore_flows import rescore_case_steps
+
+    return rescore_case_steps(settings, params.case, actor)
+
+
+def _rescore_protocol(settings: Settings, params: RescoreProtocolParameters, actor: str) -> dict[str, Any]:
+    from flows.rescore_flows import rescore_protocol_steps
+
+    return rescore_protocol_steps(settings, params.protocol_id, params.version, actor)
+
+
 register(
     TriggerableFlow(
         name="credential-submission",
@@ -201,5 +249,23 @@ register(
         description="Write reminders for credentials ending soon to the outbox and send them (runs weekly).",
         parameters=RemindParameters,
         run_inline=_remind,
+    )
+)
+register(
+    TriggerableFlow(
+        name="rescore-case",
+        description="Rescore every decided submission of a case against its new reference version (CODE@VERSION).",
+        parameters=RescoreCaseParameters,
+        run_inline=_rescore_case,
+        check=_check_rescore,
+    )
+)
+register(
+    TriggerableFlow(
+        name="rescore-protocol",
+        description="Move a protocol's cases to a new protocol version and rescore their decided submissions.",
+        parameters=RescoreProtocolParameters,
+        run_inline=_rescore_protocol,
+        check=_check_rescore,
     )
 )

@@ -247,6 +247,8 @@ def noop_overhead(n_tasks: int, workers: int) -> dict[str, float]:
 
 def run_batch(args: argparse.Namespace, rows: list[dict[str, Any]], workers: int, data: Path) -> dict[str, Any]:
     from flows.batch import score_batch
+    from flows.runtime import using_settings
+    from models.settings import Settings
 
     with tempfile.TemporaryDirectory(dir=data) as tmp_name:
         tmp = Path(tmp_name)
@@ -256,7 +258,8 @@ def run_batch(args: argparse.Namespace, rows: list[dict[str, Any]], workers: int
             ingest = time.perf_counter() - started
             _log(f"{workers} worker(s): {len(ids)} submissions stored in {ingest:.0f} s; scoring")
             started = time.perf_counter()
-            result = score_batch(ids, actor="bench", database_url=url, data_dir=str(tmp / "data"), workers=workers)
+            with using_settings(Settings(database_url=url, data_dir=tmp / "data")):
+                result = score_batch(ids, actor="bench", workers=workers)
             flow_wall = time.perf_counter() - started
     subs = result["submissions"]
     expected = {i: r for i, r in zip(ids, rows, strict=True)}

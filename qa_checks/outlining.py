@@ -8,7 +8,7 @@ compared. The mapping, with the reason for every match, is returned so a reviewe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from qa_checks.contours import SurfaceMetrics, overlap_metrics, surface_metrics
 from qa_checks.geometry import Grid, axis_spacing_mm
 from qa_checks.names import map_structure_names
 from qa_checks.rasterise import rasterise
-from qa_checks.structures import StructureSet
+from qa_checks.structures import Structure, StructureSet
 
 __all__ = ["OutliningScore", "StructureScore", "score_outlining"]
 
@@ -102,6 +102,7 @@ def score_outlining(
     structures: Iterable[str],
     tolerance_mm: float = 2.0,
     confirmed_names: Mapping[str, str] | None = None,
+    run_each: Callable[[str, Callable[[], StructureScore]], StructureScore] | None = None,
 ) -> OutliningScore:
     """Score ``submitted`` against ``reference`` for each of ``structures`` (TG-263 names) on ``grid``.
 
@@ -110,6 +111,9 @@ def score_outlining(
     ``tolerance_mm``. A submitted name that is only *proposed* for a structure (e.g. ``"PTV_5400"`` for
     ``PTV``) is not scored unless ``confirmed_names`` (``{submitted name: structure}``, the reviewer's
     confirmations) confirms it.
+
+    ``run_each(structure, compute)`` runs each structure's comparison (default: ``compute()``); a caller may run it
+    as a named step of its own, e.g. a workflow task per structure. It must return what ``compute`` returns.
     """
     wanted = tuple(dict.fromkeys(structures))
     mapping = map_structure_names(submitted.names, targets=wanted, confirmed=confirmed_names)
@@ -129,14 +133,20 @@ def score_outlining(
         if match is None or ref_structure is None:
             missing.append(name)
             continue
-        ref_mask = rasterise(ref_structure, grid)
-        sub_mask = rasterise(submitted[match.submitted], grid)
-        overlap = overlap_metrics(ref_mask, sub_mask, spacing_mm=spacing)
-        scores.append(
-            StructureScore(
+
+        def compute(
+            name: str = name,
+            ref_structure: Structure = ref_structure,
+            submitted_name: str = match.submitted,
+            reason: str = match.reason,
+        ) -> StructureScore:
+            ref_mask = rasterise(ref_structure, grid)
+            sub_mask = rasterise(submitted[submitted_name], grid)
+            overlap = overlap_metrics(ref_mask, sub_mask, spacing_mm=spacing)
+            return StructureScore(
                 structure=name,
-                submitted_name=match.submitted,
-                match_reason=match.reason,
+                submitted_name=submitted_name,
+                match_reason=reason,
                 dice=_finite_or_none(overlap.dice),
                 jaccard=_finite_or_none(overlap.jaccard),
                 reference_volume_cc=float(overlap.reference_voxels) * voxel_cc,
@@ -145,7 +155,8 @@ def score_outlining(
                 centroid_distance_mm=_finite_or_none(overlap.centroid_distance_mm),
                 surface=surface_metrics(ref_mask, sub_mask, spacing_mm=spacing, tolerance_mm=tolerance_mm),
             )
-        )
+
+        scores.append(run_each(name, compute) if run_each is not None else compute())
     return OutliningScore(
         scores=tuple(scores),
         missing=tuple(missing),

@@ -52,6 +52,7 @@ NAV: dict[Role, tuple[NavLink, ...]] = {
         NavLink("/staff/queue", "Queue"),
         NavLink("/staff/audit", "Audit log"),
         NavLink("/staff/users", "Users and tokens"),
+        NavLink("/staff/flows", "Flows"),
         NavLink("/network", "Networks"),
         NavLink("/trials", "Trials"),
         NavLink("/expiring", "Expiring"),
@@ -119,6 +120,7 @@ def install_pages(app: FastAPI) -> None:
         commissioning,
         questionnaire,
         staff_audit,
+        staff_flows,
         staff_queue,
         staff_review,
         staff_users,
@@ -149,5 +151,6 @@ def install_pages(app: FastAPI) -> None:
     app.include_router(staff_review.router)
     app.include_router(staff_audit.router)
     app.include_router(staff_users.router)
+    app.include_router(staff_flows.router)
     app.include_router(report_pages.router)
     app.include_router(national_pages.router)

@@ -21,6 +21,7 @@ from benchmarks.simulator import Deviation, SimulatedSubmission, simulate_submis
 from flows.batch import BatchError, BatchSettings, batch_task_runner, check_prefect_api, score_batch
 from flows.catalogue import build_reference, register_case
 from flows.credentialing import store_submission
+from flows.runtime import using_settings
 from models.settings import Settings
 from models.tables import Credential, Provider
 from tests.flows.rescore_world import CASE, provider_codes
@@ -99,13 +100,8 @@ def test_batch_on_two_local_worker_processes(
     live_api: str, settings: Settings, engine: Engine, built: BuiltCase, tmp_path: Path
 ) -> None:
     received = _received(settings, built, tmp_path, len(DEVIATIONS))
-    result = score_batch(
-        [sid for sid, _ in received],
-        actor="tests",
-        database_url=settings.resolved_database_url,
-        data_dir=str(settings.data_dir),
-        workers=2,
-    )
+    with using_settings(settings):
+        result = score_batch([sid for sid, _ in received], actor="tests", workers=2)
     by_id = {r["submission_id"]: r for r in result["submissions"]}
     for sid, sim in received:
         assert by_id[sid]["status"] == "decided", by_id[sid]
@@ -126,7 +122,7 @@ def test_batch_on_two_local_worker_processes(
             assert stage["submission_id"] == sid
             assert stage["status"] == ("passed" if sim.expected_outcome.value != "unacceptable_variation" else "failed")
             assert cred.id in result["credentials"]
-    assert _completed_task_runs("score_one", len(received)) == len(received)
+    assert _completed_task_runs("score-batch[submission ", len(received)) == len(received)  # one named run each
 
 
 @pytest.mark.slow
@@ -142,12 +138,8 @@ def test_batch_on_an_existing_scheduler(
     received = _received(settings, built, tmp_path, 2)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         monkeypatch.setenv("RTQA_DASK_ADDRESS", cluster.scheduler_address)
-        result = score_batch(
-            [sid for sid, _ in received],
-            actor="tests",
-            database_url=settings.resolved_database_url,
-            data_dir=str(settings.data_dir),
-        )
+        with using_settings(settings):
+            result = score_batch([sid for sid, _ in received], actor="tests")
         assert result["workers"] == sorted(cluster.workers[name].worker_address for name in cluster.workers)
     assert [r["outcome"] for r in result["submissions"]] == [sim.expected_outcome.value for _, sim in received]
 

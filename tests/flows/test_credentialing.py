@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlmodel import Session, select
 
 import flows.steps as flow_steps
 from benchmarks.cases import BuiltCase, build_case
+from benchmarks.protocols import load_protocol
 from benchmarks.simulator import Deviation, SimulatedSubmission, simulate_submission
 from flows.catalogue import build_reference, publish_case, register_case
 from flows.credentialing import (
@@ -127,24 +129,45 @@ class TestFlowUnderPrefect:
         # Observability: task runs named by what they do, and the outcome as a markdown artifact of each run.
         far_id = results["the-christie"]["submission_id"]
         this_run = FlowRunFilter(id=FlowRunFilterId(any_=[runs["the-christie"]]))
+        structures = dict.fromkeys(c.structure for c in load_protocol("uk-lung-sabr").outlining_criteria())
+        assert {"PTV", "GTV", "SpinalCord"} <= set(structures)
         with get_client(sync_client=True) as client:
             tasks = client.read_task_runs(flow_run_filter=this_run)
             artifacts = client.read_artifacts(flow_run_filter=this_run)
+            lines = _run_log_lines(client, runs["the-christie"], expect=f"submission {far_id} (the-christie, ")
         assert sorted(t.name for t in tasks) == sorted(
             [
                 "ingest[the-christie lung-sabr-outlining-mini]",
                 f"validate[submission {far_id}]",
                 f"score-contours[submission {far_id}]",
+                *(f"score-contours[{name}]" for name in structures),  # one task run per structure scored
                 f"decide[submission {far_id}]",
                 f"update-credentials[submission {far_id}]",
             ]
         )
+        # Every step's log line names the submission and its provider.
+        label = f"submission {far_id} (the-christie, {CASE}@1.0, attempt 1): "
+        for step in ("received", "validated", "scored (validated -> scored)", "decided unacceptable_variation"):
+            assert any(line.startswith(label + step) for line in lines), (step, lines)
         [artifact] = artifacts
         assert artifact.key == f"submission-{far_id}" and artifact.type == "markdown"
         markdown = str(artifact.data)
         assert markdown.startswith(f"# Submission {far_id}: unacceptable variation")
         assert f"[/submissions/{far_id}/report](/submissions/{far_id}/report)" in markdown
         assert "| PTV | dice |" in markdown
+
+
+def _run_log_lines(client: Any, flow_run_id: Any, *, expect: str, timeout: float = 15.0) -> list[str]:
+    """The messages the flow run (and its task runs) logged to the API, waiting for the batched log writes."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        lines = [log.message for log in logs]
+        if sum(expect in line for line in lines) >= 4 or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
 
 
 class TestTasks:

@@ -43,6 +43,8 @@ def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
         "facility-questionnaire",
         "expire-credentials",
         "remind-expiring",
+        "rescore-case",
+        "rescore-protocol",
     }
     assert {entry.deployment for entry in TRIGGERABLE.values()} <= {f"{n}/{n}" for n in names}
 
@@ -56,6 +58,45 @@ def test_no_setting_is_stored_or_passed_as_a_parameter(config: dict[str, Any]) -
         parameters = set(inspect.signature(getattr(module, deployment["entrypoint"].split(":")[1]).fn).parameters)
         settings = {name for name in Settings.model_fields if name in parameters}
         assert not settings and "database_url" not in parameters and "data_dir" not in parameters
+
+
+def test_no_flow_takes_a_setting_as_a_parameter() -> None:
+    """Every flow in flows/ (deployed or not) reads its settings from the worker (flows.runtime): Prefect stores and
+    shows every flow-run parameter, and a database URL may hold a password."""
+    found = []
+    for path in sorted((ROOT / "flows").glob("*.py")):
+        module = importlib.import_module(f"flows.{path.stem}")
+        for value in vars(module).values():
+            if isinstance(value, Flow) and value.fn.__module__ == module.__name__:
+                found.append(value.name)
+                parameters = set(inspect.signature(value.fn).parameters)
+                assert not parameters & {*Settings.model_fields, "database_url", "data_dir"}, (value.name, parameters)
+    assert {"score-batch", "rescore-case", "rescore-protocol", "credential-submission"} <= set(found)
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("publish-case", {"case_code": "lung-sabr-outlining-mini"}),
+        ("rescore-case", {"case": "lung-sabr-outlining-mini@1.1"}),
+        ("rescore-protocol", {"protocol_id": "uk-lung-sabr", "version": "1.1"}),
+        ("expire-credentials", {}),
+        ("remind-expiring", {"within_days": 30}),
+    ],
+)
+def test_a_triggered_deployment_run_gets_parameters_its_flow_accepts(
+    config: dict[str, Any], tmp_path: Path, name: str, body: dict[str, Any]
+) -> None:
+    """What the API and the pages pass to a deployment fits the flow's signature exactly (Prefect refuses unknown
+    parameters) and carries who started it, never a setting."""
+    entry = TRIGGERABLE[name]
+    [deployment] = [d for d in config["deployments"] if d["name"] == name]
+    module, attribute = deployment["entrypoint"].split(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attribute)
+    settings = Settings(database_url="postgresql://rtqa:secret@db.example/rtqa", data_dir=tmp_path)
+    parameters = entry.deployment_parameters(settings, entry.parameters.model_validate(body), "qa@example.nhs.uk")
+    assert parameters == {**body, "actor": "qa@example.nhs.uk"}
+    inspect.signature(flow.fn).bind(**parameters)  # raises on a parameter the flow does not take
 
 
 def test_the_pull_step_goes_to_the_directory_deployed_from(config: dict[str, Any]) -> None:

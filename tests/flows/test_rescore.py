@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from benchmarks.cases import BuiltCase, build_case
-from flows.rescore_flows import rescore_protocol
+from flows.rescore_flows import rescore_protocol, rescore_protocol_steps
+from flows.runtime import using_settings
 from models.enums import CredentialStatus, OutcomeLevel, OutcomeSource, ScoringTrigger
 from models.outcomes import current_outcome, override_outcome
 from models.scoring_runs import pending_reviews, results_of_run, runs_of
@@ -113,13 +114,8 @@ def test_threshold_change_moves_exactly_the_dependent_submissions(
             for sid in [c.submission_id]
         }
 
-    summary = rescore_protocol(
-        "uk-lung-sabr",
-        "1.1",
-        actor="qa@rttqa.test",
-        database_url=settings.resolved_database_url,
-        data_dir=str(settings.data_dir),
-    )
+    with using_settings(settings):
+        summary = rescore_protocol("uk-lung-sabr", "1.1", actor="qa@rttqa.test")
 
     expected_moved = {
         c.submission_id for c in centres if level(c.ptv_dice, old_levels) != level(c.ptv_dice, NEW_LEVELS)
@@ -220,9 +216,7 @@ def test_threshold_change_moves_exactly_the_dependent_submissions(
     assert sum("dice_ptv" in line for line in lines) == 3
 
     # Rescoring again to the same version finds nothing left to do.
-    again = rescore_protocol(
-        "uk-lung-sabr", "1.1", database_url=settings.resolved_database_url, data_dir=str(settings.data_dir)
-    )
+    again = rescore_protocol_steps(settings, "uk-lung-sabr", "1.1")  # inline: the flow's body, no Prefect
     assert (again["items"], again["results"], again["cases_moved"]) == ([], [], [])
 
 

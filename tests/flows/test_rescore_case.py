@@ -21,8 +21,9 @@ from benchmarks.cases import BuiltCase, build_case, build_case_from_spec
 from benchmarks.simulator import Deviation, apply_deviations, oracle_measurements, simulate_submission
 from flows.case_import import import_case
 from flows.catalogue import build_reference, register_case
-from flows.rescore_flows import rescore_case
+from flows.rescore_flows import rescore_case, rescore_case_steps
 from flows.rescore_plan import RescoreError, plan_case_rescore
+from flows.runtime import using_settings
 from models.enums import OutcomeLevel
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run, runs_of
@@ -85,7 +86,8 @@ def test_new_reference_version(
     )
     new_reference = {s.canonical: s.mask for s in _masks(built, REFERENCE_DEVIATION, 5)}
     spacing = built.phantom().spacing_mm
-    summary = rescore_case(f"{CASE}@1.1", actor="tests", database_url=url, data_dir=str(settings.data_dir))
+    with using_settings(settings):
+        summary = rescore_case(f"{CASE}@1.1", actor="tests")
 
     moved = {centres[d].submission_id for d, (old, new) in CENTRES.items() if old != new}
     assert summary["moved"] == sorted(moved) and summary["skipped"] == []
@@ -126,7 +128,7 @@ def test_new_reference_version(
             )
         )
         session.commit()
-    summary = rescore_case(f"{CASE}@2.0", actor="tests", database_url=url, data_dir=str(settings.data_dir))
+    summary = rescore_case_steps(settings, f"{CASE}@2.0", actor="tests")  # inline: the flow's body
     assert summary["skipped"] == sorted(c.submission_id for c in centres.values()) and summary["moved"] == []
     assert all("FrameOfReferenceUID" in r["reason"] for r in summary["results"])
     with Session(engine) as session:

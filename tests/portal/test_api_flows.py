@@ -74,8 +74,12 @@ def test_the_triggerable_flows_are_listed(client: TestClient, tokens: dict[str, 
             "expire-credentials",
             "publish-case",
             "remind-expiring",
+            "rescore-case",
+            "rescore-protocol",
         }
     )
+    assert flows["rescore-case"]["parameters"]["required"] == ["case"]
+    assert flows["rescore-protocol"]["parameters"]["required"] == ["protocol_id", "version"]
     assert flows["publish-case"]["parameters"]["required"] == ["case_code"]
     assert flows["credential-submission"]["deployment"] == "credential-submission/credential-submission"
     assert {f["runs"] for f in flows.values()} == {"in-process"}
@@ -100,6 +104,11 @@ def test_unknown_flow_and_run(client: TestClient, tokens: dict[str, str]) -> Non
         ("credential-submission", {"submission_id": 999}, "submission 999 does not exist"),
         ("remind-expiring", {"within_days": -1}, "parameter 'within_days': Input should be greater than or equal"),
         ("expire-credentials", {"as_of": "2030-01-01"}, "parameter 'as_of': Extra inputs are not permitted"),
+        ("rescore-case", {"case": "no-version"}, "parameter 'case': String should match pattern"),
+        ("rescore-case", {"case": "nope@1.0"}, "unknown case nope@1.0: publish or import the new version first"),
+        ("rescore-protocol", {"protocol_id": "uk-lung-sabr", "version": "9.9"}, "has no version '9.9'"),
+        ("rescore-protocol", {"protocol_id": "nope", "version": "1.0"}, "unknown protocol id 'nope'"),
+        ("rescore-protocol", {"protocol_id": "uk-lung-sabr"}, "parameter 'version': Field required"),
     ],
 )
 def test_bad_parameters_are_refused_in_one_line(
@@ -167,3 +176,39 @@ def test_expire_credentials_runs_in_process(client: TestClient, tokens: dict[str
     assert response.status_code == 202, response.text
     run = _finished(client, headers, response.json()["status_url"])
     assert run["state"] == "COMPLETED" and run["result"]["lapsed"] == 0 and run["flow"] == "expire-credentials"
+
+
+def test_a_decided_submission_is_rescored_in_process(
+    client: TestClient,
+    tokens: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    received: tuple[int, str],
+    tmp_path: Path,
+) -> None:
+    """Staff rescore a protocol from the API: the decided submission gets a second scoring run (against 1.1) in
+    the name of who started it; a second rescore finds nothing left to do."""
+    from models.scoring_runs import runs_of
+    from tests.flows.rescore_world import write_protocol_version
+
+    sid, _ = received
+    write_protocol_version(tmp_path, version="1.1", changes={}, data_dir=settings.data_dir)
+    headers = _auth(tokens, "staff")
+    decided = client.post(f"{FLOWS}/credential-submission/runs", json={"submission_id": sid}, headers=headers)
+    assert _finished(client, headers, decided.json()["status_url"])["state"] == "COMPLETED"
+    body = {"protocol_id": "uk-lung-sabr", "version": "1.1"}
+    response = client.post(f"{FLOWS}/rescore-protocol/runs", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    run = _finished(client, headers, response.json()["status_url"])
+    assert run["state"] == "COMPLETED", run
+    assert run["result"]["target"] == "protocol uk-lung-sabr@1.1"
+    assert [(r["submission_id"], r["status"]) for r in run["result"]["results"]] == [(sid, "rescored")]
+    with Session(engine) as session:
+        assert [(r.protocol_version, r.created_by) for r in runs_of(session, sid)] == [
+            ("1.0", "qa@rttqa.test"),
+            ("1.1", "qa@rttqa.test"),
+        ]
+    again = _finished(
+        client, headers, client.post(f"{FLOWS}/rescore-protocol/runs", json=body, headers=headers).json()["status_url"]
+    )
+    assert again["state"] == "COMPLETED" and again["result"]["results"] == []

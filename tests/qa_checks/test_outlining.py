@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,21 @@ def test_identical_sets_with_centre_names() -> None:
     # 10 x 10 voxels x 10 slices of 2 mm^3 = 2000 mm^3 = 2 cc, exactly by voxel count.
     assert cord.reference_volume_cc == pytest.approx(2.0)
     assert values["volume_ratio"] == (1.0, "1")
+
+
+def test_each_matched_structure_goes_through_run_each() -> None:
+    """A caller may run each structure's comparison as a step of its own (a workflow task): it is handed every
+    matched structure by name, in the order asked, and what it returns is the score; a missing one is not."""
+    submitted = StructureSet((_box(7, "Cord", 9.5, 19.5, 9.5, 19.5, PLANES),))
+    seen: list[str] = []
+
+    def run_each(name: str, compute: Any) -> Any:
+        seen.append(name)
+        return compute()
+
+    score = score_outlining(REFERENCE, submitted, GRID, structures=["Heart", "SpinalCord"], run_each=run_each)
+    assert seen == ["SpinalCord"] and score.missing == ("Heart",)
+    assert [s.structure for s in score.scores] == ["SpinalCord"] and score.scores[0].dice == 1.0
 
 
 def test_shifted_box_scores_analytically() -> None:
