@@ -62,7 +62,7 @@ def test_audit_first_and_provider_first_transactions_both_commit(engine: Engine)
                 threading.Event().wait(1.0)  # give the other transaction time to take what it can
                 lock_provider_of_submission(session, submission_id)
                 session.commit()
-        except BaseException as err:  # noqa: BLE001  (reported below)
+        except BaseException as err:
             errors.append(err)
 
     def provider_then_audit() -> None:
@@ -72,7 +72,7 @@ def test_audit_first_and_provider_first_transactions_both_commit(engine: Engine)
                 lock_provider_of_submission(session, submission_id)
                 record_audit(session, actor="b", action="test.second", subject_type="test", subject_id=2)
                 session.commit()
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=audit_then_provider), threading.Thread(target=provider_then_audit)]
