@@ -76,15 +76,17 @@ def token_user(session: Session, token: str, *, now: datetime | None = None, tou
         TokenError: the token is unknown, revoked or expired, or its user is deactivated (the message says which).
     """
     now = now or utcnow()
-    row = session.exec(select(ApiToken).where(ApiToken.token_sha256 == hash_token(token))).first()
-    if row is None:
+    found = session.exec(
+        select(ApiToken, User).where(ApiToken.token_sha256 == hash_token(token), User.id == ApiToken.user_id)
+    ).first()  # one query: this runs on every request
+    if found is None:
         raise TokenError("the API token is not known (mistyped, or from another database)")
+    row, user = found
     if row.revoked_at is not None:
         raise TokenError(f"API token {row.id} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
     if row.expires_at is not None and row.expires_at <= now:
         raise TokenError(f"API token {row.id} expired on {row.expires_at:%Y-%m-%d %H:%M} UTC")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
+    if not user.is_active:
         raise TokenError(f"API token {row.id} belongs to a deactivated user")
     if touch and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
         row.last_used_at = now

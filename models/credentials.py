@@ -7,7 +7,6 @@ when every technique the trial requires is credentialed and every stage only tha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -357,24 +356,26 @@ class CredentialView:
 
 def credentials_for_provider(session: Session, provider: Provider) -> list[CredentialView]:
     """Every credential row of the provider, techniques first, then trials, each sorted by code."""
-    rows = session.exec(select(Credential).where(Credential.provider_id == provider.id)).all()
-    scopes = _load_scopes(session, rows)  # held while the views are built: the session only keeps weak references
-    views = [credential_view(session, cred) for cred in rows]
-    del scopes
+    rows = session.exec(
+        select(Credential, Technique.code, Trial.code)
+        .outerjoin(Technique, col(Technique.id) == Credential.technique_id)
+        .outerjoin(Trial, col(Trial.id) == Credential.trial_id)
+        .where(Credential.provider_id == provider.id)
+    ).all()  # one query: the credential status API runs this on every request
+    views = [
+        CredentialView(
+            provider_code=provider.code,
+            provider_name=provider.name,
+            scope="technique" if cred.technique_id is not None else "trial",
+            code=(technique_code if cred.technique_id is not None else trial_code) or "?",
+            status=cred.status,
+            granted_at=cred.granted_at,
+            valid_until=cred.valid_until,
+            evidence=dict(cred.evidence),
+        )
+        for cred, technique_code, trial_code in rows
+    ]
     return sorted(views, key=lambda v: (v.scope != "technique", v.code))
-
-
-def _load_scopes(session: Session, rows: Sequence[Credential]) -> list[Technique | Trial]:
-    """Load the techniques and trials of ``rows`` in two queries, so that :func:`credential_view` finds them in the
-    session instead of asking for each one."""
-    techniques = {r.technique_id for r in rows if r.technique_id is not None}
-    trials = {r.trial_id for r in rows if r.trial_id is not None}
-    loaded: list[Technique | Trial] = []
-    if techniques:
-        loaded += session.exec(select(Technique).where(col(Technique.id).in_(techniques))).all()
-    if trials:
-        loaded += session.exec(select(Trial).where(col(Trial.id).in_(trials))).all()
-    return loaded
 
 
 def credential_view(session: Session, cred: Credential) -> CredentialView:

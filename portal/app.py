@@ -118,16 +118,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @app.get("/api/v1/providers/{provider_code}/credentials", tags=["credentials"])
     def provider_credentials(provider_code: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-        provider = session.exec(select(Provider).where(Provider.code == provider_code)).first()
+        found = session.exec(
+            select(Provider, Network).where(Provider.code == provider_code, Network.id == Provider.network_id)
+        ).first()
+        provider, network = found if found is not None else (None, None)
         if user.role is Role.CENTRE and (provider is None or provider.id != user.provider_id):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail=f"a centre token may only read its own provider's credentials, not {provider_code!r}",
             )
-        if provider is None:
+        if provider is None or network is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no provider with code {provider_code!r}")
-        network = session.get(Network, provider.network_id)
-        assert network is not None
         return {
             "provider": _provider_json(provider, network),
             "credentials": [c.as_dict() for c in credentials_for_provider(session, provider)],
