@@ -133,10 +133,17 @@ async def _shape(
 ) -> tuple[list[float], list[str], float]:
     out: list[float] = []
     errors: list[str] = []
+    cpu = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
     await asyncio.gather(*(_client(c, providers, stop_at, interval, out, errors) for c in clients))
-    return out, errors, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    _CLIENT_CPU.append((time.process_time() - cpu) / elapsed)
+    return out, errors, elapsed
+
+
+_CLIENT_CPU: list[float] = []
+"""Per shape: the load generator's CPU seconds per second (its share of a core), printed with the figures."""
 
 
 async def _run(base: str, tokens: list[str], providers: list[str], seconds: float, interval: float) -> None:
@@ -161,7 +168,7 @@ def _report(name: str, latencies: list[float], errors: list[str], elapsed: float
     print(
         f"{name:12s} requests {len(ms):6d}  errors {len(errors):3d}  throughput {len(ms) / elapsed:7.1f}/s  "
         f"p50 {statistics.median(ms):6.1f} ms  p90 {_percentile(ms, 90):6.1f}  p99 {_percentile(ms, 99):6.1f}  "
-        f"max {max(ms):6.1f}"
+        f"max {max(ms):6.1f}  (client CPU {_CLIENT_CPU[-1]:.0%} of a core)"
     )
 
 
