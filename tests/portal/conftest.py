@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -42,6 +43,14 @@ def tokens(engine: Engine) -> dict[str, str]:
         )
         session.commit()
     return out
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's database, data directory and a Prefect home of its own, in the environment the CLI reads."""
+    monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
+    monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
 
 
 @pytest.fixture

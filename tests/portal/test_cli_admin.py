@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,7 @@ from tests.models.world import World
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
-    monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def _json(args: list[str]) -> Any:

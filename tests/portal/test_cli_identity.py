@@ -27,11 +27,7 @@ from tests.conftest import CLI_ACCOUNT, CLI_STAFF
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
-    monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def _as_account(monkeypatch: pytest.MonkeyPatch, account: str | None) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -17,11 +15,7 @@ from tests.models.world import World
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTQA_DATABASE_URL", db_url)
-    monkeypatch.setenv("RTQA_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+pytestmark = pytest.mark.usefixtures("cli_env")
 
 
 def test_earlier_attempt_needs_the_flag(engine: Engine) -> None:
