@@ -234,27 +234,7 @@ def deactivate_user(session: Session, *, user_id: int, actor: str, reason: str |
         UnknownUserError: no user has that id.
         UserError: the user is already inactive, or is the actor (nobody locks themselves out).
     """
-    user = session.get(User, user_id)
-    if user is None:
-        raise UnknownUserError(f"no user with id {user_id}")
-    if not user.is_active:
-        raise UserError(f"{user.email} is already deactivated")
-    if user.email.lower() == actor.lower():
-        raise UserError("you cannot deactivate your own account; ask another member of QA staff")
-    user.is_active = False
-    session.add(user)
-    session.flush()
-    record_audit(
-        session,
-        actor=actor,
-        action="user.deactivated",
-        subject_type="app_user",
-        subject_id=user_id,
-        before={"email": user.email, "active": True},
-        after={"email": user.email, "active": False},
-        reason=reason.strip() if reason and reason.strip() else None,
-    )
-    return user
+    return _set_active(session, user_id=user_id, active=False, actor=actor, reason=reason)
 
 
 def reactivate_user(session: Session, *, user_id: int, actor: str, reason: str | None = None) -> User:
@@ -265,22 +245,28 @@ def reactivate_user(session: Session, *, user_id: int, actor: str, reason: str |
         UnknownUserError: no user has that id.
         UserError: the user is active.
     """
+    return _set_active(session, user_id=user_id, active=True, actor=actor, reason=reason)
+
+
+def _set_active(session: Session, *, user_id: int, active: bool, actor: str, reason: str | None) -> User:
     user = session.get(User, user_id)
     if user is None:
         raise UnknownUserError(f"no user with id {user_id}")
-    if user.is_active:
-        raise UserError(f"{user.email} is already active")
-    user.is_active = True
+    if user.is_active == active:
+        raise UserError(f"{user.email} is already {'active' if active else 'deactivated'}")
+    if not active and user.email.lower() == actor.lower():
+        raise UserError("you cannot deactivate your own account; ask another member of QA staff")
+    user.is_active = active
     session.add(user)
     session.flush()
     record_audit(
         session,
         actor=actor,
-        action="user.reactivated",
+        action="user.reactivated" if active else "user.deactivated",
         subject_type="app_user",
         subject_id=user_id,
-        before={"email": user.email, "active": False},
-        after={"email": user.email, "active": True},
+        before={"email": user.email, "active": not active},
+        after={"email": user.email, "active": active},
         reason=reason.strip() if reason and reason.strip() else None,
     )
     return user

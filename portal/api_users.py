@@ -6,10 +6,12 @@ only its SHA-256 is stored, so no listing can show it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
+from sqlmodel import Session
 
 from models.auth import MAX_TOKEN_DAYS, TokenError, revoke_token
 from models.enums import Role
@@ -115,21 +117,20 @@ def add_user(body: NewUser, user: StaffOnly, session: SessionDep) -> dict[str, A
 @router.post("/users/{user_id}/deactivate")
 def deactivate(user_id: int, user: StaffOnly, session: SessionDep, body: Deactivation | None = None) -> dict[str, Any]:
     """Deactivate a user (their tokens stop working at once): 404 unknown, 409 already inactive or oneself."""
-    try:
-        deactivate_user(session, user_id=user_id, actor=user.email, reason=body.reason if body else None)
-    except UnknownUserError as err:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
-    except UserError as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from None
-    session.commit()
-    return user_json(_one_user(session, user_id))
+    return _set_active(session, user, user_id, body, deactivate_user)
 
 
 @router.post("/users/{user_id}/reactivate")
 def reactivate(user_id: int, user: StaffOnly, session: SessionDep, body: Deactivation | None = None) -> dict[str, Any]:
     """Make a deactivated user active again: 404 unknown, 409 already active."""
+    return _set_active(session, user, user_id, body, reactivate_user)
+
+
+def _set_active(
+    session: Session, user: User, user_id: int, body: Deactivation | None, change: Callable[..., User]
+) -> dict[str, Any]:
     try:
-        reactivate_user(session, user_id=user_id, actor=user.email, reason=body.reason if body else None)
+        change(session, user_id=user_id, actor=user.email, reason=body.reason if body else None)
     except UnknownUserError as err:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
     except UserError as err:

@@ -7,6 +7,7 @@ The rules are :mod:`models.users`' (the same as ``rtqa users`` / ``rtqa tokens``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -140,15 +141,7 @@ def deactivate(
     session: SessionDep,
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    try:
-        deactivate_user(session, user_id=user_id, actor=user.email, reason=reason)
-    except UserError as err:
-        session.rollback()
-        if isinstance(err, LookupError):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
-        return _users_page(request, session, user, status_code=409, error=f"Not deactivated: {err}.")
-    session.commit()
-    return RedirectResponse("/staff/users?done=deactivated", status_code=303)
+    return _set_active(request, session, user, user_id, reason, deactivate_user, "deactivated")
 
 
 @router.post("/staff/users/{user_id}/reactivate")
@@ -159,15 +152,27 @@ def reactivate(
     session: SessionDep,
     reason: Annotated[str, Form()] = "",
 ) -> Response:
+    return _set_active(request, session, user, user_id, reason, reactivate_user, "reactivated")
+
+
+def _set_active(
+    request: Request,
+    session: Session,
+    user: User,
+    user_id: int,
+    reason: str,
+    change: Callable[..., User],
+    done: str,
+) -> Response:
     try:
-        reactivate_user(session, user_id=user_id, actor=user.email, reason=reason)
+        change(session, user_id=user_id, actor=user.email, reason=reason)
     except UserError as err:
         session.rollback()
         if isinstance(err, LookupError):
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from None
-        return _users_page(request, session, user, status_code=409, error=f"Not reactivated: {err}.")
+        return _users_page(request, session, user, status_code=409, error=f"Not {done}: {err}.")
     session.commit()
-    return RedirectResponse("/staff/users?done=reactivated", status_code=303)
+    return RedirectResponse(f"/staff/users?done={done}", status_code=303)
 
 
 @router.get("/staff/users/{user_id}")
