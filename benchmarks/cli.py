@@ -37,6 +37,11 @@ DEFAULT_CASES_DIR = Path(".rtqa") / "cases"
 cases_app = typer.Typer(no_args_is_help=True, help="Benchmark cases: list and build.")
 console = Console()
 
+# Options the simulate commands share.
+ProviderOption = Annotated[str, typer.Option("--provider", help="Submitting provider (centre) code or name.")]
+CasesDirOption = Annotated[Path, typer.Option("--cases-dir", help="Where the case is built (or found already built).")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace whatever --out holds.")]
+
 
 def _fail(exc: Exception) -> typer.Exit:
     """Print ``error: ...`` as one line on standard error; return the exit (status 2) to raise."""
@@ -89,7 +94,7 @@ def build_command(
 
 def simulate(
     case: Annotated[str, typer.Argument(help="Case id (see `rtqa cases list`).")],
-    provider: Annotated[str, typer.Option("--provider", help="Submitting provider (centre) code or name.")],
+    provider: ProviderOption,
     out: Annotated[Path, typer.Option("--out", help="Submission directory to write (CT/ + RTSTRUCT).")],
     deviation: Annotated[
         list[str] | None,
@@ -105,13 +110,11 @@ def simulate(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for UIDs and random deviations.")] = 0,
-    cases_dir: Annotated[
-        Path, typer.Option("--cases-dir", help="Where the case is built (or found already built).")
-    ] = DEFAULT_CASES_DIR,
+    cases_dir: CasesDirOption = DEFAULT_CASES_DIR,
     expected_json: Annotated[
         Path | None, typer.Option("--expected-json", help="Also write the oracle's expected outcome here (JSON).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace whatever --out holds.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Simulate a centre's submission for a case and print the outcome the protocol should give."""
     try:
@@ -135,7 +138,7 @@ def simulate(
 @cases_app.command("simulate-plan")
 def simulate_plan_command(
     case: Annotated[str, typer.Argument(help="Planning case id (see `rtqa cases list`).")],
-    provider: Annotated[str, typer.Option("--provider", help="Submitting provider (centre) code or name.")],
+    provider: ProviderOption,
     out: Annotated[Path, typer.Option("--out", help="Submission directory to write (CT/, RTSTRUCT, RTPLAN, RTDOSE).")],
     deviation: Annotated[
         list[str] | None,
@@ -150,13 +153,11 @@ def simulate_plan_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for UIDs and noise.")] = 0,
-    cases_dir: Annotated[
-        Path, typer.Option("--cases-dir", help="Where the case is built (or found already built).")
-    ] = DEFAULT_CASES_DIR,
+    cases_dir: CasesDirOption = DEFAULT_CASES_DIR,
     expected_json: Annotated[
         Path | None, typer.Option("--expected-json", help="Also write the expected effects here (JSON).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace whatever --out holds.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Simulate a centre's plan (or TPS-check dose) for a planning case and print each deviation's expected effect."""
     try:
