@@ -30,6 +30,7 @@ __all__ = [
     "gamma_label",
     "part_task_name",
     "run_gamma",
+    "run_part",
     "run_plan_step",
     "without_part_tasks",
 ]
