@@ -43,6 +43,7 @@ from flows.credentialing import (
     update_credentials,
     validate_submission,
 )
+from flows.part_tasks import without_part_tasks
 from flows.runner import unfinished_submissions
 from flows.runtime import SettingsError, failed_run, flow_settings, using_settings
 from flows.structure_tasks import per_submission_tasks
@@ -127,7 +128,7 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     with the seconds spent here (wall clock and this process's CPU time) and the worker that ran it."""
     started, cpu_started = time.perf_counter(), time.process_time()
     if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
-        with per_submission_tasks():  # this task run is the unit: no task run per structure
+        with per_submission_tasks(), without_part_tasks():  # this task run is the unit: none per structure
             score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
         with Session(engine_for(database_url)) as session:
             sub = session.get(Submission, submission_id)

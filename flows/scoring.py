@@ -2,9 +2,11 @@
 
 * outlining benchmark: contour metrics per protocol structure against the reference (``StructureResult``); inside a
   Prefect flow run each structure is a task run of its own, ``score-contours[PTV]`` (:mod:`flows.structure_tasks`);
-* planning benchmark: plan indices, DVH metrics and organ limits per target and organ (``PlanResult``);
+* planning benchmark: plan indices, DVH metrics and organ limits per target and organ (``PlanResult``); inside a
+  Prefect flow run the plan indices and each structure's DVH metrics are task runs of their own, ``plan-indices[PTV]``,
+  ``dvh[SpinalCord]`` (:mod:`flows.part_tasks`);
 * complex treatment dosimetry check (TPS check): 3D gamma of the centre's dose against the reference
-  (``DoseResult``).
+  (``DoseResult``); inside a Prefect flow run the comparison is a task run named by its criterion, ``gamma[3%/2mm]``.
 
 Results of the planning and dosimetry stages carry, in their parameters, the protocol criteria they are judged
 against (``criteria``), so the decision reads the stored record alone. Every scoring is a scoring run
@@ -23,6 +25,7 @@ from benchmarks.cases import RTDOSE_NAME, reference_files
 from benchmarks.protocols import GAMMA_METRIC, Protocol
 from flows._store import engine_for
 from flows.crashpoints import crash_point
+from flows.part_tasks import gamma_label, run_gamma, run_plan_step
 from flows.protocol_store import resolve_protocol
 from flows.steps import data_dir_or_default, load_submission_and_case, set_status, submission_logger
 from flows.structure_tasks import run_structure
@@ -140,13 +143,17 @@ def _store_dosimetry(
     reference = load_submission(reference_dose_files(reference_dir))
     assert submitted.dose is not None and reference.dose is not None
     params = protocol.gamma_parameters()
-    score = score_dosimetry(
-        reference.dose,
-        submitted.dose,
-        dose_percent=params["dose_percent"],
-        distance_mm=params["distance_mm"],
-        lower_cutoff_percent=params["lower_cutoff_percent"],
-        local=params["local"],
+    reference_dose, submitted_dose = reference.dose, submitted.dose
+    score = run_gamma(
+        gamma_label(params["dose_percent"], params["distance_mm"], local=params["local"]),
+        lambda: score_dosimetry(
+            reference_dose,
+            submitted_dose,
+            dose_percent=params["dose_percent"],
+            distance_mm=params["distance_mm"],
+            lower_cutoff_percent=params["lower_cutoff_percent"],
+            local=params["local"],
+        ),
     )
     criterion = protocol.gamma_criterion()
     for m in score.measurements:
@@ -168,7 +175,8 @@ def _store_dosimetry(
 
 def score_by_protocol(submitted: LoadedSubmission, protocol: Protocol) -> PlanScore:
     """:func:`qa_checks.planning.score_plan` with the protocol's criteria for each target (its own prescription;
-    organ limits once, with the prescription target), composites and prescription-by-size rule.
+    organ limits once, with the prescription target), composites and prescription-by-size rule; each step a task
+    run of its own inside a Prefect flow run (:func:`flows.part_tasks.run_plan_step`).
 
     Raises:
         LookupError: the protocol has no planning section.
@@ -197,6 +205,7 @@ def score_by_protocol(submitted: LoadedSubmission, protocol: Protocol) -> PlanSc
         criteria_for=criteria_for,
         composites=protocol.composite_structures(),
         dose_by_size=dose_by_size,
+        run_each=run_plan_step,
     )
 
 

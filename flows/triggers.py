@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import Session
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlmodel import Session, col, select
 
 from flows._store import engine_for
 from models.settings import Settings
-from models.tables import Submission
+from models.tables import BenchmarkCase, Submission
 
 __all__ = [
     "TRIGGERABLE",
@@ -26,6 +26,7 @@ __all__ = [
     "RemindParameters",
     "RescoreCaseParameters",
     "RescoreProtocolParameters",
+    "ScoreBatchParameters",
     "SubmissionParameters",
     "TriggerError",
     "TriggerableFlow",
@@ -86,6 +87,45 @@ class RemindParameters(BaseModel):
     within_days: int | None = Field(
         default=None, ge=0, le=3650, description="Default: RTQA_EXPIRY_WARNING_DAYS (the scheduled runs use it)."
     )
+
+
+class ScoreBatchParameters(BaseModel):
+    """``score-batch``: which submissions to run the remaining steps of, by id or by case; neither: every
+    submission still received, validated or scored."""
+
+    model_config = ConfigDict(extra="forbid")
+    submission_ids: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10000,
+        description="Ids of submissions received and not yet decided (in the form: separated by commas or spaces).",
+    )
+    case: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=200,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="CODE@VERSION: every submission of the case not yet decided (instead of ids).",
+    )
+
+    @field_validator("submission_ids", mode="before")
+    @classmethod
+    def _split_text(cls, value: Any) -> Any:
+        """A form's ``"3, 7 12"`` as ``["3", "7", "12"]`` (then checked as integers)."""
+        if isinstance(value, str):
+            return value.replace(",", " ").split()
+        return value
+
+    @model_validator(mode="after")
+    def _ids_or_case(self) -> ScoreBatchParameters:
+        if self.submission_ids is not None and self.case is not None:
+            raise ValueError("give submission_ids or case, not both")
+        if self.submission_ids is not None:
+            if any(i < 1 for i in self.submission_ids):
+                raise ValueError("submission ids are positive integers")
+            if len(set(self.submission_ids)) != len(self.submission_ids):
+                raise ValueError("a submission id is given twice")
+        return self
 
 
 def _no_check(settings: Settings, params: Any) -> None:
@@ -178,6 +218,77 @@ def _submission_parameters(settings: Settings, params: SubmissionParameters, act
     return deployment_parameters(settings.resolved_database_url, params.submission_id, actor=actor)
 
 
+def batch_submissions(settings: Settings, params: ScoreBatchParameters) -> list[int]:
+    """The submissions a ``score-batch`` start names, all with steps still to run (oldest first unless given by id).
+
+    Raises:
+        TriggerError: an id that does not exist or is already decided or rejected, an unknown case, or nothing to run.
+    """
+    from flows.runner import UNFINISHED, unfinished_submissions
+
+    url = settings.resolved_database_url
+    if params.submission_ids is None and params.case is None:
+        ids = unfinished_submissions(url)
+        if not ids:
+            raise TriggerError("no submission is waiting for its remaining steps (received, validated or scored)")
+        return ids
+    with Session(engine_for(url)) as session:
+        if params.case is not None:
+            code, version = params.case.split("@")
+            case = session.exec(
+                select(BenchmarkCase).where(BenchmarkCase.case_code == code, BenchmarkCase.version == version)
+            ).first()
+            if case is None:
+                raise TriggerError(f"unknown case {params.case}: `rtqa cases list` shows the registered cases")
+            found = session.exec(
+                select(Submission.id)
+                .where(Submission.case_id == case.id, col(Submission.status).in_(UNFINISHED))
+                .order_by(col(Submission.received_at), col(Submission.id))
+            ).all()
+            ids = [i for i in found if i is not None]
+            if not ids:
+                raise TriggerError(f"case {params.case} has no submission waiting for its remaining steps")
+            return ids
+        assert params.submission_ids is not None
+        rows = session.exec(select(Submission).where(col(Submission.id).in_(params.submission_ids))).all()
+        status = {row.id: row.status for row in rows}
+    unknown = [i for i in params.submission_ids if i not in status]
+    if unknown:
+        raise TriggerError(f"submission {', '.join(map(str, unknown))} does not exist")
+    done = [f"{i} ({status[i].value})" for i in params.submission_ids if status[i] not in UNFINISHED]
+    if done:
+        raise TriggerError(
+            f"submission {', '.join(done)} has no steps to run: only submissions still received, validated or scored "
+            "can be in a batch (an override changes a decided outcome)"
+        )
+    return list(params.submission_ids)
+
+
+def _check_batch(settings: Settings, params: ScoreBatchParameters) -> None:
+    batch_submissions(settings, params)
+
+
+def _batch_parameters(settings: Settings, params: ScoreBatchParameters, actor: str) -> dict[str, Any]:
+    """The ``score-batch`` deployment's parameters: the submission ids (resolved now) and who started it; the Dask
+    cluster comes from the worker's environment (``RTQA_DASK_*``)."""
+    ids = params.submission_ids if params.submission_ids is not None else batch_submissions(settings, params)
+    return {"submission_ids": list(ids), "actor": actor}
+
+
+def _batch_inline(settings: Settings, params: ScoreBatchParameters, actor: str) -> dict[str, Any]:
+    """Without a Prefect server: each submission's remaining steps in turn, in this process (no Dask)."""
+    from flows.credentialing import submission_summary
+    from flows.runner import SubmissionRunner
+
+    runner = SubmissionRunner(settings, actor=actor, use_prefect=False)
+    ids = params.submission_ids if params.submission_ids is not None else batch_submissions(settings, params)
+    results = []
+    for sid in ids:  # a step already done does nothing (e.g. the upload runner decided it since the start)
+        runner.run_steps(sid)
+        results.append(submission_summary(sid, database_url=settings.resolved_database_url))
+    return {"submissions": results}
+
+
 def _expire(settings: Settings, params: NoParameters, actor: str) -> dict[str, Any]:
     from flows.expiry import expire_steps
 
@@ -267,5 +378,16 @@ register(
         parameters=RescoreProtocolParameters,
         run_inline=_rescore_protocol,
         check=_check_rescore,
+    )
+)
+register(
+    TriggerableFlow(
+        name="score-batch",
+        description="Run the remaining steps of many received submissions at once (by id, by case, or every one) "
+        "on Dask.",
+        parameters=ScoreBatchParameters,
+        run_inline=_batch_inline,
+        deployment_parameters=_batch_parameters,
+        check=_check_batch,
     )
 )

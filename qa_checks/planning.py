@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +53,7 @@ __all__ = [
     "INDEX_METRICS",
     "PlanMeasurement",
     "PlanScore",
+    "PlanStepRunner",
     "TargetPrescription",
     "max_diameter_mm",
     "score_plan",
@@ -81,6 +82,23 @@ ORGAN_DVH_METRICS: Final = ("Dmean", "Dmax")
 CriteriaFor = Callable[["TargetPrescription", float, bool], Sequence[Criterion]]
 """``criteria_for(prescription, ptv_volume_cc, is_primary)`` -> the criteria of that target (with the organ limits
 when ``is_primary``)."""
+
+
+_T = TypeVar("_T")
+
+
+class PlanStepRunner(Protocol):
+    """``run_each(step, subject, compute)``: runs one step of :func:`score_plan` and returns what ``compute``
+    returns. ``step`` is ``"indices"`` (the plan indices of every target at once; ``subject`` names the targets,
+    joined by ``+``) or ``"dvh"`` (the DVH metrics of one target, organ or composite named by ``subject``). A
+    caller may run each step as a named step of its own, e.g. a workflow task."""
+
+    def __call__(self, step: str, subject: str, compute: Callable[[], _T], /) -> _T: ...
+
+
+def _call(step: str, subject: str, compute: Callable[[], _T], /) -> _T:
+    """The default :class:`PlanStepRunner`: ``compute()``."""
+    return compute()
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,7 @@ def score_plan(
     fractions: int | None = None,
     dvh_supersample: int | None = None,
     surface_supersample: int | None = None,
+    run_each: PlanStepRunner | None = None,
 ) -> PlanScore:
     """Measure a submitted plan and evaluate the protocol's criteria (see the module docstring).
 
@@ -164,6 +183,7 @@ def score_plan(
         dvh_supersample: sub-voxels per dose voxel for the DVHs; None: :func:`qa_checks.dvh.compute_dvh`'s default.
         surface_supersample: fine voxels per dose voxel for target surfaces (D2cm); None: the default of
             :func:`qa_checks.target_geometry.default_supersample`.
+        run_each: runs each step (see :class:`PlanStepRunner`); default: calls it.
 
     Raises:
         PlanScoringError: no RTSTRUCT, RTPLAN or RTDOSE; no number of fractions; a target without a structure or
@@ -195,11 +215,16 @@ def score_plan(
                 f"{dose.path or 'RTDOSE'}: target {rx.structure!r} ((3006,0026) ROIName {rx.submitted_name!r}) has no "
                 "voxel on the dose grid; the dose grid must cover every target"
             )
-    indices = compute_target_indices(
-        dose,
-        target_structures,
-        {rx.structure: rx.dose_gy for rx in prescriptions},
-        supersample=surface_supersample,
+    run = run_each or _call
+    indices = run(
+        "indices",
+        "+".join(target_structures),
+        lambda: compute_target_indices(
+            dose,
+            target_structures,
+            {rx.structure: rx.dose_gy for rx in prescriptions},
+            supersample=surface_supersample,
+        ),
     )
     for ind in indices.values():
         warnings.extend(ind.warnings)
@@ -235,11 +260,22 @@ def score_plan(
         ind = indices[rx.structure]
         measurements.extend(_index_measurements(rx, ind))
         target = target_structures[rx.structure]
-        dvh = compute_dvh(crop_dose(dose, target)[0], target, **dvh_kwargs)
         extra = [c.metric for c in criteria if c.structure == rx.structure and is_dvh_metric(c.metric)]
         params = {"submitted_name": rx.submitted_name, "prescription_gy": rx.dose_gy, "prescription_source": rx.source}
-        measurements.extend(_dvh_measurements(rx.structure, dvh, [*TARGET_DVH_METRICS, *extra], params))
-    measurements.extend(_organ_measurements(dose, organs, composites, organ_structures, reasons, criteria, dvh_kwargs))
+
+        def target_dvh(
+            rx: TargetPrescription = rx,
+            target: Structure = target,
+            extra: list[str] = extra,
+            params: dict[str, Any] = params,
+        ) -> list[PlanMeasurement]:
+            dvh = compute_dvh(crop_dose(dose, target)[0], target, **dvh_kwargs)
+            return _dvh_measurements(rx.structure, dvh, [*TARGET_DVH_METRICS, *extra], params)
+
+        measurements.extend(run("dvh", rx.structure, target_dvh))
+    measurements.extend(
+        _organ_measurements(dose, organs, composites, organ_structures, reasons, criteria, dvh_kwargs, run)
+    )
     measurements = [_with_grid(m, spacing) for m in measurements]
     if loaded.ct is not None:
         scored = {**target_structures, **organ_structures}
@@ -271,41 +307,59 @@ def _organ_measurements(
     reasons: Mapping[str, str],
     criteria: Sequence[Criterion],
     dvh_kwargs: Mapping[str, Any],
+    run: PlanStepRunner = _call,
 ) -> list[PlanMeasurement]:
-    """Dmean, Dmax, Volume and the criteria's DVH metrics of every organ or composite present."""
+    """Dmean, Dmax, Volume and the criteria's DVH metrics of every organ or composite present, each organ one
+    ``"dvh"`` step of ``run``."""
     measurements: list[PlanMeasurement] = []
     for organ in organs:
-        params: dict[str, Any]
         parts = composites.get(organ)
-        if parts is not None:
-            missing = [p for p in parts if p not in organ_structures]
-            if missing:
-                continue
-            mask = np.zeros(dose.shape, dtype=bool)
-            for p in parts:
-                mask |= rasterise(organ_structures[p], dose)
-            source: Structure | npt.NDArray[np.bool_] = mask
-            params = {"composite_of": list(parts), "submitted_names": [organ_structures[p].name for p in parts]}
-        elif organ in organ_structures:
-            source = organ_structures[organ]
-            params = {"submitted_name": source.name, "name_match": reasons.get(organ, "")}
-        else:
+        if parts is not None and any(p not in organ_structures for p in parts):
+            continue
+        if parts is None and organ not in organ_structures:
             continue
         metrics = [
             *ORGAN_DVH_METRICS,
             *(c.metric for c in criteria if c.structure == organ and is_dvh_metric(c.metric)),
         ]
-        try:
-            cropped, box = crop_dose(dose, source)
-            dvh = compute_dvh(cropped, source if isinstance(source, Structure) else source[box], **dvh_kwargs)
-        except ValueError as exc:
-            measurements.extend(
-                PlanMeasurement(organ, m, None, _unit(m), {**params, "reason": str(exc)})
-                for m in dict.fromkeys(metrics)
-            )
-            continue
-        measurements.extend(_dvh_measurements(organ, dvh, metrics, params))
+
+        def organ_dvh(
+            organ: str = organ, parts: Sequence[str] | None = parts, metrics: list[str] = metrics
+        ) -> list[PlanMeasurement]:
+            return _organ_dvh(dose, organ, parts, organ_structures, reasons, metrics, dvh_kwargs)
+
+        measurements.extend(run("dvh", organ, organ_dvh))
     return measurements
+
+
+def _organ_dvh(
+    dose: DoseGrid,
+    organ: str,
+    parts: Sequence[str] | None,
+    organ_structures: Mapping[str, Structure],
+    reasons: Mapping[str, str],
+    metrics: Sequence[str],
+    dvh_kwargs: Mapping[str, Any],
+) -> list[PlanMeasurement]:
+    """The DVH measurements of one organ, or of the composite of ``parts`` (all present)."""
+    params: dict[str, Any]
+    if parts is not None:
+        mask = np.zeros(dose.shape, dtype=bool)
+        for p in parts:
+            mask |= rasterise(organ_structures[p], dose)
+        source: Structure | npt.NDArray[np.bool_] = mask
+        params = {"composite_of": list(parts), "submitted_names": [organ_structures[p].name for p in parts]}
+    else:
+        source = organ_structures[organ]
+        params = {"submitted_name": source.name, "name_match": reasons.get(organ, "")}
+    try:
+        cropped, box = crop_dose(dose, source)
+        dvh = compute_dvh(cropped, source if isinstance(source, Structure) else source[box], **dvh_kwargs)
+    except ValueError as exc:
+        return [
+            PlanMeasurement(organ, m, None, _unit(m), {**params, "reason": str(exc)}) for m in dict.fromkeys(metrics)
+        ]
+    return _dvh_measurements(organ, dvh, metrics, params)
 
 
 def _index_measurements(rx: TargetPrescription, ind: PlanIndices) -> list[PlanMeasurement]:

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
 CASE = "lung-sabr-outlining-mini"
 DEPLOYMENT = "credential-submission/credential-submission"
+BATCHED = "the-clatterbridge-cancer-centre"
 
 
 def _repository_files() -> set[str]:
@@ -68,8 +69,20 @@ def test_credential_submission_through_the_deployment(
         database_url=db_url,
         data_dir=str(settings.data_dir),
     )
+    third = simulate_submission(
+        built, provider=BATCHED, deviations=[Deviation.parse("margin_mm:PTV:1")], seed=1, out_dir=tmp_path / "batch"
+    )
+    batched = store_submission(  # another received one, for the score-batch deployment
+        str(third.directory),
+        provider_code=BATCHED,
+        case_code=CASE,
+        case_version=None,
+        actor="tests",
+        database_url=db_url,
+        data_dir=str(settings.data_dir),
+    )
     before = _repository_files()
-    rtqa_env = {"RTQA_DATABASE_URL": db_url, "RTQA_DATA_DIR": str(settings.data_dir)}
+    rtqa_env = {"RTQA_DATABASE_URL": db_url, "RTQA_DATA_DIR": str(settings.data_dir), "RTQA_DASK_WORKERS": "1"}
 
     with PrefectServer.started(tmp_path / "prefect") as server:
         server.cli("work-pool", "create", "rtqa", "--type", "process")
@@ -139,5 +152,17 @@ def test_credential_submission_through_the_deployment(
                         time.sleep(1)
             assert state.state == "COMPLETED", f"{server.flow_run_logs(record.id)}\n{worker_log(worker)}"
             assert _outcome(engine, stored.submission_id) == close.expected_outcome.value
+
+            # score-batch as staff start it: its deployment, on a one-process Dask cluster of the worker's.
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("PREFECT_API_URL", server.api_url)
+                with temporary_settings({PREFECT_API_URL: server.api_url}):
+                    record = tracker.start("score-batch", {"case": f"{CASE}@1.0"}, actor="qa@rttqa.test")
+            assert record.mode == "deployment" and record.flow == "score-batch"
+            run = server.wait_for_flow_run(record.id, timeout=300)
+            assert run["state_type"] == "COMPLETED", f"{server.flow_run_logs(record.id)}\n{worker_log(worker)}"
+            assert run["parameters"] == {"submission_ids": [batched.submission_id], "actor": "qa@rttqa.test"}
+            assert server.task_run_names(record.id)[0] == f"score-batch[submission {batched.submission_id}]"
+            assert _outcome(engine, batched.submission_id) == third.expected_outcome.value
     assert all(p.poll() is not None for p in (server.process, bare, worker))  # everything started here is stopped
     assert _repository_files() == before

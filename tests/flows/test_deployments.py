@@ -45,6 +45,7 @@ def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
         "remind-expiring",
         "rescore-case",
         "rescore-protocol",
+        "score-batch",
     }
     assert {entry.deployment for entry in TRIGGERABLE.values()} <= {f"{n}/{n}" for n in names}
 
@@ -82,6 +83,7 @@ def test_no_flow_takes_a_setting_as_a_parameter() -> None:
         ("rescore-protocol", {"protocol_id": "uk-lung-sabr", "version": "1.1"}),
         ("expire-credentials", {}),
         ("remind-expiring", {"within_days": 30}),
+        ("score-batch", {"submission_ids": [3, 7]}),
     ],
 )
 def test_a_triggered_deployment_run_gets_parameters_its_flow_accepts(

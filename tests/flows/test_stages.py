@@ -196,6 +196,82 @@ class TestDosimetryStage:
         assert len(read) == 2 and read[1] == ["RTDOSE.dcm"]  # the stored submission, then the reference dose alone
 
 
+class TestTaskRunsUnderPrefect:
+    """The credential-submission flow on a plan and on a TPS check, with task runs recorded by one session-wide
+    Prefect test server: each stage's parts are task runs named by what they measure."""
+
+    def _task_run_names(self, settings: Settings, sim: SimulatedPlanSubmission, case: str) -> tuple[int, list[str]]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        from flows.credentialing import credential_submission
+        from flows.runtime import using_settings
+
+        with using_settings(settings):
+            state = credential_submission(str(sim.directory), PROVIDER, case, actor="tests", return_state=True)
+        result = state.result()
+        assert result["status"] == "decided"
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        with get_client(sync_client=True) as client:
+            tasks = client.read_task_runs(flow_run_filter=this_run)
+        return int(result["submission_id"]), sorted(t.name for t in tasks)
+
+    def test_planning_runs_the_indices_and_each_structures_dvh(
+        self,
+        prefect_harness: None,
+        settings: Settings,
+        engine: Engine,
+        registered: dict[str, BuiltCase],
+        tmp_path: Path,
+    ) -> None:
+        sim = _simulate(registered[COARSE_LUNG], tmp_path)
+        sid, names = self._task_run_names(settings, sim, COARSE_LUNG)
+        with Session(engine) as session:
+            rows = session.exec(select(PlanResult).where(PlanResult.submission_id == sid)).all()
+        measured = sorted({r.structure for r in rows if r.metric == "Volume" and r.value is not None})
+        assert {"PTV", "SpinalCord", "Lungs"} <= set(measured)  # a target, an organ and a composite
+        assert names == sorted(
+            [
+                f"ingest[{PROVIDER} {COARSE_LUNG}]",
+                f"validate[submission {sid}]",
+                f"score-plan[submission {sid}]",
+                "plan-indices[PTV]",
+                *(f"dvh[{structure}]" for structure in measured),  # one task run per structure's DVH
+                f"decide[submission {sid}]",
+                f"update-credentials[submission {sid}]",
+            ]
+        )
+
+    def test_tps_check_runs_gamma_named_by_its_criterion(
+        self,
+        prefect_harness: None,
+        settings: Settings,
+        engine: Engine,
+        registered: dict[str, BuiltCase],
+        tmp_path: Path,
+    ) -> None:
+        sim = _simulate(registered[COARSE_TPS], tmp_path, check="tps_check")
+        sid, names = self._task_run_names(settings, sim, COARSE_TPS)
+        with Session(engine) as session:
+            rate = session.exec(
+                select(DoseResult).where(
+                    DoseResult.submission_id == sid, DoseResult.metric == "gamma_pass_rate_percent"
+                )
+            ).one()
+        criterion = f"{rate.parameters['dose_percent']:g}%/{rate.parameters['distance_mm']:g}mm"
+        assert criterion == "3%/2mm" and rate.parameters["normalisation"] == "global"  # the protocol's criterion
+        assert names == sorted(
+            [
+                f"ingest[{PROVIDER} {COARSE_TPS}]",
+                f"validate[submission {sid}]",
+                f"gamma-check[submission {sid}]",
+                f"gamma[{criterion}]",
+                f"decide[submission {sid}]",
+                f"update-credentials[submission {sid}]",
+            ]
+        )
+
+
 def test_provider_becomes_credentialed_stage_by_stage(
     settings: Settings, engine: Engine, registered: dict[str, BuiltCase], tmp_path: Path
 ) -> None:

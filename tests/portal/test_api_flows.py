@@ -76,12 +76,16 @@ def test_the_triggerable_flows_are_listed(client: TestClient, tokens: dict[str, 
             "remind-expiring",
             "rescore-case",
             "rescore-protocol",
+            "score-batch",
         }
     )
     assert flows["rescore-case"]["parameters"]["required"] == ["case"]
     assert flows["rescore-protocol"]["parameters"]["required"] == ["protocol_id", "version"]
     assert flows["publish-case"]["parameters"]["required"] == ["case_code"]
     assert flows["credential-submission"]["deployment"] == "credential-submission/credential-submission"
+    batch = flows["score-batch"]
+    assert batch["deployment"] == "score-batch/score-batch" and "required" not in batch["parameters"]
+    assert set(batch["parameters"]["properties"]) == {"submission_ids", "case"}  # ids only, no cluster or setting
     assert {f["runs"] for f in flows.values()} == {"in-process"}
 
 
@@ -109,6 +113,15 @@ def test_unknown_flow_and_run(client: TestClient, tokens: dict[str, str]) -> Non
         ("rescore-protocol", {"protocol_id": "uk-lung-sabr", "version": "9.9"}, "has no version '9.9'"),
         ("rescore-protocol", {"protocol_id": "nope", "version": "1.0"}, "unknown protocol id 'nope'"),
         ("rescore-protocol", {"protocol_id": "uk-lung-sabr"}, "parameter 'version': Field required"),
+        ("score-batch", {}, "no submission is waiting for its remaining steps"),
+        ("score-batch", {"submission_ids": []}, "parameter 'submission_ids': List should have at least 1 item"),
+        ("score-batch", {"submission_ids": [999, 998]}, "submission 999, 998 does not exist"),
+        ("score-batch", {"submission_ids": [4, 4]}, "a submission id is given twice"),
+        ("score-batch", {"submission_ids": [0]}, "submission ids are positive integers"),
+        ("score-batch", {"submission_ids": [4], "case": f"{CASE}@1.0"}, "give submission_ids or case, not both"),
+        ("score-batch", {"case": "nope@1.0"}, "unknown case nope@1.0"),
+        ("score-batch", {"address": "tcp://10.0.0.5:8786"}, "parameter 'address': Extra inputs are not permitted"),
+        ("score-batch", {"workers": 8}, "parameter 'workers': Extra inputs are not permitted"),
     ],
 )
 def test_bad_parameters_are_refused_in_one_line(
@@ -212,3 +225,37 @@ def test_a_decided_submission_is_rescored_in_process(
         client, headers, client.post(f"{FLOWS}/rescore-protocol/runs", json=body, headers=headers).json()["status_url"]
     )
     assert again["state"] == "COMPLETED" and again["result"]["results"] == []
+
+
+def test_a_batch_of_a_case_runs_in_process(
+    client: TestClient, tokens: dict[str, str], engine: Engine, settings: Settings, received: tuple[int, str]
+) -> None:
+    """Staff start score-batch for a case: its received submission is decided in the name of who started it; with a
+    server the deployment would get the case's submission ids, resolved at the start."""
+    sid, expected = received
+    entry = TRIGGERABLE["score-batch"]
+    body = {"case": f"{CASE}@1.0"}
+    assert entry.deployment_parameters(settings, entry.parameters.model_validate(body), "qa@rttqa.test") == {
+        "submission_ids": [sid],
+        "actor": "qa@rttqa.test",
+    }
+    headers = _auth(tokens, "staff")
+    response = client.post(f"{FLOWS}/score-batch/runs", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    started = response.json()
+    assert started["mode"] == "in-process" and started["parameters"] == body
+    run = _finished(client, headers, started["status_url"])
+    assert run["state"] == "COMPLETED", run
+    [summary] = run["result"]["submissions"]
+    assert (summary["submission_id"], summary["status"], summary["outcome"]) == (sid, "decided", expected)
+    with Session(engine) as session:
+        [event] = session.exec(select(AuditEvent).where(AuditEvent.action == "flow.triggered")).all()
+        steps = session.exec(select(AuditEvent.actor).where(AuditEvent.action == "outcome.decided")).all()
+    assert event.after == {"flow": "score-batch", "parameters": body, "mode": "in-process"}
+    assert steps == ["qa@rttqa.test"]
+    for again, detail in (
+        (body, f"case {CASE}@1.0 has no submission waiting for its remaining steps"),
+        ({"submission_ids": [sid]}, f"submission {sid} (decided) has no steps to run"),
+    ):
+        refused = client.post(f"{FLOWS}/score-batch/runs", json=again, headers=headers)
+        assert refused.status_code == 422 and detail in refused.json()["detail"], refused.text

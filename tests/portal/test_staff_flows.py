@@ -64,6 +64,10 @@ def test_every_triggerable_flow_has_a_form(client: TestClient, staff: str) -> No
         assert f'name="csrf_token" value="{staff}"' in section
     rescore = text[text.index('id="flow-rescore-protocol"') :]
     assert 'name="protocol_id" type="text"' in rescore and 'name="version" type="text"' in rescore
+    batch = text[text.index('id="flow-score-batch"') :]
+    batch = batch[: batch.index("</section>")]
+    assert 'name="submission_ids" type="text"' in batch and 'name="case" type="text"' in batch
+    assert " required" not in batch  # neither: every unfinished submission
     assert {"rescore-case", "rescore-protocol", "publish-case", "expire-credentials"} <= set(TRIGGERABLE)
 
 
@@ -122,6 +126,8 @@ def test_an_unfinished_run_page_follows_the_api(client: TestClient, staff: str) 
         ("rescore-protocol", {"protocol_id": "nope", "version": "1.0"}, "unknown protocol id &#39;nope&#39;"),
         ("credential-submission", {"submission_id": "seven"}, "submission_id: Input should be a valid integer"),
         ("publish-case", {"case_code": "no-such-case"}, "publish-case not started:"),
+        ("score-batch", {"submission_ids": "3 seven"}, "submission_ids.1: Input should be a valid integer"),
+        ("score-batch", {"submission_ids": "12, 13"}, "submission 12, 13 does not exist"),
     ],
 )
 def test_bad_parameters_come_back_on_the_page(
@@ -158,6 +164,10 @@ def test_form_values_become_parameters() -> None:
     assert parameters_from_form(remind, {"within_days": " "}) == {}  # blank optional: the flow's default
     assert parameters_from_form(remind, {"within_days": "30", "extra": "x"}) == {"within_days": "30"}
     assert remind.parameters.model_validate(parameters_from_form(remind, {"within_days": "30"})).within_days == 30
+    batch = TRIGGERABLE["score-batch"]
+    typed = parameters_from_form(batch, {"submission_ids": " 3, 7 12 ", "case": ""})
+    assert typed == {"submission_ids": "3, 7 12"}  # blank case left out
+    assert batch.parameters.model_validate(typed).submission_ids == [3, 7, 12]
     publish = TRIGGERABLE["publish-case"]
     assert parameters_from_form(publish, {}) == {"case_code": ""}  # a required field is sent, to be refused by name
 
