@@ -93,8 +93,9 @@ def split_points(
     # over the reference box, summed axis by axis over its coordinates: the class key (z * n_y + y) * n_x + x,
     # plus n_keys for each axis along which the search region leaves the block; and the flat block index of the
     # lower cell node. Then taken at the points.
-    key_type = np.int32 if 3 * n_keys < 1 << 31 else np.int64
-    key_parts, base_parts = [], []
+    key_type: type[np.signedinteger] = np.int32 if 3 * n_keys < 1 << 31 else np.int64
+    key_parts: list[npt.NDArray[np.signedinteger]] = []
+    base_parts: list[npt.NDArray[np.int64]] = []
     for axis, multiplier in enumerate((n_y * n_x, n_x, 1)):
         # nodes reachable within limit_mm: cells floor(f - reach) .. floor(f + reach) and their upper node (the
         # reach rounded up past the radius tolerance of the last shell)
