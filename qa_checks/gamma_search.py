@@ -229,14 +229,19 @@ def search_gamma2(
     box_mask = mask[box]
     flat = np.flatnonzero(box_mask)
     dose_gy = ref_dose[box][box_mask]
-    criterion_gy = dose_criterion_fraction * (dose_gy if norm_gy is None else np.full(dose_gy.size, norm_gy))
+    if norm_gy is None:
+        inv_criterion = (1.0 / (dose_criterion_fraction * dose_gy)).astype(np.float32)
+        uniform = None
+    else:
+        uniform = np.float32(1.0 / (dose_criterion_fraction * norm_gy))
+        inv_criterion = np.full(dose_gy.size, uniform, dtype=np.float32)
     points = SearchPoints(
         flat=flat,
         box_shape=(box_mask.shape[0], box_mask.shape[1], box_mask.shape[2]),
         axes_mm=ref_crop,
         dose_gy=dose_gy.astype(np.float32),
-        inv_criterion=(1.0 / criterion_gy).astype(np.float32),
-        uniform_inv_criterion=None if norm_gy is None else float(np.float32(1.0 / (dose_criterion_fraction * norm_gy))),
+        inv_criterion=inv_criterion,
+        uniform_inv_criterion=None if uniform is None else float(uniform),
     )
     crop_z, crop_y, crop_x = (
         _crop_range(ref_axis, eval_axis, limit_mm) for ref_axis, eval_axis in zip(ref_crop, eval_axes, strict=True)

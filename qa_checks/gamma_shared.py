@@ -255,9 +255,11 @@ class SharedSearch:
         class's fractions (seven linear interpolations of the cell's eight nodes), in pieces of
         ``CENTRE_TASK_POINTS`` points."""
         lattice = self._lattice
-        class_of = np.repeat(np.arange(self._counts.size), self._counts)  # of each point still searching
         active = self._active
-        fractions = [lattice.fractions[axis][self._phase[axis]].astype(np.float32)[class_of] for axis in range(3)]
+        # of each point still searching (in class order)
+        fractions = [
+            np.repeat(lattice.fractions[axis][self._phase[axis]].astype(np.float32), self._counts) for axis in range(3)
+        ]
         strides = self._strides
 
         def centre(part: slice) -> None:
