@@ -73,7 +73,9 @@ def default_threads() -> int:
 
 class TaskRunner:
     """Runs lists of independent tasks on ``threads`` threads (the calling thread and ``threads - 1`` workers);
-    one thread runs them in order. Use as a context manager (the workers stop on exit)."""
+    one thread runs them in order. The calling thread takes tasks too and never waits for a worker that has not
+    started: such a worker's share falls to the threads that are running. Use as a context manager (the workers
+    stop on exit)."""
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
@@ -99,7 +101,13 @@ class TaskRunner:
         if self._pool is None:
             result = task()
             return lambda: result
-        return self._pool.submit(task).result
+        future = self._pool.submit(task)
+
+        def wait() -> _T:
+            # a worker that has not picked the task up yet (a busy machine) is not waited for: run it here
+            return task() if future.cancel() else future.result()
+
+        return wait
 
     def run(self, tasks: list[Callable[[], None]]) -> None:
         """Run every task; returns when all are done (re-raising the first error)."""
@@ -108,6 +116,7 @@ class TaskRunner:
                 task()
             return
         queue = deque(tasks)
+        errors: list[BaseException] = []
 
         def drain() -> None:
             while True:
@@ -115,14 +124,22 @@ class TaskRunner:
                     task = queue.popleft()
                 except IndexError:
                     return
-                task()
+                try:
+                    task()
+                except BaseException as error:  # the other tasks still run; the first error is raised at the end
+                    errors.append(error)
 
         helpers = [self._pool.submit(drain) for _ in range(min(self.threads - 1, len(tasks) - 1))]
         try:
             drain()
         finally:
+            # a helper that has not started by the time the queue is empty has nothing to do: it is cancelled
+            # rather than waited for (on a busy machine a worker may get a core only milliseconds later)
             for helper in helpers:
-                helper.result()
+                if not helper.cancel():
+                    helper.result()
+        if errors:
+            raise errors[0]
 
 
 # --- search positions --------------------------------------------------------------------------------------------
