@@ -47,7 +47,7 @@ Outside the evaluated grid
 Speed
     Work is limited to the reference points above the threshold and to the part of the evaluated grid within
     reach of them, and doses are handled in float32 (relative rounding about 6e-8, far below any dose
-    criterion). The dose grids are read in whole only to check them (plane by plane, which also gives the
+    criterion). The dose grids are read in whole only to check them (one reduction per grid, which also gives the
     normalisation dose and the box of voxels above the threshold). Shells are processed for all points still
     searching at once (:mod:`qa_checks.gamma_search`). When the evaluated grid is evenly spaced, reference points
     are grouped by where they sit within an evaluated cell along each axis; the points of a group see the same
@@ -72,9 +72,8 @@ import numpy.typing as npt
 
 from qa_checks.gamma_inputs import (
     above_threshold,
-    check_dose,
+    checked_plane_maxima,
     increasing,
-    plane_extremes,
     reference_box,
     require_positive,
     spacing_mm,
@@ -240,9 +239,9 @@ def gamma_3d(
     ref_axes, ref_dose, ref_flips = increasing(reference, "reference")
     eval_axes, eval_dose, _ = increasing(evaluated, "evaluated")
     with TaskRunner(default_threads() if threads is None else int(threads)) as runner:
-        ref_low, ref_high = plane_extremes(ref_dose, runner)
-        max_ref_gy = check_dose(reference, "reference", ref_low, ref_high)
-        check_dose(evaluated, "evaluated", *plane_extremes(eval_dose, runner))
+        ref_high = checked_plane_maxima(reference, ref_dose, "reference", runner)
+        max_ref_gy = float(ref_high.max())
+        checked_plane_maxima(evaluated, eval_dose, "evaluated", runner)
 
         if normalisation_gy is None:
             if max_ref_gy <= 0.0:

@@ -1,9 +1,13 @@
 """Input handling for :func:`qa_checks.gamma.gamma_3d`: option checks, axis order, dose checks, the reference box.
 
-The dose grids are read in whole twice (minimum and maximum of each z plane, which both checks the dose and gives
-the normalisation dose and the planes above the low-dose threshold); after that only the box of the reference
-grid holding every voxel above the threshold is read. The passes over whole grids are split into slabs of planes
-run by the caller's :class:`~qa_checks.gamma_search.TaskRunner`.
+Each dose grid is read in whole once, by one reduction: the maximum of each z plane of its float64 values read as
+unsigned 64-bit integers. A float64 is a finite number >= +0 exactly when its bit pattern, as an unsigned integer,
+is below that of +infinity (``0x7FF0000000000000``): negative numbers (-0 included) have the sign bit set, and
+NaN and infinities have every exponent bit set. On such numbers the integer order is the numeric order, so the
+same reduction checks the grid and gives each plane's maximum dose (the normalisation dose and the planes above
+the low-dose threshold). Only when the check fails (or a plane holds -0) are the values examined one by one.
+After that only the box of the reference grid holding every voxel above the threshold is read. The passes over
+whole grids are split into slabs of planes run by the caller's :class:`~qa_checks.gamma_search.TaskRunner`.
 """
 
 from __future__ import annotations
@@ -24,9 +28,8 @@ from qa_checks.geometry import DoseGrid
 __all__ = [
     "Box",
     "above_threshold",
-    "check_dose",
+    "checked_plane_maxima",
     "increasing",
-    "plane_extremes",
     "reference_box",
     "require_positive",
     "spacing_mm",
@@ -36,8 +39,9 @@ FloatArray = npt.NDArray[np.float64]
 Axes = tuple[FloatArray, FloatArray, FloatArray]
 Box = tuple[slice, slice, slice]
 
-CHUNK_BYTES: Final = 1 << 19
-"""Planes read at once when taking their minimum and then their maximum (the second pass reads from cache)."""
+FINITE_BITS_LIMIT: Final = 0x7FF0000000000000
+"""Bit pattern of +infinity as an unsigned 64-bit integer: a float64 is finite and >= +0 exactly when its bit
+pattern is below this."""
 
 
 def require_positive(name: str, value: float) -> None:
@@ -70,39 +74,33 @@ def increasing(grid: DoseGrid, name: str) -> tuple[Axes, FloatArray, tuple[bool,
     return (axes[0], axes[1], axes[2]), dose, (flips[0], flips[1], flips[2])
 
 
-def plane_extremes(dose: FloatArray, runner: TaskRunner) -> tuple[FloatArray, FloatArray]:
-    """Minimum and maximum dose of each z plane (NaN where a plane holds NaN), in slabs of planes (one slab per
-    thread); each slab in chunks of planes small enough to stay in cache between the two reductions."""
+def checked_plane_maxima(grid: DoseGrid, dose: FloatArray, name: str, runner: TaskRunner) -> FloatArray:
+    """Maximum dose of each z plane of ``dose`` (``grid``'s dose, axes possibly flipped), in slabs of planes (one
+    slab per thread), after checking every voxel; raise ValueError naming the grid and the first NaN, infinite or
+    negative voxel."""
     n_planes = dose.shape[0]
-    low = np.empty(n_planes, dtype=np.float64)
-    high = np.empty(n_planes, dtype=np.float64)
-    chunk = max(1, CHUNK_BYTES // max(1, dose[0].nbytes))
+    bits = dose.view(np.uint64)
+    high_bits = np.empty(n_planes, dtype=np.uint64)
 
     def slab(first: int, stop: int) -> None:
-        for start in range(first, stop, chunk):
-            part = slice(start, min(start + chunk, stop))
-            np.min(dose[part], axis=(1, 2), out=low[part])
-            np.max(dose[part], axis=(1, 2), out=high[part])
+        np.max(bits[first:stop], axis=(1, 2), out=high_bits[first:stop])
 
     bounds = np.linspace(0, n_planes, min(runner.threads, n_planes) + 1).round().astype(int).tolist()
     runner.run([partial(slab, a, b) for a, b in itertools.pairwise(bounds) if b > a])
-    return low, high
-
-
-def check_dose(grid: DoseGrid, name: str, low: FloatArray, high: FloatArray) -> float:
-    """Maximum dose in Gy, from the planes' extremes ``low`` and ``high`` of ``grid``'s dose; raise ValueError
-    naming the grid and the first NaN, infinite or negative voxel."""
-    smallest, largest = float(low.min()), float(high.max())  # NaN propagates
-    if smallest >= 0.0 and math.isfinite(largest):
-        return largest
-    dose = grid.values_gy
-    bad = ~np.isfinite(dose) | (dose < 0.0)
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    where = f" ({grid.path})" if grid.path else ""
-    raise ValueError(
-        f"{name} dose grid{where} has {int(bad.sum())} voxel(s) with NaN, infinite or negative dose; "
-        f"first at (z, y, x) index {first}: {float(dose[first])!r} Gy"
-    )
+    if int(high_bits.max()) < FINITE_BITS_LIMIT:
+        high: FloatArray = high_bits.view(np.float64)
+        return high
+    values = grid.values_gy
+    bad = ~np.isfinite(values) | (values < 0.0)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        where = f" ({grid.path})" if grid.path else ""
+        raise ValueError(
+            f"{name} dose grid{where} has {int(bad.sum())} voxel(s) with NaN, infinite or negative dose; "
+            f"first at (z, y, x) index {first}: {float(values[first])!r} Gy"
+        )
+    exact: FloatArray = np.max(dose, axis=(1, 2))  # some voxels are -0
+    return exact
 
 
 def above_threshold(cutoff_gy: float, *, local: bool) -> Callable[[FloatArray], npt.NDArray[np.bool_]]:

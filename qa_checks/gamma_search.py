@@ -73,7 +73,9 @@ def default_threads() -> int:
 
 class TaskRunner:
     """Runs lists of independent tasks on ``threads`` threads (the calling thread and ``threads - 1`` workers);
-    one thread runs them in order. Use as a context manager (the workers stop on exit)."""
+    one thread runs them in order. The calling thread takes tasks too and never waits for a worker that has not
+    started: such a worker's share falls to the threads that are running. Use as a context manager (the workers
+    stop on exit)."""
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
@@ -99,7 +101,13 @@ class TaskRunner:
         if self._pool is None:
             result = task()
             return lambda: result
-        return self._pool.submit(task).result
+        future = self._pool.submit(task)
+
+        def wait() -> _T:
+            # a worker that has not picked the task up yet (a busy machine) is not waited for: run it here
+            return task() if future.cancel() else future.result()
+
+        return wait
 
     def run(self, tasks: list[Callable[[], None]]) -> None:
         """Run every task; returns when all are done (re-raising the first error)."""
@@ -108,6 +116,7 @@ class TaskRunner:
                 task()
             return
         queue = deque(tasks)
+        errors: list[BaseException] = []
 
         def drain() -> None:
             while True:
@@ -115,14 +124,22 @@ class TaskRunner:
                     task = queue.popleft()
                 except IndexError:
                     return
-                task()
+                try:
+                    task()
+                except BaseException as error:  # the other tasks still run; the first error is raised at the end
+                    errors.append(error)
 
         helpers = [self._pool.submit(drain) for _ in range(min(self.threads - 1, len(tasks) - 1))]
         try:
             drain()
         finally:
+            # a helper that has not started by the time the queue is empty has nothing to do: it is cancelled
+            # rather than waited for (on a busy machine a worker may get a core only milliseconds later)
             for helper in helpers:
-                helper.result()
+                if not helper.cancel():
+                    helper.result()
+        if errors:
+            raise errors[0]
 
 
 # --- search positions --------------------------------------------------------------------------------------------
@@ -229,14 +246,19 @@ def search_gamma2(
     box_mask = mask[box]
     flat = np.flatnonzero(box_mask)
     dose_gy = ref_dose[box][box_mask]
-    criterion_gy = dose_criterion_fraction * (dose_gy if norm_gy is None else np.full(dose_gy.size, norm_gy))
+    if norm_gy is None:
+        inv_criterion = (1.0 / (dose_criterion_fraction * dose_gy)).astype(np.float32)
+        uniform = None
+    else:
+        uniform = np.float32(1.0 / (dose_criterion_fraction * norm_gy))
+        inv_criterion = np.full(dose_gy.size, uniform, dtype=np.float32)
     points = SearchPoints(
         flat=flat,
         box_shape=(box_mask.shape[0], box_mask.shape[1], box_mask.shape[2]),
         axes_mm=ref_crop,
         dose_gy=dose_gy.astype(np.float32),
-        inv_criterion=(1.0 / criterion_gy).astype(np.float32),
-        uniform_inv_criterion=None if norm_gy is None else float(np.float32(1.0 / (dose_criterion_fraction * norm_gy))),
+        inv_criterion=inv_criterion,
+        uniform_inv_criterion=None if uniform is None else float(uniform),
     )
     crop_z, crop_y, crop_x = (
         _crop_range(ref_axis, eval_axis, limit_mm) for ref_axis, eval_axis in zip(ref_crop, eval_axes, strict=True)

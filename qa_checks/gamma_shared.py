@@ -93,7 +93,9 @@ def split_points(
     # over the reference box, summed axis by axis over its coordinates: the class key (z * n_y + y) * n_x + x,
     # plus n_keys for each axis along which the search region leaves the block; and the flat block index of the
     # lower cell node. Then taken at the points.
-    key_parts, base_parts = [], []
+    key_type: type[np.signedinteger] = np.int32 if 3 * n_keys < 1 << 31 else np.int64
+    key_parts: list[npt.NDArray[np.signedinteger]] = []
+    base_parts: list[npt.NDArray[np.int64]] = []
     for axis, multiplier in enumerate((n_y * n_x, n_x, 1)):
         # nodes reachable within limit_mm: cells floor(f - reach) .. floor(f + reach) and their upper node (the
         # reach rounded up past the radius tolerance of the last shell)
@@ -105,27 +107,29 @@ def split_points(
         outside = (node + low < 0) | (node + high > block.shape[axis] - 1)
         shape = [1, 1, 1]
         shape[axis] = node.size
-        key_parts.append((phase * multiplier + outside * n_keys).astype(np.int64).reshape(shape))
+        key_parts.append((phase * multiplier + outside * n_keys).astype(key_type).reshape(shape))
         base_parts.append((node.astype(np.int64) * block.strides[axis]).reshape(shape))
-    key = np.ravel(key_parts[0] + key_parts[1] + key_parts[2])[points.flat]
+    key = np.take((key_parts[0] + key_parts[1]) + key_parts[2], points.flat)
+    np.minimum(key, n_keys, out=key)  # n_keys: the search region leaves the block
+    # the distinct keys (increasing), each point's key as an index into them, and their numbers of points
     if n_keys <= DENSE_CLASS_KEYS:
-        points_of_key = np.bincount(key)[key]
+        counts = np.bincount(key, minlength=n_keys + 1)
+        keys, inverse = np.arange(n_keys + 1), key
     else:
-        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        points_of_key = counts[inverse.ravel()]
-    is_shared = (key < n_keys) & (points_of_key >= MIN_SHARED_POINTS)
-    shared = np.flatnonzero(is_shared)
-    if shared.size == 0:
+        keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
+    is_class = (counts >= MIN_SHARED_POINTS) & (keys < n_keys)
+    n_shared = int(counts[is_class].sum())
+    if n_shared == 0:
         return None, np.arange(n_points)
-    # in class order (a stable sort of 8- or 16-bit keys is a radix sort)
-    shared_key = key[shared]
-    if n_keys <= 1 << 16:
-        shared_key = shared_key.astype(np.uint8 if n_keys <= 1 << 8 else np.uint16)
-    shared = shared[np.argsort(shared_key, kind="stable")]
-    sorted_key = key[shared]
-    first = np.flatnonzero(np.concatenate([[True], sorted_key[1:] != sorted_key[:-1]]))
-    class_key = sorted_key[first]
-    counts = np.diff(np.append(first, shared.size))
+    # every point not searched with shared weights gets the last label; a stable sort puts the others in class
+    # order, then these in increasing order (a stable sort of 8- or 16-bit labels is a radix sort)
+    label = np.where(is_class, np.arange(keys.size), keys.size)
+    if keys.size < 1 << 16:
+        label = label.astype(np.uint8 if keys.size < 1 << 8 else np.uint16)
+    order = np.argsort(label[inverse], kind="stable")
+    shared, others = order[:n_shared], order[n_shared:]
+    class_key, counts = keys[is_class], counts[is_class]
     class_phase = (class_key // (n_y * n_x), class_key // n_x % n_y, class_key % n_x)
     # (1 / ΔD)² in float64: one value under global normalisation, else per point
     inv2 = (
@@ -139,11 +143,11 @@ def split_points(
         class_phase,
         counts,
         ids=shared,
-        base=np.ravel(base_parts[0] + base_parts[1] + base_parts[2])[points.flat[shared]],
+        base=np.take((base_parts[0] + base_parts[1]) + base_parts[2], points.flat[shared]),
         dose=points.dose_gy[shared],
         inv2=inv2,
     )
-    return search, np.flatnonzero(~is_shared)
+    return search, others
 
 
 class SharedSearch:
@@ -251,9 +255,11 @@ class SharedSearch:
         class's fractions (seven linear interpolations of the cell's eight nodes), in pieces of
         ``CENTRE_TASK_POINTS`` points."""
         lattice = self._lattice
-        class_of = np.repeat(np.arange(self._counts.size), self._counts)  # of each point still searching
         active = self._active
-        fractions = [lattice.fractions[axis][self._phase[axis]].astype(np.float32)[class_of] for axis in range(3)]
+        # of each point still searching (in class order)
+        fractions = [
+            np.repeat(lattice.fractions[axis][self._phase[axis]].astype(np.float32), self._counts) for axis in range(3)
+        ]
         strides = self._strides
 
         def centre(part: slice) -> None:

@@ -436,6 +436,37 @@ class TestBadInput:
         with pytest.raises(ValueError, match=name):
             gamma_3d(grid, grid, dose_percent=3.0, distance_mm=2.0, **{name: value})  # type: ignore[arg-type]
 
+    @pytest.mark.parametrize("value", [-1e-300, -np.inf, np.nan, -np.nan, np.inf])
+    def test_every_kind_of_bad_value_in_reference(self, value: float) -> None:
+        # the one-pass check reads the doses' bit patterns: negative numbers, both infinities and NaN of either
+        # sign must all be caught, in a flipped grid too
+        grid = sabr_like_grid(noise_fraction=0.0, rng=np.random.default_rng(2))
+        values = grid.values_gy.copy()
+        values[3, 4, 5] = value
+        bad = DoseGrid(values, grid.z_mm[::-1].copy(), grid.y_mm, grid.x_mm)
+        with pytest.raises(ValueError, match=r"reference dose grid has 1 voxel\(s\).*index \(3, 4, 5\)"):
+            gamma_3d(bad, grid, dose_percent=3.0, distance_mm=2.0)
+
+    def test_negative_zero_is_zero(self) -> None:
+        # -0 is not a negative dose: the result is that of +0 (the maximum of a plane holding -0 is exact)
+        grid = sabr_like_grid(noise_fraction=0.01, rng=np.random.default_rng(3))
+        signed = grid.values_gy.copy()
+        signed[signed < 0.5 * signed.max()] = -0.0
+        signed[:, 0, :] = -0.0  # planes whose bit-pattern maximum is that of -0
+        unsigned = np.abs(signed)
+        results = [
+            gamma_3d(
+                DoseGrid(v, grid.z_mm, grid.y_mm, grid.x_mm),
+                DoseGrid(w, grid.z_mm, grid.y_mm, grid.x_mm),
+                dose_percent=3.0,
+                distance_mm=2.0,
+            )
+            for v, w in ((signed, unsigned * 1.01), (unsigned, unsigned * 1.01), (unsigned * 1.01, signed))
+        ]
+        assert results[0].parameters.normalisation_gy == results[1].parameters.normalisation_gy > 0
+        np.testing.assert_array_equal(results[0].gamma, results[1].gamma)
+        assert results[2].n_evaluated == results[1].n_evaluated
+
     def test_zero_reference(self) -> None:
         zero = uniform_grid(0.0)
         with pytest.raises(ValueError, match="reference dose is 0 Gy everywhere"):

@@ -9,6 +9,8 @@ others to ``GAMMA_ATOL`` (float32 sums in another order).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -163,3 +165,22 @@ def test_a_failing_task_is_reported() -> None:
     with gamma_search.TaskRunner(2) as runner, pytest.raises(RuntimeError, match="task failed"):
         runner.run([lambda: done.append(1), fail, lambda: done.append(2)])
     assert sorted(done) == [1, 2]
+
+
+def test_a_worker_that_has_not_started_is_not_waited_for() -> None:
+    # The only worker is busy: the calling thread runs every task itself and returns without waiting for it, and a
+    # task started on the busy worker runs on the thread that asks for its result.
+    release = threading.Event()
+    done: list[int] = []
+    with gamma_search.TaskRunner(2) as runner:
+        busy = runner.start(lambda: release.wait(10.0))
+        queued = runner.start(lambda: threading.get_ident())
+        start = time.perf_counter()
+        runner.run([lambda: done.append(1), lambda: done.append(2), lambda: done.append(3)])
+        caller_ran_it = queued() == threading.get_ident()
+        elapsed = time.perf_counter() - start
+        release.set()
+        assert busy()
+    assert sorted(done) == [1, 2, 3]
+    assert caller_ran_it
+    assert elapsed < 5.0
