@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from prefect import flow, task
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -28,6 +27,7 @@ from benchmarks.cases import reference_files
 from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.crashpoints import crash_point
+from flows.deferred import flow, task
 from flows.evaluation import evaluate_run
 from flows.patient_identity import PatientIdentityError, UnreadableHeaderError, refuse_other_identity
 from flows.protocol_store import resolve_protocol
