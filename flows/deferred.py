@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,9 @@ def _resolved(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v.resolve() if isinstance(v, PrefectName) else v for k, v in options.items()}
 
 
+_building = threading.Lock()
+
+
 class Deferred:
     """A Prefect flow or task not built yet: ``fn`` is the function; any other attribute, and calling it, are those
     of the Prefect object, built (and Prefect imported) on first use and kept.
@@ -78,12 +82,14 @@ class Deferred:
         functools.update_wrapper(self, fn)
 
     def prefect(self) -> Any:
-        """The Prefect flow or task (built on the first call)."""
+        """The Prefect flow or task (built on the first call, once: callers in other threads get the same)."""
         if self._built is None:
-            import prefect
+            with _building:
+                if self._built is None:
+                    import prefect
 
-            decorator = prefect.flow if self.kind == "flow" else prefect.task
-            self._built = decorator(**_resolved(self.options))(self.fn)
+                    decorator = prefect.flow if self.kind == "flow" else prefect.task
+                    self._built = decorator(**_resolved(self.options))(self.fn)
         return self._built
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
