@@ -47,6 +47,7 @@ from flows.part_tasks import without_part_tasks
 from flows.runner import unfinished_submissions
 from flows.runtime import SettingsError, failed_run, flow_settings, using_settings
 from flows.structure_tasks import per_submission_tasks
+from flows.submission_reads import reading_once
 from models.enums import SubmissionStatus
 from models.settings import Settings
 from models.tables import BenchmarkCase, Submission
@@ -127,14 +128,15 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     """Validate, score and decide one submission (each step does nothing when already done); returns its summary
     with the seconds spent here (wall clock and this process's CPU time) and the worker that ran it."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
-        with per_submission_tasks(), without_part_tasks():  # this task run is the unit: none per structure
-            score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
-        with Session(engine_for(database_url)) as session:
-            sub = session.get(Submission, submission_id)
-            scored = sub is not None and sub.status is SubmissionStatus.SCORED
-        if scored:
-            decide_outcome.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+    with reading_once():  # validation and scoring read the stored files once
+        if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
+            with per_submission_tasks(), without_part_tasks():  # this task run is the unit: none per structure
+                score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
+            with Session(engine_for(database_url)) as session:
+                sub = session.get(Submission, submission_id)
+                scored = sub is not None and sub.status is SubmissionStatus.SCORED
+            if scored:
+                decide_outcome.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
     summary = submission_summary(submission_id, database_url=database_url)
     return {
         **summary,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
 from sqlmodel import Session, select
 
 from benchmarks.cases import CaseSpec, build_case, get_case
 from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
+from flows.deferred import flow, task
 from flows.runtime import SettingsError, call, failed_run, flow_settings, run_flow
 from flows.steps import add_case
 from models.audit import record_audit

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from prefect import flow, task
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -28,6 +27,7 @@ from benchmarks.cases import reference_files
 from benchmarks.protocols import Protocol
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.crashpoints import crash_point
+from flows.deferred import flow, task
 from flows.evaluation import evaluate_run
 from flows.patient_identity import PatientIdentityError, UnreadableHeaderError, refuse_other_identity
 from flows.protocol_store import resolve_protocol
@@ -43,13 +43,14 @@ from flows.steps import (
     set_status,
     submission_logger,
 )
+from flows.submission_reads import read_submission, reading_once
 from models.credentials import apply_outcome, lock_provider_of_submission
 from models.enums import QAStage, SubmissionStatus
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run
 from models.settings import Settings, get_settings
 from models.tables import BenchmarkCase, Provider, Submission, Technique
-from qa_checks.dicom_io import LoadedSubmission, load_submission
+from qa_checks.dicom_io import LoadedSubmission
 from qa_checks.errors import QAChecksError
 from qa_checks.protocol import Evaluation
 
@@ -300,7 +301,7 @@ def validate_submission(submission_id: int, *, actor: str, database_url: str) ->
         # reference is read from one header; a problem reading it is an error of the case, not of the submission.
         reference_frame = reference_frame_of_reference(Path(case.reference_path))
         try:
-            submitted = load_submission(sub.storage_path, sum_beams=case.stage in SUMMABLE_STAGES)
+            submitted = read_submission(sub.storage_path, sum_beams=case.stage in SUMMABLE_STAGES)
             check_fits_case(submitted, reference_frame, case.stage, sub.storage_path)
         except (QAChecksError, SubmissionMismatchError) as err:
             set_status(session, sub, SubmissionStatus.REJECTED, actor=actor, reason=str(err))
@@ -453,39 +454,41 @@ def credential_steps(
     """The flow's body: ingest → validate → score → decide → credential, for one centre submission folder.
 
     Each task does nothing when its step is already done, so re-submitting the same files (or re-running a
-    submission that stopped half-way) is harmless.
+    submission that stopped half-way) is harmless. The stored files are read once for validation and scoring
+    (:func:`flows.submission_reads.reading_once`).
     """
     url, data = settings.resolved_database_url, str(settings.data_dir)
-    submission_id = call(
-        ingest_submission,
-        source_dir,
-        provider_code=provider_code,
-        case_code=case_code,
-        case_version=case_version,
-        actor=actor,
-        database_url=url,
-        data_dir=data,
-    )
-    if call(validate_submission, submission_id, actor=actor, database_url=url):
-        with Session(engine_for(url)) as session:
-            _, case = load_submission_and_case(session, submission_id)
-        scoring = f"{SCORE_TASK_NAMES.get(case.stage, 'score')}[submission {submission_id}]"
-        call(score_submission, submission_id, actor=actor, database_url=url, data_dir=data, name=scoring)
-        call(
-            decide_outcome,
-            submission_id,
+    with reading_once():  # validation and scoring read the stored files once
+        submission_id = call(
+            ingest_submission,
+            source_dir,
+            provider_code=provider_code,
+            case_code=case_code,
+            case_version=case_version,
             actor=actor,
             database_url=url,
             data_dir=data,
-            validity_days=settings.credential_validity_days,
         )
-        call(
-            update_credentials,
-            submission_id,
-            actor=actor,
-            database_url=url,
-            validity_days=settings.credential_validity_days,
-        )
+        if call(validate_submission, submission_id, actor=actor, database_url=url):
+            with Session(engine_for(url)) as session:
+                _, case = load_submission_and_case(session, submission_id)
+            scoring = f"{SCORE_TASK_NAMES.get(case.stage, 'score')}[submission {submission_id}]"
+            call(score_submission, submission_id, actor=actor, database_url=url, data_dir=data, name=scoring)
+            call(
+                decide_outcome,
+                submission_id,
+                actor=actor,
+                database_url=url,
+                data_dir=data,
+                validity_days=settings.credential_validity_days,
+            )
+            call(
+                update_credentials,
+                submission_id,
+                actor=actor,
+                database_url=url,
+                validity_days=settings.credential_validity_days,
+            )
     return submission_summary(submission_id, database_url=url)
 
 

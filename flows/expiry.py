@@ -18,11 +18,10 @@ import argparse
 from datetime import datetime, timedelta
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 from sqlmodel import Session, col, select
 
 from flows._store import engine_for
+from flows.deferred import NO_CACHE, flow, task
 from flows.outbox import Sender, queue_message, send_pending, sender_from_settings
 from flows.runtime import SettingsError, call, failed_run, flow_settings, require_database, run_flow
 from flows.steps import logger

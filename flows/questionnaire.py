@@ -19,12 +19,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from sqlmodel import Session, col, select
 
 from benchmarks.questionnaire_forms import QUESTIONNAIRE_DIR
 from benchmarks.questionnaires import Questionnaire, QuestionnaireEvaluation, evaluate_answers, load_questionnaire
 from flows._store import content_sha256, copy_atomically, engine_for
+from flows.deferred import flow
 from flows.runtime import SettingsError, failed_run, flow_settings
 from flows.steps import add_case, new_submission, record_decision, set_status
 from models.credentials import apply_outcome

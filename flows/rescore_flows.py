@@ -12,10 +12,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
 from sqlmodel import Session, select
 
 from flows._store import engine_for
+from flows.deferred import flow, task
 from flows.protocol_store import resolve_protocol
 from flows.rescore_plan import (
     RescoreError,

@@ -57,13 +57,13 @@ from flows.protocol_store import resolve_protocol
 from flows.rescore_plan import RescoreItem
 from flows.scoring import store_results
 from flows.steps import relative_to_submission
+from flows.submission_reads import read_submission, reading_once
 from models.audit import record_audit
 from models.credentials import apply_outcome
 from models.enums import OutcomeLevel, OutcomeSource, QAStage, ScoringTrigger, SubmissionStatus
 from models.outcomes import current_outcome
 from models.scoring_runs import current_run, make_current, start_run
 from models.tables import BenchmarkCase, Outcome, ScoringRun, Submission
-from qa_checks.dicom_io import load_submission
 from qa_checks.errors import QAChecksError
 from qa_checks.protocol import Evaluation
 
@@ -150,35 +150,36 @@ def rescore_submission(
         if sub.status is not SubmissionStatus.DECIDED or previous is None:
             return _skip(session, sub, actor=actor, why="not decided", what=what)
         protocol = resolve_protocol(item.protocol_id, item.protocol_version, data_dir=data_dir)
-        try:
-            if old_case != item.case_id:  # another reference: the submission must fit it, as at validation
-                submitted = load_submission(sub.storage_path, sum_beams=target.stage in SUMMABLE_STAGES)
-                reference_frame = reference_frame_of_reference(Path(target.reference_path))
-                check_fits_case(submitted, reference_frame, target.stage, "the submission")
-            run = start_run(
-                session,
-                submission_id=item.submission_id,
-                case_id=item.case_id,
-                protocol_id=protocol.id,
-                protocol_version=protocol.version,
-                trigger=ScoringTrigger.RESCORE,
-                actor=actor,
-                reason=f"rescore: {what}"[:300],
-                supersedes=old_run,
-            )
-            store_results(
-                session,
-                run,
-                stage=target.stage,
-                storage=sub.storage_path,
-                reference_dir=Path(target.reference_path),
-                protocol=protocol,
-            )
-        except (QAChecksError, SubmissionMismatchError, LookupError) as err:
-            session.rollback()
-            sub = session.get(Submission, item.submission_id)
-            assert sub is not None
-            return _skip(session, sub, actor=actor, why=f"cannot rescore: {err}", what=what)
+        with reading_once():  # checking the fit and scoring read the stored files once
+            try:
+                if old_case != item.case_id:  # another reference: the submission must fit it, as at validation
+                    submitted = read_submission(sub.storage_path, sum_beams=target.stage in SUMMABLE_STAGES)
+                    reference_frame = reference_frame_of_reference(Path(target.reference_path))
+                    check_fits_case(submitted, reference_frame, target.stage, "the submission")
+                run = start_run(
+                    session,
+                    submission_id=item.submission_id,
+                    case_id=item.case_id,
+                    protocol_id=protocol.id,
+                    protocol_version=protocol.version,
+                    trigger=ScoringTrigger.RESCORE,
+                    actor=actor,
+                    reason=f"rescore: {what}"[:300],
+                    supersedes=old_run,
+                )
+                store_results(
+                    session,
+                    run,
+                    stage=target.stage,
+                    storage=sub.storage_path,
+                    reference_dir=Path(target.reference_path),
+                    protocol=protocol,
+                )
+            except (QAChecksError, SubmissionMismatchError, LookupError) as err:
+                session.rollback()
+                sub = session.get(Submission, item.submission_id)
+                assert sub is not None
+                return _skip(session, sub, actor=actor, why=f"cannot rescore: {err}", what=what)
         return _record(
             session,
             sub,

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from flows._store import engine_for
 from flows.credentialing import decide_outcome, score_submission, update_credentials, validate_submission
 from flows.runtime import use_deployments
+from flows.submission_reads import reading_once
 from models.enums import SubmissionStatus
 from models.settings import Settings
 from models.tables import BenchmarkCase, Provider, Submission
@@ -112,21 +113,22 @@ class SubmissionRunner:
         Each task does nothing when its step is already done, so this resumes where a stopped service left off.
         """
         url, data = self.database_url, str(self.settings.data_dir)
-        if validate_submission.fn(submission_id, actor=self.actor, database_url=url):
-            score_submission.fn(submission_id, actor=self.actor, database_url=url, data_dir=data)
-            decide_outcome.fn(
-                submission_id,
-                actor=self.actor,
-                database_url=url,
-                data_dir=data,
-                validity_days=self.settings.credential_validity_days,
-            )
-            update_credentials.fn(
-                submission_id,
-                actor=self.actor,
-                database_url=url,
-                validity_days=self.settings.credential_validity_days,
-            )
+        with reading_once():  # validation and scoring read the stored files once
+            if validate_submission.fn(submission_id, actor=self.actor, database_url=url):
+                score_submission.fn(submission_id, actor=self.actor, database_url=url, data_dir=data)
+                decide_outcome.fn(
+                    submission_id,
+                    actor=self.actor,
+                    database_url=url,
+                    data_dir=data,
+                    validity_days=self.settings.credential_validity_days,
+                )
+                update_credentials.fn(
+                    submission_id,
+                    actor=self.actor,
+                    database_url=url,
+                    validity_days=self.settings.credential_validity_days,
+                )
         with Session(engine_for(url)) as session:
             sub = session.get(Submission, submission_id)
             assert sub is not None

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from flows.deferred import in_flow_run, prefect_loaded, prefect_object
 from models.db import database_initialised, masked_url
 from models.settings import Settings
 
@@ -87,7 +88,10 @@ def using_settings(settings: Settings) -> Iterator[Settings]:
 
 
 def in_deployment_run() -> bool:
-    """Whether this code runs in a flow run of a Prefect deployment (as a worker starts them)."""
+    """Whether this code runs in a flow run of a Prefect deployment (as a worker starts them; never in a process
+    that has not imported Prefect)."""
+    if not prefect_loaded():
+        return False
     from prefect.runtime import deployment
 
     return deployment.id is not None
@@ -147,11 +151,11 @@ def failed_run(err: SettingsError) -> Any:
 
 
 def call(task: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
-    """Run a task: as a Prefect task run (named ``name``) inside a flow run, else its function directly."""
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
+    """Run a task: as a Prefect task run (named ``name``) inside a flow run, else its function directly (``task.fn``;
+    Prefect is not imported for it)."""
+    if not in_flow_run():
         return task.fn(*args, **kwargs)
+    task = prefect_object(task)
     runnable = task.with_options(task_run_name=name) if name else task
     return runnable(*args, **kwargs)
 

@@ -29,10 +29,11 @@ from flows.part_tasks import gamma_label, run_gamma, run_plan_step
 from flows.protocol_store import resolve_protocol
 from flows.steps import data_dir_or_default, load_submission_and_case, set_status, submission_logger
 from flows.structure_tasks import run_structure
+from flows.submission_reads import read_submission
 from models.enums import QAStage, ScoringTrigger, SubmissionStatus
 from models.scoring_runs import current_run, start_run
 from models.tables import DoseResult, PlanResult, ScoringRun, StructureResult
-from qa_checks.dicom_io import LoadedSubmission, load_submission
+from qa_checks.dicom_io import LoadedSubmission
 from qa_checks.dosimetry import score_dosimetry
 from qa_checks.errors import QAChecksError
 from qa_checks.outlining import score_outlining
@@ -86,8 +87,8 @@ def _count(session: Session, table: type[Any], submission_id: int) -> int:
 def _store_outlining(
     session: Session, submission_id: int, run_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
-    submitted = load_submission(storage)
-    reference = load_submission(reference_files(reference_dir))
+    submitted = read_submission(storage)
+    reference = read_submission(reference_files(reference_dir))
     assert submitted.structure_set is not None and reference.structure_set is not None and reference.ct is not None
     structures = [c.structure for c in protocol.outlining_criteria()]
     score = score_outlining(
@@ -139,8 +140,8 @@ def reference_dose_files(reference_dir: Path) -> list[Path]:
 def _store_dosimetry(
     session: Session, submission_id: int, run_id: int, storage: str, reference_dir: Path, protocol: Protocol
 ) -> dict[str, Any]:
-    submitted = load_submission(storage, sum_beams=True)
-    reference = load_submission(reference_dose_files(reference_dir))
+    submitted = read_submission(storage, sum_beams=True)
+    reference = read_submission(reference_dose_files(reference_dir))
     assert submitted.dose is not None and reference.dose is not None
     params = protocol.gamma_parameters()
     reference_dose, submitted_dose = reference.dose, submitted.dose
@@ -214,7 +215,7 @@ def _store_planning(
 ) -> dict[str, Any]:
     """Plan indices, DVH metrics and organ limits of every target and organ the protocol names (see
     :func:`qa_checks.planning.score_plan`); each criterion is stored beside the result it judges."""
-    submitted = load_submission(storage, sum_beams=True)
+    submitted = read_submission(storage, sum_beams=True)
     score = score_by_protocol(submitted, protocol)
     by_key: dict[tuple[str, str], list[Criterion]] = {}
     for c in score.criteria:

@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from flows.deferred import prefect_loaded
 from models.audit import record_audit
 from models.enums import OutcomeLevel, OutcomeSource, SubmissionStatus
 from models.settings import Settings
@@ -20,7 +19,13 @@ from models.types import utcnow
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The run logger inside a flow or task run; the module logger when a task body is called directly."""
+    """The run logger inside a flow or task run; the module logger when a task body is called directly (always so
+    in a process that has not imported Prefect: no run can be under way there)."""
+    if not prefect_loaded():
+        return logging.getLogger("flows")
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
     try:
         return get_run_logger()
     except MissingContextError:

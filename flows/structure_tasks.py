@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from flows.deferred import NO_CACHE, in_flow_run, task
 
 __all__ = ["per_submission_tasks", "run_structure", "score_structure", "structure_task_name"]
 
@@ -42,9 +41,7 @@ def score_structure(structure: str, compute: Callable[[], T]) -> T:
 def run_structure(structure: str, compute: Callable[[], T]) -> T:
     """``run_each`` for :func:`qa_checks.outlining.score_outlining`: a task run named
     :func:`structure_task_name` inside a Prefect flow run, else ``compute()``."""
-    from prefect.context import FlowRunContext
-
-    if not _per_structure.get() or FlowRunContext.get() is None:
+    if not _per_structure.get() or not in_flow_run():
         return compute()
     named = score_structure.with_options(task_run_name=structure_task_name(structure))
     return named(structure, compute)

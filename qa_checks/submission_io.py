@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as PydicomSequence
 
@@ -114,10 +115,11 @@ def load_submission(
     if not files:
         raise NotDicomError(f"{dir_or_files}: no files found in the submission")
     by_modality: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
+    decoded: DecodedValues = set()
     for p in files:
         ds = _read_dataset(p)
         with _pydicom_warnings_logged(p):
-            _check_values_decode(ds, p)
+            _check_values_decode(ds, p, decoded)
             media_class = _get(ds.file_meta, "MediaStorageSOPClassUID") if hasattr(ds, "file_meta") else None
             if media_class is not None and str(media_class) == _MEDIA_STORAGE_DIRECTORY:
                 logger.info("%s: DICOMDIR ignored", p)
@@ -220,19 +222,45 @@ _NOT_DECODED_HERE = frozenset({0x30060050, 0x7FE00008, 0x7FE00009, 0x7FE00010})
 """(3006,0050) *ContourData* and the pixel data elements: large, and checked by the readers that use them."""
 
 
-def _check_values_decode(ds: Dataset, path: Path) -> None:
+DecodedValues = set[tuple[object, ...]]
+"""Raw values already decoded in a submission (see :func:`_check_values_decode`)."""
+
+
+def _check_values_decode(ds: Dataset, path: Path, decoded: DecodedValues | None = None) -> None:
     """Decode every element of ``ds`` (nested items included) but :data:`_NOT_DECODED_HERE`.
 
     A value that cannot be decoded (an unknown VR, a binary value of the wrong length, ...) means damaged bytes,
     even in an element no reader uses: such a file is refused rather than judged on what happens to be intact.
 
+    ``decoded`` (shared by the files of one submission) remembers the raw values decoded without error: a
+    standard (even group) element with an explicit VR is decoded from its tag, VR, length, byte order, bytes and
+    the dataset's character set alone, so an element equal in all of these to one already decoded (the slices of a
+    CT series share most of theirs) would decode the same way and is not decoded again. Private elements and
+    implicit-VR elements (whose VR may depend on other elements of the dataset) are always decoded.
+
     Raises:
         InvalidValueError: naming the file and the element.
     """
+    # the character set pydicom decodes this dataset's text with (Dataset.__getitem__ uses the same expression)
+    charset = ds.original_character_set or ds._character_set
+    charset_key = tuple(charset) if isinstance(charset, list) else charset
     for key in list(ds.keys()):
         tag = int(key)
         if tag in _NOT_DECODED_HERE:
             continue
+        signature: tuple[object, ...] | None = None
+        raw = ds.get_item(key, keep_deferred=True)
+        if (
+            decoded is not None
+            and isinstance(raw, RawDataElement)
+            and isinstance(raw.value, bytes)
+            and raw.VR is not None
+            and " " not in raw.VR
+            and not (tag >> 16) & 1
+        ):
+            signature = (tag, raw.VR, raw.length, raw.is_little_endian, raw.value, charset_key)
+            if signature in decoded:
+                continue
         try:
             value = ds[tag].value
         except Exception as exc:
@@ -243,7 +271,9 @@ def _check_values_decode(ds: Dataset, path: Path) -> None:
             ) from None
         if isinstance(value, PydicomSequence):
             for item in value:
-                _check_values_decode(item, path)
+                _check_values_decode(item, path, decoded)
+        if signature is not None and decoded is not None:
+            decoded.add(signature)
 
 
 def _display_name(path: Path, root: Path | None) -> str:

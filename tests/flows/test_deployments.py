@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ import pytest
 import yaml
 from prefect import Flow
 
+from flows.deferred import prefect_object
 from flows.triggers import TRIGGERABLE
 from models.settings import Settings
 
@@ -30,7 +35,7 @@ def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
         path, attribute = deployment["entrypoint"].split(":")
         assert (ROOT / path).is_file(), path
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        flow = getattr(module, attribute)
+        flow = prefect_object(getattr(module, attribute))  # deferred if the module was imported before Prefect
         assert isinstance(flow, Flow), deployment["entrypoint"]
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment.get("parameters") or {}) <= accepted
@@ -50,6 +55,32 @@ def test_every_entrypoint_is_a_flow(config: dict[str, Any]) -> None:
     assert {entry.deployment for entry in TRIGGERABLE.values()} <= {f"{n}/{n}" for n in names}
 
 
+ENTRYPOINT_PROBE = """
+import json, sys
+from prefect.flows import load_flow_from_entrypoint
+
+print(json.dumps({entry: load_flow_from_entrypoint(entry).name for entry in sys.argv[1:]}))
+"""
+
+
+def test_prefect_loads_every_entrypoint_as_a_flow(config: dict[str, Any]) -> None:
+    """As a worker or `prefect deploy` does, in a new process: the script at the entrypoint executed as a module,
+    the attribute a Prefect flow (load_flow_from_entrypoint refuses anything else)."""
+    entries = {d["entrypoint"]: d["name"] for d in config["deployments"]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", ENTRYPOINT_PROBE, *entries],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == entries
+
+
 def test_no_setting_is_stored_or_passed_as_a_parameter(config: dict[str, Any]) -> None:
     text = (ROOT / "prefect.yaml").read_text()
     assert "{{ $" not in text  # an environment placeholder is stored empty when unset at deploy time
@@ -67,7 +98,7 @@ def test_no_flow_takes_a_setting_as_a_parameter() -> None:
     found = []
     for path in sorted((ROOT / "flows").glob("*.py")):
         module = importlib.import_module(f"flows.{path.stem}")
-        for value in vars(module).values():
+        for value in map(prefect_object, vars(module).values()):
             if isinstance(value, Flow) and value.fn.__module__ == module.__name__:
                 found.append(value.name)
                 parameters = set(inspect.signature(value.fn).parameters)

@@ -35,7 +35,16 @@ from models.tables import User
 
 CASE = "lung-sabr-outlining-mini"
 ROOT = Path(__file__).resolve().parents[2]
-RTQA = str(Path(sys.executable).with_name("rtqa"))
+RTQA_LISTING_PREFECT = """
+import sys
+from portal.cli import app
+try:
+    app(prog_name="rtqa")
+finally:
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] == "prefect")
+    print("prefect modules:", ", ".join(loaded) or "none", file=sys.stderr)
+"""
+"""The ``rtqa`` command (``python -c`` of its entry point), listing on stderr the Prefect modules it imported."""
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,8 @@ def test_inline_runs_never_start_prefect(settings: Settings, tmp_path: Path, mon
 
 @pytest.mark.slow
 def test_rtqa_submit_runs_inline_without_a_server(settings: Settings, tmp_path: Path) -> None:
-    """`rtqa submit` as a user runs it: no temporary Prefect server, the outcome printed."""
+    """`rtqa submit` as a user runs it (its entry point in a new process): no temporary Prefect server, no Prefect
+    import, the outcome printed."""
     inline = settings.model_copy(update={"flow_runs": "inline"})
     run_publish_case(inline, CASE, "tests")
     sim = simulate_submission(
@@ -165,8 +175,9 @@ def test_rtqa_submit_runs_inline_without_a_server(settings: Settings, tmp_path: 
         PYTHONPATH=str(ROOT),
     )
     started = time.monotonic()
+    submit_options = ["--provider", "the-christie", "--case", CASE]
     done = subprocess.run(
-        [RTQA, "submit", str(sim.directory), "--provider", "the-christie", "--case", CASE],
+        [sys.executable, "-c", RTQA_LISTING_PREFECT, "submit", str(sim.directory), *submit_options],
         env=env,
         capture_output=True,
         text=True,
@@ -178,4 +189,5 @@ def test_rtqa_submit_runs_inline_without_a_server(settings: Settings, tmp_path: 
     assert "unacceptable variation" in done.stdout
     assert "temporary server" not in done.stdout + done.stderr and "Flow run" not in done.stdout + done.stderr
     assert not (tmp_path / "prefect" / "prefect.db").exists()
+    assert "prefect modules: none" in done.stderr, done.stderr  # the inline path does not import Prefect
     print(f"rtqa submit (inline): {seconds:.1f} s wall")

@@ -179,21 +179,23 @@ class TestDosimetryStage:
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        import flows.scoring
+        import flows.submission_reads
 
         read: list[list[str]] = []
-        original = flows.scoring.load_submission
+        original = flows.submission_reads.load_submission
 
         def recording(files: Any, **kwargs: Any) -> Any:
             read.append(sorted(Path(p).name for p in ([files] if isinstance(files, str | Path) else files)))
             return original(files, **kwargs)
 
-        monkeypatch.setattr(flows.scoring, "load_submission", recording)
+        monkeypatch.setattr(flows.submission_reads, "load_submission", recording)
         sim = _simulate(registered[COARSE_TPS], tmp_path, check="tps_check")
         assert sim.expected_outcome is not None, sim.expected_reason
-        sid = run_flow(settings, sim.directory, registered[COARSE_TPS])
+        with flows.submission_reads.reading_once():
+            sid = run_flow(settings, sim.directory, registered[COARSE_TPS])
         assert stored_outcome(settings, sid)[0] == sim.expected_outcome.value
-        assert len(read) == 2 and read[1] == ["RTDOSE.dcm"]  # the stored submission, then the reference dose alone
+        # the stored submission (once: validation's read serves scoring), then the reference dose alone
+        assert len(read) == 2 and read[1] == ["RTDOSE.dcm"]
 
 
 class TestTaskRunsUnderPrefect:
