@@ -11,7 +11,7 @@ from benchmarks.cases import CaseSpec, build_case, get_case
 from benchmarks.protocols import Protocol, list_protocols, load_protocol
 from flows._store import engine_for
 from flows.deferred import flow, task
-from flows.runtime import SettingsError, call, failed_run, flow_settings, run_flow
+from flows.runtime import call, run_flow, with_flow_settings
 from flows.steps import add_case
 from models.audit import record_audit
 from models.enums import QAStage
@@ -148,11 +148,7 @@ def publish_case(case_code: str, actor: str = "rtqa-flow") -> int:
 
     The database and data directory come from the environment (see :mod:`flows.runtime`).
     """
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
-    return publish_steps(settings, case_code, actor)
+    return with_flow_settings(publish_steps, case_code, actor)  # type: ignore[no-any-return]
 
 
 def run_publish_case(settings: Settings, case_code: str, actor: str = "rtqa-flow") -> int:

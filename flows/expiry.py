@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from flows._store import engine_for
 from flows.deferred import NO_CACHE, flow, task
 from flows.outbox import Sender, queue_message, send_pending, sender_from_settings
-from flows.runtime import SettingsError, call, failed_run, flow_settings, require_database, run_flow
+from flows.runtime import SettingsError, call, require_database, run_flow, with_flow_settings
 from flows.steps import logger
 from models.credentials import CredentialView, credential_view, lapse_expired
 from models.enums import CredentialStatus, Role
@@ -65,11 +65,7 @@ def expire_steps(settings: Settings, actor: str = "rtqa-schedule", now: datetime
 @flow(name="expire-credentials")
 def expire_credentials(actor: str = "rtqa-schedule") -> dict[str, Any]:
     """Lapse every credential whose validity period has ended (daily; see ``prefect.yaml``)."""
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
-    return expire_steps(settings, actor)
+    return with_flow_settings(expire_steps, actor)  # type: ignore[no-any-return]
 
 
 def recipients_for(session: Session, provider_id: int, *, qa_team_email: str | None) -> list[str]:
@@ -215,11 +211,7 @@ def remind_expiring(within_days: int | None = None, actor: str = "rtqa-schedule"
 
     ``within_days`` defaults to ``RTQA_EXPIRY_WARNING_DAYS``.
     """
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
-    return remind_steps(settings, within_days, actor)
+    return with_flow_settings(remind_steps, within_days, actor)  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,10 +25,11 @@ from benchmarks.questionnaire_forms import QUESTIONNAIRE_DIR
 from benchmarks.questionnaires import Questionnaire, QuestionnaireEvaluation, evaluate_answers, load_questionnaire
 from flows._store import content_sha256, copy_atomically, engine_for
 from flows.deferred import flow
-from flows.runtime import SettingsError, failed_run, flow_settings
+from flows.runtime import with_flow_settings
 from flows.steps import add_case, new_submission, record_decision, set_status
 from models.credentials import apply_outcome
 from models.enums import QAStage, SubmissionStatus
+from models.settings import Settings
 from models.tables import BenchmarkCase, Outcome, Provider, Submission, Technique
 
 ANSWERS_NAME = "answers.json"
@@ -191,10 +192,10 @@ def facility_questionnaire(
 ) -> dict[str, Any]:
     """Submit a centre's facility questionnaire answers (see :func:`submit_answers`); the database and data
     directory come from the environment (see :mod:`flows.runtime`)."""
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
+    return with_flow_settings(_submit, provider_code, technique, answers, actor)  # type: ignore[no-any-return]
+
+
+def _submit(settings: Settings, provider_code: str, technique: str, answers: dict[str, Any], actor: str) -> Any:
     return submit_answers(
         provider_code,
         technique,

@@ -26,7 +26,7 @@ from flows.rescore_plan import (
     plan_protocol_rescore,
 )
 from flows.rescoring import rescore_submission
-from flows.runtime import SettingsError, call, failed_run, flow_settings, run_flow
+from flows.runtime import call, run_flow, with_flow_settings
 from flows.scoring import RESULT_TABLES
 from models.settings import Settings
 from models.tables import BenchmarkCase
@@ -148,11 +148,7 @@ def rescore_protocol(protocol_id: str, version: str, actor: str = "rtqa-flow") -
     """Rescore every decided submission of protocol ``protocol_id``'s cases at ``version`` (see
     :mod:`flows.rescoring`). The database and data directory come from the environment (see
     :mod:`flows.runtime`), never from parameters."""
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
-    return rescore_protocol_steps(settings, protocol_id, version, actor)
+    return with_flow_settings(rescore_protocol_steps, protocol_id, version, actor)  # type: ignore[no-any-return]
 
 
 @flow(name="rescore-case")
@@ -160,11 +156,7 @@ def rescore_case(case: str, actor: str = "rtqa-flow") -> dict[str, Any]:
     """Rescore every decided submission of case ``CODE`` against its version ``case = "CODE@VERSION"`` (see
     :mod:`flows.rescoring`). The database and data directory come from the environment (see
     :mod:`flows.runtime`), never from parameters."""
-    try:
-        settings = flow_settings()
-    except SettingsError as err:
-        return failed_run(err)  # type: ignore[no-any-return]
-    return rescore_case_steps(settings, case, actor)
+    return with_flow_settings(rescore_case_steps, case, actor)  # type: ignore[no-any-return]
 
 
 def check_target(

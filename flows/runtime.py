@@ -150,6 +150,16 @@ def failed_run(err: SettingsError) -> Any:
     return Failed(message=str(err))
 
 
+def with_flow_settings(steps: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A flow body: ``steps(settings, *args, **kwargs)`` with the flow run's settings (:func:`flow_settings`), or,
+    when they cannot be had, a Failed state naming what is missing (:func:`failed_run`)."""
+    try:
+        settings = flow_settings()
+    except SettingsError as err:
+        return failed_run(err)
+    return steps(settings, *args, **kwargs)
+
+
 def call(task: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
     """Run a task: as a Prefect task run (named ``name``) inside a flow run, else its function directly (``task.fn``;
     Prefect is not imported for it)."""
