@@ -1,7 +1,8 @@
 """Loading a whole submission folder: every DICOM file sorted by modality, read, and cross-checked.
 
-Split from :mod:`qa_checks.dicom_io` (which re-exports :func:`load_submission` and :class:`LoadedSubmission`);
-the per-object readers and their helpers live there.
+:mod:`qa_checks.dicom_io` re-exports :func:`load_submission` and :class:`LoadedSubmission` beside the per-object
+readers (:mod:`qa_checks.ct_reader`, :mod:`qa_checks.rtstruct_reader`, :mod:`qa_checks.rtdose_reader`,
+:mod:`qa_checks.rtplan_reader`), whose shared helpers are in :mod:`qa_checks.dicom_reading`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as PydicomSequence
 
-from qa_checks.dicom_io import (
+from qa_checks.ct_reader import _ct_from_datasets
+from qa_checks.dicom_reading import (
     _MEDIA_STORAGE_DIRECTORY,
     PathLike,
     _collect_files,
-    _ct_from_datasets,
     _get,
     _pydicom_warnings_logged,
     _read_dataset,
-    _rtdose_from_dataset,
-    _rtplan_from_dataset,
-    _rtstruct_from_dataset,
     _tag,
 )
 from qa_checks.errors import (
@@ -43,6 +41,9 @@ from qa_checks.errors import (
 from qa_checks.geometry import DoseGrid, ImageVolume
 from qa_checks.plan import Plan
 from qa_checks.rtdose_meaning import DEFAULT_ALLOWED_DOSE_TYPES, _positive_int, sum_beam_doses
+from qa_checks.rtdose_reader import _rtdose_from_dataset
+from qa_checks.rtplan_reader import _rtplan_from_dataset
+from qa_checks.rtstruct_reader import _rtstruct_from_dataset
 from qa_checks.structures import StructureSet
 
 __all__ = ["LoadedSubmission", "load_submission"]

@@ -14,8 +14,9 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from qa_checks.dicom_io import _contour_data, read_rtstruct
+from qa_checks.dicom_io import read_rtstruct
 from qa_checks.errors import QAChecksError
+from qa_checks.rtstruct_reader import _contour_data
 from tests.qa_checks.conftest import DicomFactory, box_contours
 
 TAG = Tag(0x30060050)
