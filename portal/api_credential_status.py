@@ -2,7 +2,8 @@
 (dashboards and centres polling it), so its request path is lean.
 
 * One worker-thread hop (:func:`portal.deps.in_one_thread`, under a connection ticket) does all the blocking work
-  on one pooled connection: authentication (:func:`portal.deps.authenticate_holder`, one statement; the token's
+  on one pooled connection, in autocommit mode (each statement its own transaction: no ``BEGIN`` or ``ROLLBACK``
+  round trips, and the token's ``last_used_at`` write is committed by itself): authentication (:func:`portal.deps.authenticate_holder`, one statement; the token's
   ``last_used_at`` is written at most once a minute), then the provider, its network and its credentials (one
   statement, :func:`models.credential_status.provider_credential_status`), then the JSON encoding.
 * The body is built as plain dicts and sent as it is: no response model is validated on the way out. The schema
@@ -69,7 +70,7 @@ class ProviderCredentials(BaseModel):
 
 def _answer(engine: Engine, provider_code: str, bearer: str | None, cookie: str | None) -> bytes:
     """Authenticate, check access, read and encode, on one connection (blocking: runs in a worker thread)."""
-    with engine.connect() as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         holder = authenticate_holder(connection, bearer, cookie)
         found = provider_credential_status(connection, provider_code)
     if holder.role is Role.CENTRE and (found is None or found.provider_id != holder.provider_id):

@@ -135,6 +135,22 @@ def test_credentials_body_has_the_documented_shape(client: TestClient, tokens: d
     assert operation["security"] == [{"HTTPBearer": []}]
 
 
+def test_reading_credentials_records_the_tokens_last_use(
+    client: TestClient, tokens: dict[str, str], engine: Engine
+) -> None:
+    def last_used() -> object:
+        with Session(engine) as session:
+            query = select(ApiToken.last_used_at).where(ApiToken.token_sha256 == hash_token(tokens["staff"]))
+            return session.exec(query).one()
+
+    assert last_used() is None
+    assert _get(client, URL.format(OWN), tokens["staff"])[0] == 200
+    first = last_used()
+    assert first is not None  # written (and committed) by the read-only route
+    assert _get(client, URL.format(OTHER), tokens["staff"])[0] == 200
+    assert last_used() == first  # at most once a minute
+
+
 def test_token_is_stored_only_as_hash(engine: Engine, tokens: dict[str, str]) -> None:
     with Session(engine) as session:
         stored = [row.token_sha256 for row in session.exec(select(ApiToken)).all()]
