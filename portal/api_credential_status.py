@@ -2,10 +2,10 @@
 (dashboards and centres polling it), so its request path is lean.
 
 * One worker-thread hop (:func:`portal.deps.in_one_thread`, under a connection ticket) does all the blocking work
-  on one pooled connection, in autocommit mode (each statement its own transaction: no ``BEGIN`` or ``ROLLBACK``
-  round trips, and the token's ``last_used_at`` write is committed by itself): authentication (:func:`portal.deps.authenticate_holder`, one statement; the token's
-  ``last_used_at`` is written at most once a minute), then the provider, its network and its credentials (one
-  statement, :func:`models.credential_status.provider_credential_status`), then the JSON encoding.
+  on one pooled connection in autocommit mode (each statement its own transaction: no ``BEGIN`` or ``ROLLBACK``
+  round trips): authentication (:func:`portal.deps.authenticate_holder`, one statement; the token's
+  ``last_used_at`` is written, and committed, at most once a minute), then the provider, its network and its
+  credentials (one statement, :func:`models.credential_status.provider_credential_status`), then the JSON encoding.
 * The body is built as plain dicts and sent as it is: no response model is validated on the way out. The schema
   is still documented (:class:`ProviderCredentials` under ``responses``), and the body has exactly that shape
   (``tests/portal/test_api_fuzz.py`` checks answers against the schema).
