@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from models.credential_status import provider_credential_status
 from models.enums import CredentialStatus, Role
-from portal.deps import SESSION_COOKIE, BearerDep, authenticate_holder, in_one_thread
+from portal.deps import BEARER, SESSION_COOKIE, authenticate_holder, in_one_thread
 
 router = APIRouter(prefix="/api/v1/providers", tags=["credentials"])
 
@@ -87,9 +87,11 @@ def _answer(engine: Engine, provider_code: str, bearer: str | None, cookie: str 
     "/{provider_code}/credentials",
     response_model=None,
     responses={200: {"model": ProviderCredentials, "description": "The provider and its credentials."}},
+    openapi_extra={"security": [{BEARER.scheme_name: []}]},
 )
-async def provider_credentials(provider_code: str, request: Request, bearer: BearerDep) -> Response:
+async def provider_credentials(provider_code: str, request: Request) -> Response:
     """A provider's technique and trial credentials with their status, validity and evidence."""
+    bearer = await BEARER(request)  # called here, not as a dependency: the same parsing, less dependency solving
     body = await in_one_thread(
         request,
         _answer,

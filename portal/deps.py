@@ -189,8 +189,9 @@ def authenticate_holder(connection: Connection, bearer: str | None, cookie: str 
     )
 
 
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-"""The bearer credentials, if sent (documents the route's security scheme in the OpenAPI schema)."""
+BEARER = _bearer
+"""The bearer scheme every route authenticates with (``HTTPBearer``, credentials or None; its ``scheme_name`` names it
+in the OpenAPI schema)."""
 
 
 async def current_user(request: Request, auth: Annotated[tuple[User, str | None], Depends(_authenticate)]) -> User:

@@ -133,6 +133,7 @@ def test_credentials_body_has_the_documented_shape(client: TestClient, tokens: d
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/ProviderCredentials"}
     assert operation["security"] == [{"HTTPBearer": []}]
+    assert client.get("/openapi.json").json()["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
 def test_reading_credentials_records_the_tokens_last_use(
