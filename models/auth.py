@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as core_select
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
 
 from models.audit import record_audit
+from models.enums import Role
 from models.tables import ApiToken, User
 from models.types import utcnow
 
@@ -80,19 +85,91 @@ def token_user(session: Session, token: str, *, now: datetime | None = None, tou
         select(ApiToken, User).where(ApiToken.token_sha256 == hash_token(token), User.id == ApiToken.user_id)
     ).first()  # one query: this runs on every request
     if found is None:
-        raise TokenError("the API token is not known (mistyped, or from another database)")
+        raise TokenError(_UNKNOWN)
     row, user = found
-    if row.revoked_at is not None:
-        raise TokenError(f"API token {row.id} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
-    if row.expires_at is not None and row.expires_at <= now:
-        raise TokenError(f"API token {row.id} expired on {row.expires_at:%Y-%m-%d %H:%M} UTC")
-    if not user.is_active:
-        raise TokenError(f"API token {row.id} belongs to a deactivated user")
-    if touch and (row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION):
+    _refuse_unusable(row.id, row.revoked_at, row.expires_at, user.is_active, now)
+    if touch and _stale(row.last_used_at, now):
         row.last_used_at = now
         session.add(row)
         session.commit()
     return user
+
+
+_UNKNOWN = "the API token is not known (mistyped, or from another database)"
+
+
+def _refuse_unusable(
+    token_id: int | None, revoked_at: datetime | None, expires_at: datetime | None, user_active: bool, now: datetime
+) -> None:
+    """Raise :class:`TokenError` when a known token is revoked, expired or its user deactivated."""
+    if revoked_at is not None:
+        raise TokenError(f"API token {token_id} was revoked on {revoked_at:%Y-%m-%d %H:%M} UTC")
+    if expires_at is not None and expires_at <= now:
+        raise TokenError(f"API token {token_id} expired on {expires_at:%Y-%m-%d %H:%M} UTC")
+    if not user_active:
+        raise TokenError(f"API token {token_id} belongs to a deactivated user")
+
+
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a token's ``last_used_at`` is due to be written (see :data:`LAST_USED_RESOLUTION`)."""
+    return last_used_at is None or now - last_used_at >= LAST_USED_RESOLUTION
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """The user behind a working token, as the few columns a read-only request needs (no ORM object).
+
+    Attributes:
+        user_id: the ``app_user`` row's id.
+        role: the user's role.
+        provider_id: the centre user's provider (None for other roles).
+    """
+
+    user_id: int
+    role: Role
+    provider_id: int | None
+
+
+_HOLDER_QUERY = (
+    core_select(
+        col(ApiToken.id),
+        col(ApiToken.revoked_at),
+        col(ApiToken.expires_at),
+        col(ApiToken.last_used_at),
+        col(User.id),
+        col(User.role),
+        col(User.provider_id),
+        col(User.is_active),
+    )
+    .join_from(ApiToken, User, col(User.id) == col(ApiToken.user_id))
+    .where(col(ApiToken.token_sha256) == bindparam("token_sha256"))
+)  # built once: see models.credential_status._QUERY
+
+
+def token_holder(
+    connection: Connection, token: str, *, now: datetime | None = None, touch: bool = False
+) -> TokenHolder:
+    """The active user owning ``token``, checked as :func:`token_user` does, in one SQL statement on ``connection``
+    (SQLAlchemy Core: no ORM entities are loaded).
+
+    With ``touch``, a ``last_used_at`` older than :data:`LAST_USED_RESOLUTION` is written and the connection's
+    transaction committed (so at most once a minute per token; otherwise nothing is written): call it first in a
+    request's transaction.
+
+    Raises:
+        TokenError: the token is unknown, revoked or expired, or its user is deactivated (the message says which).
+    """
+    now = now or utcnow()
+    found = connection.execute(_HOLDER_QUERY, {"token_sha256": hash_token(token)}).first()
+    if found is None:
+        raise TokenError(_UNKNOWN)
+    token_id, revoked_at, expires_at, last_used_at, user_id, role, provider_id, active = found
+    _refuse_unusable(token_id, revoked_at, expires_at, active, now)
+    assert user_id is not None  # a primary key read from the database
+    if touch and _stale(last_used_at, now):
+        connection.execute(update(ApiToken).where(col(ApiToken.id) == token_id).values(last_used_at=now))
+        connection.commit()
+    return TokenHolder(user_id=user_id, role=role, provider_id=provider_id)
 
 
 def revoke_token(

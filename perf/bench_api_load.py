@@ -15,8 +15,12 @@ provider's credentials. Two load shapes, each measured after a warm-up:
 * **closed loop** (the ceiling): each client sends its next request as soon as the last one is answered, so the
   server is saturated; latency then reflects queueing behind the other 99 clients.
 
-Printed per shape: requests, errors, throughput, and latency p50 / p90 / p99 / max in milliseconds. The client
-shares the machine's cores with the server, as it would on a one-box install; the figure is honest for that.
+Printed per shape: requests, errors, throughput, and latency p50 / p90 / p99 / max in milliseconds; then the CPU
+time spent per answered request by the app (the uvicorn processes) and by PostgreSQL (the server processes of the
+benchmark's database; a lower bound, see :meth:`ServerCPU.used`), read from /proc with psutil before and after the
+shape, and the machine's 1-minute load average at the end of the shape. The client shares the machine's cores with
+the server, as it would on a one-box install; the figure is honest for that. Latency depends on what else the
+machine runs (the load average says how busy it was); the CPU per request much less so.
 
 Run: ``RTQA_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres python perf/bench_api_load.py``
 (``--clients 100 --seconds 20 --interval 1 --workers 1``).
@@ -37,6 +41,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -128,22 +133,68 @@ async def _client(
         out.append(time.perf_counter() - started)
 
 
+class ServerCPU:
+    """CPU seconds used so far by the app (the uvicorn process and its workers) and by each of PostgreSQL's server
+    processes for ``database`` (None: SQLite, no server)."""
+
+    def __init__(self, app_pid: int, database: str | None) -> None:
+        self.app = psutil.Process(app_pid)
+        self.database = database
+
+    @staticmethod
+    def _seconds(proc: psutil.Process) -> float:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            return 0.0
+        return float(times.user + times.system)
+
+    def read(self) -> tuple[float, dict[int, float]]:
+        """(app seconds, PostgreSQL seconds by backend process id)."""
+        app = sum(self._seconds(p) for p in [self.app, *self.app.children(recursive=True)])
+        backends: dict[int, float] = {}
+        if self.database is not None:
+            marker = f" {self.database} "  # a backend's title: "postgres: 15/main: USER DATABASE HOST(PORT) STATE"
+            for proc in psutil.process_iter(["cmdline"]):
+                title = " ".join(proc.info["cmdline"] or []) + " "
+                if title.startswith("postgres:") and marker in title:
+                    backends[proc.pid] = self._seconds(proc)
+        return app, backends
+
+    def used(self, since: tuple[float, dict[int, float]]) -> tuple[float, float, int]:
+        """CPU seconds of the app and of PostgreSQL since the reading ``since``, and how many PostgreSQL backends
+        started meanwhile. A backend that ended meanwhile (a pool's overflow connection closed) is not counted, so
+        the PostgreSQL figure is a lower bound; the number started says whether that happened."""
+        app, backends = self.read()
+        db = sum(seconds - since[1].get(pid, 0.0) for pid, seconds in backends.items())
+        return app - since[0], db, len(backends.keys() - since[1].keys())
+
+
 async def _shape(
     clients: list[httpx.AsyncClient], providers: list[str], seconds: float, interval: float | None
 ) -> tuple[list[float], list[str], float]:
     out: list[float] = []
     errors: list[str] = []
     cpu = time.process_time()
+    server = _SERVER[0].read() if _SERVER else None
     started = time.perf_counter()
     stop_at = started + seconds
     await asyncio.gather(*(_client(c, providers, stop_at, interval, out, errors) for c in clients))
     elapsed = time.perf_counter() - started
     _CLIENT_CPU.append((time.process_time() - cpu) / elapsed)
+    if server is not None:
+        _SERVER_CPU.append(_SERVER[0].used(server))
     return out, errors, elapsed
 
 
 _CLIENT_CPU: list[float] = []
 """Per shape: the load generator's CPU seconds per second (its share of a core), printed with the figures."""
+
+_SERVER: list[ServerCPU] = []
+"""The server's CPU probe, once it runs."""
+
+_SERVER_CPU: list[tuple[float, float, int]] = []
+"""Per shape: CPU seconds of the app and of PostgreSQL during the shape, and PostgreSQL backends started."""
 
 
 async def _run(base: str, tokens: list[str], providers: list[str], seconds: float, interval: float) -> None:
@@ -169,6 +220,11 @@ def _report(name: str, latencies: list[float], errors: list[str], elapsed: float
         f"{name:12s} requests {len(ms):6d}  errors {len(errors):3d}  throughput {len(ms) / elapsed:7.1f}/s  "
         f"p50 {statistics.median(ms):6.1f} ms  p90 {_percentile(ms, 90):6.1f}  p99 {_percentile(ms, 99):6.1f}  "
         f"max {max(ms):6.1f}  (client CPU {_CLIENT_CPU[-1]:.0%} of a core)"
+    )
+    app, db, started = _SERVER_CPU[-1]
+    print(
+        f"{'':12s} server CPU per request: app {app / len(ms) * 1000:.2f} ms, PostgreSQL >= {db / len(ms) * 1000:.2f} "
+        f"ms ({started} backends started); load average {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -216,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                             break
                     except httpx.HTTPError:
                         time.sleep(0.1)
+                _SERVER.append(ServerCPU(server.pid, None if args.sqlite else database))
                 kind = "SQLite" if args.sqlite else "PostgreSQL"
                 print(
                     f"{kind}, {len(providers)} providers, {args.clients} clients, {args.workers} uvicorn worker(s), "

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from flows.runner import SubmissionRunner
-from models.credentials import credentialed_for_trial, credentials_for_provider, expiring_credentials
+from models.credentials import credentialed_for_trial, expiring_credentials
 from models.db import create_db_engine
 from models.enums import OutcomeLevel, Role
 from models.outcomes import NotLatestAttemptError, OverrideError, UnknownSubmissionError, override_outcome
@@ -39,6 +39,7 @@ from portal.api_audit import router as audit_router
 from portal.api_cases import router as cases_router
 from portal.api_centre import router as centre_router
 from portal.api_commissioning import router as commissioning_router
+from portal.api_credential_status import router as credential_status_router
 from portal.api_flows import router as flows_router
 from portal.api_national import router as national_router
 from portal.api_received import router as received_router
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine or create_db_engine(settings.resolved_database_url)
     app.state.connection_tickets = ConnectionTickets(app.state.engine)
     app.state.runner = runner
+    app.include_router(credential_status_router)  # first: the most requested route is matched first
     app.include_router(stages_router)
     app.include_router(cases_router)
     app.include_router(centre_router)
@@ -115,24 +117,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if user.role is Role.CENTRE:
             query = query.where(Provider.id == user.provider_id)
         return [_provider_json(p, n) for p, n in session.exec(query).all()]
-
-    @app.get("/api/v1/providers/{provider_code}/credentials", tags=["credentials"])
-    def provider_credentials(provider_code: str, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-        found = session.exec(
-            select(Provider, Network).where(Provider.code == provider_code, Network.id == Provider.network_id)
-        ).first()
-        provider, network = found if found is not None else (None, None)
-        if user.role is Role.CENTRE and (provider is None or provider.id != user.provider_id):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"a centre token may only read its own provider's credentials, not {provider_code!r}",
-            )
-        if provider is None or network is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no provider with code {provider_code!r}")
-        return {
-            "provider": _provider_json(provider, network),
-            "credentials": [c.as_dict() for c in credentials_for_provider(session, provider)],
-        }
 
     @app.get("/api/v1/trials", tags=["trials"])
     def list_trials(user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from models.credential_status import provider_credential_status
 from models.credentials import apply_outcome, credentials_for_provider, lapse_expired, refresh_technique_credential
 from models.enums import CredentialStatus, OutcomeLevel, OutcomeSource, QAStage
 from models.stages import StageRequirementError, register_stage_requirements
@@ -200,3 +201,27 @@ def test_refresh_all_follows_new_requirements(world: World) -> None:
     tech = world.credential(technique=world.lung)
     assert tech is not None and tech.status is CredentialStatus.PENDING
     assert tech.evidence["outstanding"] == ["TPS check: missing"]
+
+
+def test_status_in_one_statement_matches_the_views(world: World) -> None:
+    _apply(world, world.passed_all(), days=30)
+    world.session.flush()
+    connection = world.session.connection()
+    found = provider_credential_status(connection, world.provider.code)
+    assert found is not None and found.provider_id == world.provider.id
+    views = credentials_for_provider(world.session, world.provider)
+    assert [c["code"] for c in found.body["credentials"]] == ["sabr_lung", "BOTH-TRIAL", "LUNG-TRIAL"]
+    assert found.body["credentials"] == [v.as_dict() for v in views]
+    assert found.body["provider"] == {
+        "code": "the-christie",
+        "name": "The Christie NHS Foundation Trust",
+        "ods_code": world.provider.ods_code,
+        "network": {
+            "code": "north-west",
+            "name": "Lancashire and South Cumbria, Greater Manchester, Cheshire and Merseyside",
+        },
+    }
+    other = provider_credential_status(connection, "leeds-teaching-hospitals")
+    assert other is not None and other.body["credentials"] == []  # a provider without credential rows
+    assert other.body["provider"]["code"] == "leeds-teaching-hospitals"
+    assert provider_credential_status(connection, "no-such-trust") is None

@@ -86,6 +86,72 @@ def test_unknown_provider_is_404_for_commissioner(client: TestClient, tokens: di
     assert status == 404 and "no-such-trust" in str(body["detail"])
 
 
+def test_a_signed_in_page_session_reads_credentials_without_a_bearer(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    r = client.post("/sign-in", data={"token": tokens["centre"]}, follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get(URL.format(OWN)).status_code == 200
+    assert client.get(URL.format(OTHER)).status_code == 403
+    # A bearer token, when sent, decides alone: a bad one is refused even with a good session cookie.
+    r = client.get(URL.format(OWN), headers={"Authorization": "Bearer rtqa_not-a-real-token"})
+    assert r.status_code == 401 and "invalid" in r.json()["detail"]
+
+
+def test_credentials_body_has_the_documented_shape(client: TestClient, tokens: dict[str, str], engine: Engine) -> None:
+    from datetime import timedelta
+
+    from models.enums import CredentialStatus
+    from models.tables import Credential, Technique
+    from portal.api_credential_status import CredentialState, ProviderCredentials
+
+    with Session(engine) as session:
+        provider = session.exec(select(Provider).where(Provider.code == OWN)).one()
+        technique = session.exec(select(Technique).where(Technique.code == "sabr_lung")).one()
+        now = utcnow()
+        evidence = {"stages": [{"stage": "outlining_benchmark"}], "outstanding": []}
+        session.add(
+            Credential(
+                provider_id=provider.id or 0,
+                technique_id=technique.id,
+                status=CredentialStatus.CREDENTIALED,
+                granted_at=now,
+                valid_until=now + timedelta(days=30),
+                evidence=evidence,
+            )
+        )
+        session.commit()
+    response = client.get(URL.format(OWN), headers={"Authorization": f"Bearer {tokens['staff']}"})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    ProviderCredentials.model_validate(body)
+    (credential,) = body["credentials"]
+    assert set(credential) == set(CredentialState.model_fields)
+    assert credential["valid_until"] == (now + timedelta(days=30)).isoformat()
+    assert (credential["stages"], credential["evidence"]) == (evidence["stages"], evidence)
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/providers/{provider_code}/credentials"]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ProviderCredentials"}
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert client.get("/openapi.json").json()["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_reading_credentials_records_the_tokens_last_use(
+    client: TestClient, tokens: dict[str, str], engine: Engine
+) -> None:
+    def last_used() -> object:
+        with Session(engine) as session:
+            query = select(ApiToken.last_used_at).where(ApiToken.token_sha256 == hash_token(tokens["staff"]))
+            return session.exec(query).one()
+
+    assert last_used() is None
+    assert _get(client, URL.format(OWN), tokens["staff"])[0] == 200
+    first = last_used()
+    assert first is not None  # written (and committed) by the read-only route
+    assert _get(client, URL.format(OTHER), tokens["staff"])[0] == 200
+    assert last_used() == first  # at most once a minute
+
+
 def test_token_is_stored_only_as_hash(engine: Engine, tokens: dict[str, str]) -> None:
     with Session(engine) as session:
         stored = [row.token_sha256 for row in session.exec(select(ApiToken)).all()]
