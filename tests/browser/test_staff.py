@@ -74,6 +74,8 @@ def test_staff_issues_a_token_shown_once(page: Any, tokens: dict[str, str]) -> N
     token = page.inner_text("#token")
     assert token.startswith("rtqa_")
     page.click("button[data-copy]")
+    # The status is written when the clipboard's promise settles, after the click returns.
+    page.wait_for_function("document.querySelector('[data-copy-status]').textContent !== ''")
     assert page.inner_text("[data-copy-status]") in {"Copied.", "Selected: press Ctrl+C (or ⌘C) to copy."}
     page.click("text=Back to comm@nhs.test")
     assert "monthly report" in page.inner_text("table.tokens") and token not in page.content()
