@@ -46,7 +46,6 @@ from flows.credentialing import (
 from flows.part_tasks import without_part_tasks
 from flows.runner import unfinished_submissions
 from flows.runtime import SettingsError, failed_run, flow_settings, using_settings
-from flows.structure_tasks import per_submission_tasks
 from flows.submission_reads import reading_once
 from models.enums import SubmissionStatus
 from models.settings import Settings
@@ -130,7 +129,7 @@ def process_submission(submission_id: int, *, actor: str, database_url: str, dat
     started, cpu_started = time.perf_counter(), time.process_time()
     with reading_once():  # validation and scoring read the stored files once
         if validate_submission.fn(submission_id, actor=actor, database_url=database_url):
-            with per_submission_tasks(), without_part_tasks():  # this task run is the unit: none per structure
+            with without_part_tasks():  # this task run is the unit: none per structure or part
                 score_submission.fn(submission_id, actor=actor, database_url=database_url, data_dir=data_dir)
             with Session(engine_for(database_url)) as session:
                 sub = session.get(Submission, submission_id)

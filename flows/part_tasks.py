@@ -17,17 +17,19 @@ results stay in memory (not persisted, not cached). Ids and paths stay the unit 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from typing import Any, TypeVar
 
+from flows.deferred import in_flow_run
+
 __all__ = [
     "GAMMA_TASK",
     "PLAN_STEP_TASKS",
     "gamma_label",
+    "part_runs_wanted",
     "part_task_name",
     "run_gamma",
     "run_part",
@@ -57,15 +59,6 @@ def gamma_label(dose_percent: float, distance_mm: float, *, local: bool = False)
     return f"{dose_percent:g}%/{distance_mm:g}mm" + (" local" if local else "")
 
 
-def _in_flow_run() -> bool:
-    """Whether a Prefect flow run is active in this context (never when Prefect was not imported at all)."""
-    if "prefect.context" not in sys.modules:
-        return False
-    from prefect.context import FlowRunContext
-
-    return FlowRunContext.get() is not None
-
-
 @cache
 def _task(name: str) -> Any:
     """The Prefect task named ``name`` that runs the function it is given (built on first use)."""
@@ -81,7 +74,7 @@ def _task(name: str) -> Any:
 
 def run_part(task: str, subject: str, compute: Callable[[], T]) -> T:
     """``compute()`` as a task run named ``task[subject]`` inside a Prefect flow run, else directly."""
-    if not _part_runs.get() or not _in_flow_run():
+    if not part_runs_wanted():
         return compute()
     named = _task(task).with_options(task_run_name=part_task_name(task, subject))
     return named(compute)  # type: ignore[no-any-return]
@@ -97,9 +90,16 @@ def run_gamma(label: str, compute: Callable[[], T]) -> T:
     return run_part(GAMMA_TASK, label, compute)
 
 
+def part_runs_wanted() -> bool:
+    """Whether a part (or an outlining structure, :mod:`flows.structure_tasks`) runs as a task run of its own: inside
+    a Prefect flow run and not within :func:`without_part_tasks`."""
+    return _part_runs.get() and in_flow_run()
+
+
 @contextmanager
 def without_part_tasks() -> Iterator[None]:
-    """Within this context the parts run without a task run each (see the module docstring)."""
+    """Within this context the parts, and the outlining structures, run without a task run each (see the module
+    docstring)."""
     token = _part_runs.set(False)
     try:
         yield

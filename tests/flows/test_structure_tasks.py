@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from flows.part_tasks import without_part_tasks
 from flows.steps import SubmissionLog, submission_logger
-from flows.structure_tasks import per_submission_tasks, run_structure, structure_task_name
+from flows.structure_tasks import run_structure, structure_task_name
 from models.enums import QAStage, SubmissionStatus
 from models.tables import BenchmarkCase, Provider, Submission, Technique
 
@@ -28,7 +29,7 @@ def test_outside_a_flow_run_the_comparison_is_called_directly() -> None:
         return "scored"
 
     assert run_structure("PTV", compute) == "scored"
-    with per_submission_tasks():
+    with without_part_tasks():
         assert run_structure("PTV", compute) == "scored"
 
 
