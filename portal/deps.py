@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
@@ -70,15 +71,17 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     An async generator on purpose: waiting for the ticket and the clean-up (closing the session, returning the
     connection) run on the event loop, never holding a worker thread. Creating the session does no I/O; the
     endpoints and :func:`_authenticate` use it in worker threads, one at a time."""
+    async with _ticket(request):
+        with Session(request.app.state.engine) as session:
+            yield session
+
+
+def _ticket(request: Request) -> AbstractAsyncContextManager[object]:
+    """Wait for (and hold) one of the app's :class:`ConnectionTickets`; nothing to wait for when the pool never makes
+    a caller wait."""
     tickets: ConnectionTickets | None = getattr(request.app.state, "connection_tickets", None)
     semaphore = tickets.semaphore() if tickets is not None else None
-    if semaphore is None:
-        with Session(request.app.state.engine) as session:
-            yield session
-        return
-    async with semaphore:
-        with Session(request.app.state.engine) as session:
-            yield session
+    return semaphore if semaphore is not None else nullcontext()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -94,11 +97,7 @@ async def in_one_thread(request: Request, work: Callable[_P, _T], *args: _P.args
     The lean alternative to the dependency chain (:data:`SessionDep`, :data:`CurrentUser`) for a hot read-only
     route: authentication and the route's queries run in one thread hop and one pooled connection, which never
     waits for another thread while it is held."""
-    tickets: ConnectionTickets | None = getattr(request.app.state, "connection_tickets", None)
-    semaphore = tickets.semaphore() if tickets is not None else None
-    if semaphore is None:
-        return await run_in_threadpool(work, *args, **kwargs)
-    async with semaphore:
+    async with _ticket(request):
         return await run_in_threadpool(work, *args, **kwargs)
 
 
@@ -128,6 +127,14 @@ def _release_connection(session: Session) -> None:
     session.expire_on_commit = True
 
 
+_BAD_TOKEN = "invalid, revoked or expired token"
+_NO_TOKEN = "missing bearer token: send 'Authorization: Bearer <token>' (or sign in on the pages)"
+
+
+def _unauthorised(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
 def _authenticate(
     request: Request,
     session: SessionDep,
@@ -142,11 +149,7 @@ def _authenticate(
     if credentials is not None:
         user = user_for_token(session, credentials.credentials, touch=True)
         if user is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="invalid, revoked or expired token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise _unauthorised(_BAD_TOKEN)
         _release_connection(session)
         return user, None
     cookie = request.cookies.get(SESSION_COOKIE)
@@ -155,11 +158,7 @@ def _authenticate(
         if user is not None:
             _release_connection(session)
             return user, cookie
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="missing bearer token: send 'Authorization: Bearer <token>' (or sign in on the pages)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    raise _unauthorised(_NO_TOKEN)
 
 
 def authenticate_holder(connection: Connection, bearer: str | None, cookie: str | None) -> TokenHolder:
@@ -172,21 +171,13 @@ def authenticate_holder(connection: Connection, bearer: str | None, cookie: str 
         try:
             return token_holder(connection, bearer, touch=True)
         except TokenError:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                detail="invalid, revoked or expired token",
-                headers={"WWW-Authenticate": "Bearer"},
-            ) from None
+            raise _unauthorised(_BAD_TOKEN) from None
     if cookie:
         try:
             return token_holder(connection, cookie, touch=True)
         except TokenError:
             pass
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="missing bearer token: send 'Authorization: Bearer <token>' (or sign in on the pages)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    raise _unauthorised(_NO_TOKEN)
 
 
 BEARER = _bearer
