@@ -61,14 +61,14 @@ def deployment_parameters(database_url: str, submission_id: int, *, actor: str) 
         }
 
 
-def unfinished_submissions(database_url: str) -> list[int]:
-    """Ids of submissions with steps still to run, oldest first (by received time, then id)."""
+def unfinished_submissions(database_url: str, *, case_id: int | None = None) -> list[int]:
+    """Ids of submissions with steps still to run (of case ``case_id`` only, when given), oldest first (by received
+    time, then id)."""
+    query = select(Submission.id).where(col(Submission.status).in_(UNFINISHED))
+    if case_id is not None:
+        query = query.where(Submission.case_id == case_id)
     with Session(engine_for(database_url)) as session:
-        ids = session.exec(
-            select(Submission.id)
-            .where(col(Submission.status).in_(UNFINISHED))
-            .order_by(col(Submission.received_at), col(Submission.id))
-        ).all()
+        ids = session.exec(query.order_by(col(Submission.received_at), col(Submission.id))).all()
     return [i for i in ids if i is not None]
 
 

@@ -240,12 +240,7 @@ def batch_submissions(settings: Settings, params: ScoreBatchParameters) -> list[
             ).first()
             if case is None:
                 raise TriggerError(f"unknown case {params.case}: `rtqa cases list` shows the registered cases")
-            found = session.exec(
-                select(Submission.id)
-                .where(Submission.case_id == case.id, col(Submission.status).in_(UNFINISHED))
-                .order_by(col(Submission.received_at), col(Submission.id))
-            ).all()
-            ids = [i for i in found if i is not None]
+            ids = unfinished_submissions(url, case_id=case.id)
             if not ids:
                 raise TriggerError(f"case {params.case} has no submission waiting for its remaining steps")
             return ids
